@@ -1,0 +1,7 @@
+"""``python -m har <command>``: see har/cli.py."""
+
+import sys
+
+from har.cli import main
+
+sys.exit(main())

@@ -1,0 +1,51 @@
+"""On-the-fly augmentation that fits video: one random draw per clip, applied to all of its frames.
+
+Training reads a dense cache of ``frames * DENSE`` frames per clip (``DENSE`` candidates per sampling segment);
+``jitter`` picks one candidate per segment at random, ``centre`` picks the middle one, which is exactly the frame
+:func:`har.video.sample_clip` takes with ``frames`` frames (segment centres), so evaluation sees what serving sees.
+All randomness is stateless and seeded per element, so a run is reproducible given its seed.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+DENSE = 3  # candidate frames per sampling segment in the training cache
+
+
+def centre(dense: tf.Tensor, frames: int) -> tf.Tensor:
+    """(frames*DENSE, H, W, 3) -> (frames, H, W, 3): the segment centres (``sample_clip``'s frames)."""
+    return tf.gather(dense, tf.range(frames) * DENSE + DENSE // 2)
+
+
+def augment_clip(dense: tf.Tensor, seed: tf.Tensor, frames: int, min_area: float = 0.6) -> tf.Tensor:
+    """One augmented clip, uint8 ``(frames, H, W, 3)``, from a dense uint8 ``(frames*DENSE, H, W, 3)`` stack.
+
+    Frame-position jitter within each segment, a random crop covering ``min_area``..1 of the frame (aspect
+    0.8..1.25) resized back, horizontal flip, brightness and contrast: the same draw for every frame of the clip.
+    ``seed`` is a shape-(2,) int tensor.
+    """
+    seeds = tf.random.split(tf.cast(seed, tf.int64), 7)
+    size = tf.shape(dense)[1]
+    pick = tf.random.stateless_uniform((frames,), seeds[0], 0, DENSE, dtype=tf.int32)
+    x = tf.gather(dense, tf.range(frames) * DENSE + pick)
+    x = tf.cast(x, tf.float32)  # (frames, H, W, 3) in 0..255
+
+    area = tf.random.stateless_uniform((), seeds[1], min_area, 1.0)
+    aspect = tf.exp(tf.random.stateless_uniform((), seeds[2], tf.math.log(0.8), tf.math.log(1.25)))
+    h = tf.minimum(tf.sqrt(area / aspect), 1.0)
+    w = tf.minimum(tf.sqrt(area * aspect), 1.0)
+    y0 = tf.random.stateless_uniform((), seeds[3], 0.0, 1.0) * (1.0 - h)
+    x0 = tf.random.stateless_uniform((), seeds[4], 0.0, 1.0) * (1.0 - w)
+    box = tf.reshape(tf.stack([y0, x0, y0 + h, x0 + w]), (1, 4))
+    x = tf.image.crop_and_resize(x, tf.tile(box, (frames, 1)), tf.range(frames), tf.stack([size, size]))
+
+    flip = tf.random.stateless_uniform((), seeds[5], 0.0, 1.0) < 0.5
+    x = tf.cond(flip, lambda: tf.reverse(x, axis=[2]), lambda: x)
+
+    bc = tf.random.stateless_uniform((2,), seeds[6], -1.0, 1.0)
+    brightness = 0.15 * 255.0 * bc[0]
+    contrast = 1.0 + 0.25 * bc[1]
+    mean = tf.reduce_mean(x)
+    x = (x - mean) * contrast + mean + brightness
+    return tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.uint8)

@@ -1,0 +1,62 @@
+"""The model directory: one folder per trained model, self-describing.
+
+``models/<name>/``::
+
+    model.keras    weights and graph, Keras 3 format, loads with safe_mode=True (no optimizer state)
+    config.json    har.config.ModelConfig: classes, frames, size, preset, split groups, seed, versions, ...
+    history.csv    one row per epoch: epoch, loss, accuracy, val_loss, val_accuracy, learning_rate, epoch_seconds
+    metrics.json   test-split metrics (har.evaluate schema)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from har.config import CONFIG_FILE, ModelConfig
+from har.errors import ModelError
+
+MODEL_FILE = "model.keras"
+HISTORY_FILE = "history.csv"
+METRICS_FILE = "metrics.json"
+REQUIRED = (MODEL_FILE, CONFIG_FILE)
+
+# The shipped models live in models/ at the top of the repository.
+MODELS_ROOT = Path(os.environ.get("HAR_MODELS_DIR", Path(__file__).resolve().parent.parent / "models"))
+
+
+def resolve_model_dir(name_or_dir: str | os.PathLike) -> Path:
+    """``lrcn`` -> ``models/lrcn``; an existing directory is taken as it is. Raises :class:`ModelError`."""
+    p = Path(name_or_dir)
+    if p.is_dir():
+        candidate = p
+    elif (MODELS_ROOT / str(name_or_dir)).is_dir() and os.sep not in str(name_or_dir):
+        candidate = MODELS_ROOT / str(name_or_dir)
+    else:
+        shipped = sorted(d.name for d in MODELS_ROOT.iterdir() if d.is_dir()) if MODELS_ROOT.is_dir() else []
+        raise ModelError(
+            f"No model named or found at '{name_or_dir}'. Shipped models: {', '.join(shipped) or 'none'}; "
+            "or give the path of a trained model directory."
+        )
+    missing = [f for f in REQUIRED if not (candidate / f).is_file()]
+    if missing:
+        raise ModelError(f"Model directory {candidate} is incomplete: {', '.join(missing)} missing.")
+    return candidate
+
+
+def load_model(name_or_dir: str | os.PathLike):
+    """``(keras.Model, ModelConfig)`` from a model directory, loaded with ``safe_mode=True`` and not compiled."""
+    import keras
+
+    directory = resolve_model_dir(name_or_dir)
+    config = ModelConfig.load(directory)
+    try:
+        model = keras.saving.load_model(directory / MODEL_FILE, compile=False, safe_mode=True)
+    except Exception as exc:  # keras raises a zoo of types for a damaged or foreign file
+        raise ModelError(f"{directory / MODEL_FILE} could not be loaded: {exc}") from exc
+    n_out = model.output_shape[-1]
+    if n_out != len(config.classes):
+        raise ModelError(
+            f"{directory}: the model has {n_out} outputs but config.json lists {len(config.classes)} classes."
+        )
+    return model, config

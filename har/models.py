@@ -1,0 +1,106 @@
+"""Model builders: LRCN (a per-frame CNN feeding an LSTM) and ConvLSTM (a stack of ConvLSTM2D layers).
+
+Every builder returns a named ``keras.Model`` taking uint8 ``(batch, frames, size, size, 3)``; rescaling to [0, 1]
+lives inside the model so training and serving cannot disagree. No Lambda layers: the saved ``.keras`` file
+loads with ``safe_mode=True``.
+
+Presets:
+
+* ``tutorial`` reproduces the original write-ups' networks exactly (LRCN: Conv 16-32-64-64 with 4-4-2-2 pooling,
+  dropout 0.25, LSTM 32 -> 73,060 parameters for 4 classes; ConvLSTM: 4-8-14-16 filters, valid padding, 1x2x2
+  pooling, recurrent dropout 0.2 -> 44,524 parameters for 4 classes).
+* ``default`` is ours: batch normalisation and global pooling per frame, wider but cheap, tuned to beat it
+  on a group-held-out split while keeping the forward pass within budget on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+ARCHS = ("lrcn", "convlstm")
+PRESETS = ("default", "tutorial")
+
+
+def build(arch: str, preset: str, num_classes: int, frames: int = 20, size: int = 64) -> keras.Model:
+    """The network for ``arch`` / ``preset``; raises ``ValueError`` for an unknown name."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    fn = {
+        ("lrcn", "tutorial"): lrcn_tutorial,
+        ("lrcn", "default"): lrcn_default,
+        ("convlstm", "tutorial"): convlstm_tutorial,
+        ("convlstm", "default"): convlstm_default,
+    }[(arch, preset)]
+    return fn(num_classes, frames, size)
+
+
+def _input(frames: int, size: int) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    inputs = keras.Input((frames, size, size, 3), dtype="uint8", name="frames")  # (batch, frames, H, W, 3) uint8
+    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)  # -> float in [0, 1]
+    return inputs, x
+
+
+def _head(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
+    # float32 softmax even under mixed precision, so probabilities sum to 1 exactly enough to threshold.
+    return layers.Dense(num_classes, activation="softmax", dtype="float32", name="probs")(x)
+
+
+def lrcn_tutorial(num_classes: int, frames: int = 20, size: int = 64) -> keras.Model:
+    inputs, x = _input(frames, size)
+    for i, (filters, pool) in enumerate(((16, 4), (32, 4), (64, 2), (64, 2))):
+        x = layers.TimeDistributed(layers.Conv2D(filters, 3, padding="same", activation="relu"), name=f"conv{i}")(x)
+        x = layers.TimeDistributed(layers.MaxPooling2D(pool), name=f"pool{i}")(x)
+        if i < 3:
+            x = layers.TimeDistributed(layers.Dropout(0.25), name=f"drop{i}")(x)
+    x = layers.TimeDistributed(layers.Flatten(), name="flatten")(x)
+    x = layers.LSTM(32, name="lstm")(x)
+    return keras.Model(inputs, _head(x, num_classes), name="lrcn_tutorial")
+
+
+def lrcn_default(num_classes: int, frames: int = 20, size: int = 64) -> keras.Model:
+    inputs, x = _input(frames, size)
+    # Per frame: conv-BN-ReLU blocks, each a stride-2 convolution halving the resolution (strided convolutions
+    # train about 3x faster than conv + max-pooling on CPU for the same accuracy here).
+    # (batch, frames, 64, 64, 3) -> (b, f, 32, 32, 16) -> ... -> (b, f, 4, 4, 128) -> GAP -> (b, f, 128)
+    for i, filters in enumerate((16, 32, 64, 128)):
+        x = layers.TimeDistributed(
+            layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False), name=f"conv{i}"
+        )(x)
+        x = layers.TimeDistributed(layers.BatchNormalization(), name=f"bn{i}")(x)
+        x = layers.TimeDistributed(layers.ReLU(), name=f"relu{i}")(x)
+    x = layers.TimeDistributed(layers.GlobalAveragePooling2D(), name="gap")(x)  # (batch, frames, 128)
+    x = layers.Dropout(0.3, name="drop_frames")(x)
+    x = layers.LSTM(64, name="lstm")(x)  # (batch, 64)
+    x = layers.Dropout(0.3, name="drop_clip")(x)
+    return keras.Model(inputs, _head(x, num_classes), name="lrcn")
+
+
+def convlstm_tutorial(num_classes: int, frames: int = 20, size: int = 64) -> keras.Model:
+    inputs, x = _input(frames, size)
+    for i, filters in enumerate((4, 8, 14, 16)):
+        x = layers.ConvLSTM2D(
+            filters, 3, activation="tanh", recurrent_dropout=0.2, return_sequences=True, name=f"convlstm{i}"
+        )(x)
+        x = layers.MaxPooling3D((1, 2, 2), padding="same", name=f"pool{i}")(x)
+        if i < 3:
+            x = layers.TimeDistributed(layers.Dropout(0.2), name=f"drop{i}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    return keras.Model(inputs, _head(x, num_classes), name="convlstm_tutorial")
+
+
+def convlstm_default(num_classes: int, frames: int = 20, size: int = 64) -> keras.Model:
+    inputs, x = _input(frames, size)
+    # ConvLSTM2D stack; each layer strides 2 spatially so the recurrent convolutions run on small maps.
+    # (batch, 20, 64, 64, 3) -> (b, 20, 32, 32, 16) -> (b, 20, 16, 16, 32) -> (b, 20, 8, 8, 64) -> (b, 64)
+    for i, filters in enumerate((16, 32, 64)):
+        last = i == 2
+        x = layers.ConvLSTM2D(
+            filters, 3, strides=2, padding="same", return_sequences=not last, name=f"convlstm{i}"
+        )(x)
+        x = layers.BatchNormalization(name=f"bn{i}")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(0.3, name="drop")(x)
+    return keras.Model(inputs, _head(x, num_classes), name="convlstm")

@@ -1,0 +1,282 @@
+"""Fit a model on a folder-per-class dataset with a group-aware split, and write a self-describing model dir.
+
+``python -m har train --arch lrcn --data DATA --out models/lrcn`` writes ``model.keras`` (best validation loss),
+``config.json``, ``history.csv`` (per epoch: loss, accuracy, val_loss, val_accuracy, learning_rate,
+epoch_seconds) and ``metrics.json`` (the test split, groups never seen in training or validation).
+
+A run keeps ``_resume/`` (last epoch's full model with optimizer state) while it runs; ``--resume`` continues a
+killed run from its last finished epoch, with early stopping and best-checkpoint state rebuilt from history.csv.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from har.config import ModelConfig, Sampling
+from har.errors import HarError
+from har.modeldir import HISTORY_FILE, METRICS_FILE, MODEL_FILE
+
+log = logging.getLogger(__name__)
+
+RESUME_DIR = "_resume"
+LAST_FILE = "last.keras"
+STATE_FILE = "state.json"
+BEST_WEIGHTS = "best.weights.h5"
+HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    arch: str  # "lrcn" | "convlstm"
+    data: Path  # folder per class
+    out: Path  # model directory to write
+    preset: str = "default"  # "default" | "tutorial"
+    epochs: int = 60  # upper bound; early stopping usually ends sooner
+    batch_size: int = 16
+    lr: float = 1e-3  # peak learning rate (cosine decay after a short warm-up)
+    warmup_epochs: int = 2
+    patience: int = 12  # epochs without a better val_loss before stopping
+    seed: int = 0
+    validation: float = 0.15  # fraction of each class's groups
+    test: float = 0.2
+    frames: int = 20
+    size: int = 64
+    strategy: str = "auto"  # "auto" (one device: GPU if any), "mirrored" (all local GPUs), "cpu"
+    resume: bool = False
+    cache_dir: Path | None = None
+    max_clips: int | None = None  # per split, for smoke tests only
+
+
+def lr_at(epoch: int, opts: TrainOptions) -> float:
+    """Linear warm-up, then cosine decay to 5% of the peak over ``opts.epochs``: a pure function of the epoch,
+    so a resumed run follows the same schedule."""
+    if epoch < opts.warmup_epochs:
+        return opts.lr * (epoch + 1) / (opts.warmup_epochs + 1)
+    progress = (epoch - opts.warmup_epochs) / max(opts.epochs - opts.warmup_epochs, 1)
+    return opts.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def versions() -> dict[str, str]:
+    import cv2
+    import tensorflow as tf
+
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "opencv": cv2.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def pick_strategy(name: str):
+    """A ``tf.distribute`` strategy: GPUs when TensorFlow sees them, else the CPU."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if name == "mirrored":
+        if not gpus:
+            log.warning("--strategy mirrored: TensorFlow sees no GPU; MirroredStrategy runs on the CPU")
+        return tf.distribute.MirroredStrategy()
+    if name == "cpu" or not gpus:
+        return tf.distribute.OneDeviceStrategy("/cpu:0")
+    return tf.distribute.OneDeviceStrategy("/gpu:0")
+
+
+def _read_history(path: Path) -> list[dict[str, float]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _write_history(path: Path, rows: list[dict[str, float]]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (int(r[k]) if k == "epoch" else f"{r[k]:.6g}") for k in HISTORY_FIELDS})
+    os.replace(tmp, path)
+
+
+def train(opts: TrainOptions) -> ModelConfig:
+    """Run one training; returns the config written next to the model. Raises :class:`HarError` on bad input."""
+    import tensorflow as tf
+
+    from har import augment, models
+    from har.data import class_counts, clip_durations, clips_of, index_dataset, load_frames, make_dataset, split_groups
+    from har.evaluate import metrics, predict_frames
+
+    keras.utils.set_random_seed(opts.seed)  # the one seed: python, numpy, tf
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    else:
+        tf.config.experimental.enable_op_determinism()  # reproducible on CPU given the seed
+
+    out = Path(opts.out)
+    resume_dir = out / RESUME_DIR
+    if opts.resume and not (resume_dir / STATE_FILE).is_file():
+        raise HarError(f"Nothing to resume in {out}: no unfinished run there (no {RESUME_DIR}/{STATE_FILE}).")
+    if not opts.resume and resume_dir.exists():
+        shutil.rmtree(resume_dir)  # a fresh run: forget an earlier unfinished one
+    out.mkdir(parents=True, exist_ok=True)
+    resume_dir.mkdir(exist_ok=True)
+
+    index = index_dataset(opts.data)
+    split = split_groups(index, seed=opts.seed, validation=opts.validation, test=opts.test)
+    parts = {s: clips_of(index, g) for s, g in split.items()}
+    if opts.max_clips:
+        rng = np.random.default_rng(opts.seed)
+        parts = {s: [c[i] for i in sorted(rng.permutation(len(c))[: opts.max_clips])] for s, c in parts.items()}
+    for s, clips in parts.items():
+        if not clips:
+            raise HarError(f"The {s} split is empty: the dataset needs at least three groups per class.")
+        log.info("%s: %d clips %s", s, len(clips), class_counts(index, clips))
+
+    # Cached frames: train/validation dense (DENSE candidates per segment, for position jitter), test as served.
+    dense = Sampling(opts.frames * augment.DENSE, opts.size)
+    x_train = load_frames(parts["train"], dense, opts.cache_dir, desc="train frames")
+    x_val = load_frames(parts["validation"], dense, opts.cache_dir, desc="validation frames")
+    y_train, y_val = index.labels(parts["train"]), index.labels(parts["validation"])
+    n = opts.frames
+    ds_train = make_dataset(
+        x_train, y_train, opts.batch_size, shuffle_seed=opts.seed, map_fn=lambda x, s: augment.augment_clip(x, s, n)
+    )
+    ds_val = make_dataset(x_val, y_val, opts.batch_size, map_fn=lambda x: augment.centre(x, n))
+
+    strategy = pick_strategy(opts.strategy)
+    history_path = out / HISTORY_FILE
+    state = json.loads((resume_dir / STATE_FILE).read_text()) if opts.resume else {"epoch": 0, "seconds": 0.0}
+    prior = _read_history(history_path)[: state["epoch"]] if opts.resume else []
+    with strategy.scope():
+        if opts.resume:
+            model = keras.saving.load_model(resume_dir / LAST_FILE, safe_mode=True)
+            log.info("resuming %s after epoch %d", out, state["epoch"])
+        else:
+            model = models.build(opts.arch, opts.preset, len(index.classes), opts.frames, opts.size)
+            model.compile(
+                optimizer=keras.optimizers.Adam(opts.lr),
+                loss=keras.losses.SparseCategoricalCrossentropy(),
+                metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            )
+
+    callbacks = [
+        keras.callbacks.LearningRateScheduler(lambda epoch: lr_at(epoch, opts)),
+        _ResumableEarlyStopping([r["val_loss"] for r in prior], monitor="val_loss", mode="min", patience=opts.patience),
+        _EpochLog(out, prior, state["seconds"]),
+    ]
+    verbose = 1 if os.isatty(2) else 2
+    started = time.perf_counter()
+    if state["epoch"] < opts.epochs and not state.get("stopped"):
+        model.fit(ds_train, validation_data=ds_val, epochs=opts.epochs, initial_epoch=state["epoch"],
+                  callbacks=callbacks, verbose=verbose)
+    rows = _read_history(history_path)
+    train_seconds = sum(r["epoch_seconds"] for r in rows)
+
+    # The shipped model: the best epoch's weights in a fresh, uncompiled model (no optimizer state to ship).
+    best = int(np.argmin([r["val_loss"] for r in rows]))
+    final = models.build(opts.arch, opts.preset, len(index.classes), opts.frames, opts.size)
+    final.load_weights(resume_dir / BEST_WEIGHTS)
+    final.save(out / MODEL_FILE)
+
+    x_test = load_frames(parts["test"], Sampling(opts.frames, opts.size), opts.cache_dir, desc="test frames")
+    probs = predict_frames(final, x_test)
+    test_metrics = metrics(index.labels(parts["test"]), probs.argmax(axis=1), index.classes)
+    test_metrics["split"] = "test"
+    (out / METRICS_FILE).write_text(json.dumps(test_metrics, indent=2) + "\n")
+
+    durations = clip_durations(parts["train"])
+    config = ModelConfig(
+        arch=opts.arch,
+        preset=opts.preset,
+        classes=index.classes,
+        frames=opts.frames,
+        size=opts.size,
+        window_s=round(float(np.median(durations)), 2) if durations else 7.0,
+        seed=opts.seed,
+        data=Path(opts.data).resolve().name,
+        split=split,
+        epochs=len(rows),
+        best_epoch=best + 1,
+        train_seconds=round(train_seconds, 1),
+        params=int(final.count_params()),
+        hyper={
+            "batch_size": opts.batch_size, "lr": opts.lr, "warmup_epochs": opts.warmup_epochs,
+            "max_epochs": opts.epochs, "patience": opts.patience, "validation": opts.validation,
+            "test": opts.test, "augment": "jitter+crop+flip+brightness/contrast", "strategy": opts.strategy,
+            "device": "gpu" if gpus else "cpu",
+        },
+        versions=versions(),
+    )
+    config.save(out)
+    shutil.rmtree(resume_dir)
+    log.info("trained %s in %.0f s (this call %.0f s): test accuracy %.3f, macro-F1 %.3f", out, train_seconds,
+             time.perf_counter() - started, test_metrics["accuracy"], test_metrics["macro_f1"])
+    return config
+
+
+class _EpochLog(keras.callbacks.Callback):
+    """Per epoch, in this order: best weights if val_loss improved, the full last model (for --resume), the
+    history row, then the resume state. A kill at any point leaves a consistent (older or newer) state."""
+
+    def __init__(self, out: Path, prior: list[dict[str, float]], seconds: float):
+        super().__init__()
+        self.out = out
+        self.rows = list(prior)
+        self.seconds = seconds
+        self.best = min((r["val_loss"] for r in prior), default=math.inf)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        dt = time.perf_counter() - self.t0
+        lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        row = {"epoch": epoch + 1, "loss": logs["loss"], "accuracy": logs["accuracy"], "val_loss": logs["val_loss"],
+               "val_accuracy": logs["val_accuracy"], "learning_rate": lr, "epoch_seconds": dt}
+        resume = self.out / RESUME_DIR
+        if row["val_loss"] < self.best:
+            self.best = row["val_loss"]
+            self.model.save_weights(resume / f"tmp.{BEST_WEIGHTS}")
+            os.replace(resume / f"tmp.{BEST_WEIGHTS}", resume / BEST_WEIGHTS)
+        self.model.save(resume / f"tmp.{LAST_FILE}")
+        os.replace(resume / f"tmp.{LAST_FILE}", resume / LAST_FILE)
+        self.rows.append(row)
+        _write_history(self.out / HISTORY_FILE, self.rows)
+        self.seconds += dt
+        # EarlyStopping runs before this callback, so stop_training already says whether the run is over.
+        state = {"epoch": epoch + 1, "seconds": self.seconds, "stopped": bool(self.model.stop_training)}
+        (resume / f"tmp.{STATE_FILE}").write_text(json.dumps(state))
+        os.replace(resume / f"tmp.{STATE_FILE}", resume / STATE_FILE)
+
+
+class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """keras EarlyStopping whose wait counter and best value are replayed from the epochs of an earlier run."""
+
+    def __init__(self, prior: list[float], **kwargs):
+        super().__init__(**kwargs)
+        self.prior = prior
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.monitor_op is None:
+            self._set_monitor_op()
+        for epoch, value in enumerate(self.prior):
+            self.wait += 1
+            if self._is_improvement(value, self.best):
+                self.best, self.best_epoch, self.wait = value, epoch, 0
