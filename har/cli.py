@@ -1,4 +1,4 @@
-"""Command line: ``python -m har index|train|evaluate ...``.
+"""Command line: ``python -m har index|train|evaluate|download ...``.
 
 Errors a user caused (our :class:`HarError`) print one line ``error: <message>`` on stderr and exit 1, no
 traceback. Machine-readable output (``--json``) is one JSON object on the last line of stdout.
@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -17,8 +16,10 @@ from har.errors import HarError
 
 
 def _quiet_tensorflow() -> None:
-    # TensorFlow's C++ start-up chatter is not for users; set before tensorflow is first imported.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow's C++ start-up chatter is not for users: import it with stderr silenced (har.runtime).
+    from har.runtime import load_tensorflow
+
+    load_tensorflow()
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -75,6 +76,66 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_download(args: argparse.Namespace) -> int:
+    from har.fetch import download
+
+    def progress(fraction: float | None, message: str) -> None:
+        if sys.stderr.isatty():  # a live status line for people, nothing for scripts and logs
+            print(f"\r{message[:70]:<70}", end="", file=sys.stderr, flush=True)
+
+    try:
+        path = download(args.url, Path(args.out), start_s=args.start, end_s=args.end, progress=progress)
+    finally:
+        if sys.stderr.isatty():
+            print(file=sys.stderr)
+    print(path)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    from contextlib import nullcontext
+
+    from har.fetch import fetched, is_url
+    from har.infer import UNCERTAIN, Recognizer, analyze
+    from har.video import probe
+
+    log = logging.getLogger("har.predict")
+
+    def progress(fraction: float | None, message: str) -> None:  # a download may not know its fraction
+        log.info("%s %s", "    " if fraction is None else f"{fraction:4.0%}", message)
+
+    timeline = args.timeline or args.annotate is not None  # the annotated copy shows the timeline's labels
+    if is_url(args.input):
+        source = fetched(args.input, progress=progress)
+    else:
+        probe(args.input)  # a missing or broken file fails before the model loads
+        source = nullcontext(Path(args.input))
+    recognizer = Recognizer(args.model)
+    with source as path:
+        result = analyze(path, recognizer, timeline=timeline, annotate_to=args.annotate, top_k=args.top_k,
+                         window_s=args.window_s, hop_s=args.hop_s, progress=progress)[recognizer.name]
+    out = {**result.to_dict(), "input": args.input}
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    clip = result.clip
+    verdict = f"{UNCERTAIN} (top probability {clip.top[0].score:.0%} < {clip.uncertain_below:.0%})" \
+        if clip.uncertain else f"{clip.label} ({clip.top[0].score:.0%})"
+    print(f"{args.input}: {recognizer.name} says {verdict}")
+    for s in clip.top:
+        print(f"  {s.label:<24}{s.score:>7.1%}")
+    if result.timeline is not None:
+        t = result.timeline
+        print(f"timeline: {t.duration_s:.1f} s, {len(t.window_starts)} windows of {t.window_s:g} s every "
+              f"{t.hop_s:g} s")
+        for seg in t.segments:
+            print(f"  {seg.start_s:>7.1f} - {seg.end_s:>7.1f} s  {seg.label:<28}{seg.score:>6.0%}")
+    if result.annotated is not None:
+        print(f"annotated copy: {result.annotated}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m har", description="HAR Studio: human action recognition.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -108,6 +169,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     s.add_argument("--cache-dir", default=None)
     s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("predict", help="recognise the action in a video: top-k, timeline, annotated copy")
+    s.add_argument("input", help="video file or link")
+    s.add_argument("--model", default="lrcn", help="lrcn, convlstm or a model directory")
+    s.add_argument("--top-k", type=int, default=5, help="how many classes to list (default 5)")
+    s.add_argument("--timeline", action="store_true", help="slide a window over the video: segments over time")
+    s.add_argument("--window-s", type=float, default=None,
+                   help="timeline window in seconds (default: the model's, the median training clip)")
+    s.add_argument("--hop-s", type=float, default=None, help="timeline hop in seconds (default: the model's, 1)")
+    s.add_argument("--annotate", metavar="OUT.mp4", default=None,
+                   help="write a copy with the label drawn on every frame (H.264 MP4; implies --timeline)")
+    s.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    s.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("download", help="download a video from a link (YouTube, ...) with yt-dlp, within the limits")
+    s.add_argument("url", help="video link; allowed hosts: HAR_ALLOWED_HOSTS (default YouTube)")
+    s.add_argument("--out", default=".", help="folder to save into (default: current folder)")
+    s.add_argument("--start", type=float, default=None, help="only download from this second on")
+    s.add_argument("--end", type=float, default=None, help="only download up to this second")
+    s.set_defaults(func=cmd_download)
     return p
 
 

@@ -26,12 +26,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
-import numpy as np
+# FFmpeg's own messages ("moov atom not found", ...) would reach the user's terminal; our errors say it better.
+# Set before OpenCV's FFmpeg backend starts; export OPENCV_FFMPEG_LOGLEVEL=24 to see them when debugging.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 
 from har.errors import VideoError
 
 log = logging.getLogger(__name__)
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # OpenCV's own warnings likewise
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ogv")
 
@@ -73,14 +78,70 @@ def open_video(path: str | os.PathLike) -> cv2.VideoCapture:
     size = p.stat().st_size
     if size == 0:
         raise VideoError(f"Video file {_describe(p)} is empty (0 bytes); the upload may have failed.")
+    with open(p, "rb") as f:
+        what = _not_a_video(f.read(16))
+    if what:
+        raise VideoError(f"{_describe(p)} is {what}, not a video.")
     cap = cv2.VideoCapture(str(p), cv2.CAP_FFMPEG)
     if not cap.isOpened():
         cap.release()
-        raise VideoError(
-            f"{_describe(p)} is not a video that can be decoded (unknown format or not a video file at all). "
-            "Try an MP4, AVI, MOV, MKV or WebM video."
-        )
+        raise VideoError(_why_not_a_video(p))
     return cap
+
+
+# FFmpeg would happily decode a still image as a one-frame "video": refuse those by their first bytes.
+# (Animated GIFs are left to FFmpeg: they are moving pictures.)
+_NOT_VIDEO_MAGIC = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"BM": "a BMP image",
+                    b"RIFF": None, b"%PDF": "a PDF document", b"PK\x03\x04": "a ZIP archive"}
+
+
+def _kind_of(head: bytes) -> str | None:
+    """The video container family named by a file's first bytes, or None."""
+    if head[4:8] == b"ftyp" or head[4:8] in (b"moov", b"mdat", b"wide", b"free"):
+        return "MP4/MOV"
+    if head[:4] == b"RIFF" and head[8:11] == b"AVI":
+        return "AVI"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "Matroska/WebM"
+    if head[:4] == b"OggS":
+        return "Ogg"
+    if head[:3] == b"FLV":
+        return "FLV"
+    if head[:4] == b"\x00\x00\x01\xba" or head[:1] == b"\x47":
+        return "MPEG"
+    return None
+
+
+def _not_a_video(head: bytes) -> str | None:
+    """What a file is when its first bytes say it is surely not a video (an image, a document, ...)."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "a WebP image"
+    for magic, what in _NOT_VIDEO_MAGIC.items():
+        if what and head.startswith(magic):
+            return what
+    return None
+
+
+def _why_not_a_video(p: Path) -> str:
+    """The most specific reason we can give for a file OpenCV's FFmpeg cannot open."""
+    with open(p, "rb") as f:
+        head = f.read(4096)
+    kind = _kind_of(head)
+    if kind:
+        return (f"{_describe(p)} looks like an {kind} file but cannot be decoded: it is probably truncated "
+                "(an incomplete upload or download) or damaged.")
+    what = _not_a_video(head)
+    if what:
+        return f"{_describe(p)} is {what}, not a video."
+    try:
+        head.decode("utf-8")
+        is_text = b"\x00" not in head
+    except UnicodeDecodeError:
+        is_text = False
+    if is_text:
+        return f"{_describe(p)} is a text file, not a video."
+    return (f"{_describe(p)} is not a video that can be decoded (unknown format or not a video file at all). "
+            "Try an MP4, AVI, MOV, MKV or WebM video.")
 
 
 def probe(path: str | os.PathLike) -> VideoInfo:

@@ -1,0 +1,123 @@
+"""Shared fixtures: the shared data folder, tiny real videos written with OpenCV, a model trained for one epoch."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+UCF = SHARED_DATA / "ucf101-6"
+WILD = SHARED_DATA / "wild"
+
+
+def need(path: Path) -> Path:
+    """The shared data must exist in CI (fail loudly); elsewhere a test without it is skipped with the reason."""
+    if not path.exists():
+        msg = f"shared data missing: {path}"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+@pytest.fixture(scope="session")
+def ucf() -> Path:
+    return need(UCF)
+
+
+@pytest.fixture(scope="session")
+def wild() -> Path:
+    return need(WILD)
+
+
+BITS = 10  # frame index encoded as 10 vertical black/white stripes: survives lossy codecs and a 64x64 resize
+
+
+def index_frame(i: int, width: int = 320, height: int = 240) -> np.ndarray:
+    """A BGR frame whose stripes spell ``i`` in binary (most significant bit left)."""
+    img = np.zeros((height, width, 3), np.uint8)
+    stripe = width // BITS
+    for b in range(BITS):
+        if (i >> (BITS - 1 - b)) & 1:
+            img[:, b * stripe : (b + 1) * stripe] = 255
+    return img
+
+
+def read_index(rgb: np.ndarray) -> int:
+    """Inverse of :func:`index_frame` on a (possibly resized, RGB or BGR) frame."""
+    h, w = rgb.shape[:2]
+    gray = rgb.mean(axis=2) if rgb.ndim == 3 else rgb
+    value = 0
+    for b in range(BITS):
+        x0 = int((b + 0.3) * w / BITS)
+        x1 = max(int((b + 0.7) * w / BITS), x0 + 1)
+        value = (value << 1) | int(gray[h // 4 : 3 * h // 4, x0:x1].mean() > 127)
+    return value
+
+
+def write_video(path: Path, frames: int, fourcc: str = "mp4v", fps: float = 25.0, size=(320, 240),
+                make=index_frame) -> Path:
+    """Write ``frames`` frames with OpenCV; frame i is ``make(i, w, h)``. Asserts the writer opened."""
+    w, h = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
+    assert writer.isOpened(), f"OpenCV cannot write {fourcc} to {path.suffix}"
+    for i in range(frames):
+        writer.write(make(i, w, h))
+    writer.release()
+    return path
+
+
+@pytest.fixture
+def index_video(tmp_path):
+    """Factory: a video whose frame i shows i in stripes."""
+
+    def make(frames: int, name: str = "idx.avi", fourcc: str = "MJPG", **kw) -> Path:
+        return write_video(tmp_path / name, frames, fourcc, **kw)
+
+    return make
+
+
+def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``python -m har ARGS`` in a subprocess from the repo root, capturing text output."""
+    return subprocess.run([sys.executable, "-m", "har", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(ucf, tmp_path_factory) -> Path:
+    """A small real dataset: 3 classes x 3 groups x 2 clips of the shared data, symlinked (18 clips)."""
+    root = tmp_path_factory.mktemp("tiny-data")
+    for cls in ("Archery", "PlayingPiano", "Surfing"):
+        (root / cls).mkdir()
+        for g in ("g08", "g09", "g10"):
+            for clip in sorted((ucf / cls).glob(f"v_{cls}_{g}_c0[12].mp4")):
+                (root / cls / clip.name).symlink_to(clip)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_dataset, tmp_path_factory) -> Path:
+    """An LRCN trained for one epoch on :func:`tiny_dataset` through the real training code: every artifact."""
+    from har.train import TrainOptions, train
+
+    out = tmp_path_factory.mktemp("tiny-model") / "lrcn"
+    train(TrainOptions(arch="lrcn", data=tiny_dataset, out=out, epochs=1, batch_size=4, seed=0,
+                       cache_dir=tmp_path_factory.mktemp("tiny-cache")))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_recognizer(tiny_model):
+    """A :class:`har.infer.Recognizer` on :func:`tiny_model`, loaded and warmed up once for the session."""
+    from har.infer import Recognizer
+
+    return Recognizer(tiny_model)

@@ -1,0 +1,395 @@
+"""har.fetch with the real yt-dlp against a local HTTP server on 127.0.0.1 (no other host is ever contacted).
+
+An autouse fixture records every socket connection made in this process and fails a test that connects anywhere
+but the loopback network: refused hosts must be refused before any connection is attempted.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import functools
+import http.server
+import ipaddress
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from har import fetch
+from har.errors import FetchError
+from har.fetch import FetchLimits, check_url, download, fetched, is_url
+from har.video import probe
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ucf101-6"
+CLIPS = {"short.mp4": DATA / "Archery" / "v_Archery_g08_c02.mp4",  # 4.6 s, 96 kB
+         "long.mp4": DATA / "Archery" / "v_Archery_g08_c01.mp4"}  # 14.5 s, 325 kB
+LOCAL = FetchLimits(allowed_hosts=("127.0.0.1",))
+
+
+def _need_data() -> None:
+    missing = [str(p) for p in CLIPS.values() if not p.is_file()]
+    if missing:
+        msg = f"shared data missing: {missing}"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """Static files plus a few endpoints that misbehave on purpose."""
+
+    REDIRECTS = {
+        "/redirect/same": "/short.mp4",  # same host: followed
+        "/redirect/private": "http://10.0.0.1/x.mp4",  # a private address
+        "/redirect/link-local": "http://169.254.169.254/latest/meta-data/",  # cloud metadata service
+        "/redirect/localhost": "http://localhost:{port}/short.mp4",  # a name resolving to loopback
+        "/redirect/other-host": "http://not-allowed.invalid/x.mp4",  # a host not in the allow list
+    }
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self.server.paths.append(self.path)
+        if self.path in self.REDIRECTS:
+            self.send_response(302)
+            self.send_header("Location", self.REDIRECTS[self.path].format(port=self.server.server_port))
+            self.end_headers()
+        elif self.path == "/page.html":
+            body = b"<html><head><title>No video here</title></head><body><p>Just text.</p></body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        elif self.path == "/two-videos.html":  # yt-dlp's generic extractor makes a playlist of these
+            body = b'<html><body><video src="/short.mp4"></video><video src="/long.mp4"></video></body></html>'
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        elif self.path == "/unsized.mp4":  # no Content-Length: the size is only known while downloading
+            self.protocol_version = "HTTP/1.0"
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.end_headers()
+            self.wfile.write((Path(self.directory) / "long.mp4").read_bytes())
+            self.close_connection = True
+        elif self.path == "/slow.mp4":  # answers long after the client's timeout
+            time.sleep(3)
+            self.send_response(500)
+            self.end_headers()
+        else:
+            super().do_GET()
+
+    def copyfile(self, source, outputfile) -> None:
+        try:
+            super().copyfile(source, outputfile)
+        except (BrokenPipeError, ConnectionResetError):  # yt-dlp reads the head of a file and hangs up
+            pass
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """Base URL of a server on 127.0.0.1 serving copies of shared clips; ``.paths`` lists requests."""
+    _need_data()
+    root = tmp_path_factory.mktemp("www")
+    for name, src in CLIPS.items():
+        shutil.copyfile(src, root / name)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(root)))
+    httpd.daemon_threads = True
+    httpd.paths = []
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _url(server, path: str) -> str:
+    return f"http://127.0.0.1:{server.server_port}{path}"
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch, tmp_path):
+    """Fail on any connection outside 127.0.0.0/8; keep env limits at their defaults; temp dirs in tmp_path."""
+    attempts: list = []
+    real_connect = socket.socket.connect
+
+    def connect(self, address):
+        attempts.append(address)
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    for name in ("HAR_ALLOWED_HOSTS", "HAR_MAX_VIDEO_SECONDS", "HAR_MAX_DOWNLOAD_MB", "HAR_YTDLP_COOKIES",
+                 "HAR_FETCH_TIMEOUT_S", "HAR_FETCH_RETRIES"):
+        monkeypatch.delenv(name, raising=False)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    yield
+    outside = [a for a in attempts if isinstance(a, tuple) and not ipaddress.ip_address(a[0]).is_loopback]
+    assert not outside, f"connections outside loopback: {outside}"
+
+
+def _leftovers(tmp_path: Path) -> list[str]:
+    return sorted(p.name for p in (tmp_path / "tmp").glob("har-fetch-*"))
+
+
+# --- rules, without downloading ------------------------------------------------------------------------------
+
+
+def test_is_url():
+    assert is_url("https://youtu.be/abc") and is_url("  ftp://x/y ")
+    assert not is_url("clip.mp4") and not is_url("/data/clip.mp4") and not is_url("youtube.com/watch?v=x")
+
+
+def test_check_url_rules_name_the_rule_that_refused():
+    with pytest.raises(FetchError, match="is not a link"):
+        check_url("hello world")
+    with pytest.raises(FetchError, match="is not a link"):
+        check_url("clip.mp4")
+    with pytest.raises(FetchError, match=r"Only http:// and https:// .* uses ftp://"):
+        check_url("ftp://www.youtube.com/video.mp4")
+    with pytest.raises(FetchError, match=r"'example\.com', which is not an allowed host .*HAR_ALLOWED_HOSTS"):
+        check_url("https://example.com/video.mp4")
+    # The cloud metadata service: not an allowed host by default, and a link-local address even when any is.
+    with pytest.raises(FetchError, match="'169.254.169.254', which is not an allowed host"):
+        check_url("http://169.254.169.254/latest/meta-data/")
+    anyhost = FetchLimits(allowed_hosts=("*",))
+    with pytest.raises(FetchError, match="'169.254.169.254', a link-local address: links into a local"):
+        check_url("http://169.254.169.254/latest/meta-data/", anyhost)
+    with pytest.raises(FetchError, match="a loopback address"):
+        check_url("http://127.0.0.1:8000/x.mp4", anyhost)
+    with pytest.raises(FetchError, match="a private address"):
+        check_url("http://192.168.1.1/x.mp4", anyhost)
+    with pytest.raises(FetchError, match="a loopback address"):
+        check_url("http://[::ffff:127.0.0.1]/x.mp4", FetchLimits(allowed_hosts=("*",)))
+    # Listed by its exact name: allowed, loopback or not. YouTube's hosts are the default; no DNS for them.
+    assert check_url("http://127.0.0.1:8000/x.mp4", LOCAL) == "http://127.0.0.1:8000/x.mp4"
+    assert check_url("youtube.com/watch?v=abc") == "https://youtube.com/watch?v=abc"
+    assert check_url(" HTTPS://www.YouTube.com/watch?v=abc ") == "https://www.YouTube.com/watch?v=abc"
+    assert check_url("https://youtu.be/abc") == "https://youtu.be/abc"
+
+
+def test_limits_from_env(monkeypatch, tmp_path):
+    limits = FetchLimits.from_env()
+    assert (limits.max_seconds, limits.max_mb) == (600, 200)
+    assert "youtu.be" in limits.allowed_hosts and "music.youtube.com" in limits.allowed_hosts
+    assert limits.cookies is None
+    cookies = tmp_path / "cookies.txt"
+    cookies.write_text("# Netscape HTTP Cookie File\n")
+    monkeypatch.setenv("HAR_MAX_VIDEO_SECONDS", "30")
+    monkeypatch.setenv("HAR_MAX_DOWNLOAD_MB", "1.5")
+    monkeypatch.setenv("HAR_ALLOWED_HOSTS", " 127.0.0.1, *.Example.org ")
+    monkeypatch.setenv("HAR_YTDLP_COOKIES", str(cookies))
+    limits = FetchLimits.from_env()
+    assert (limits.max_seconds, limits.max_bytes) == (30, 1_500_000)
+    assert limits.allowed_hosts == ("127.0.0.1", "*.example.org")
+    assert limits.cookies == cookies
+    monkeypatch.setenv("HAR_MAX_DOWNLOAD_MB", "lots")
+    with pytest.raises(FetchError, match="HAR_MAX_DOWNLOAD_MB must be a positive number, not 'lots'"):
+        FetchLimits.from_env()
+    monkeypatch.setenv("HAR_MAX_DOWNLOAD_MB", "1")
+    monkeypatch.setenv("HAR_YTDLP_COOKIES", str(tmp_path / "missing.txt"))
+    with pytest.raises(FetchError, match="HAR_YTDLP_COOKIES points to .*missing.txt"):
+        FetchLimits.from_env()
+
+
+def test_youtube_without_js_runtime_says_so(monkeypatch, tmp_path):
+    monkeypatch.setattr(fetch, "js_runtime", lambda: None)
+    with pytest.raises(FetchError, match=r"YouTube links cannot be fetched .*JavaScript runtime .*yt-dlp-ejs"):
+        download("https://www.youtube.com/watch?v=aqz-KE-bpKQ", tmp_path / "out")
+    assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
+
+
+def test_section_times_are_checked_first(tmp_path):
+    with pytest.raises(FetchError, match=r"end time \(2 s\) must come after the start time \(5 s\)"):
+        download("https://youtu.be/abc", tmp_path, start_s=5, end_s=2)
+    with pytest.raises(FetchError, match=r"chosen section is 700 s long.*at most 600 s \(HAR_MAX_VIDEO_SECONDS\)"):
+        download("https://youtu.be/abc", tmp_path, start_s=100, end_s=800)
+
+
+# --- real downloads from 127.0.0.1 ---------------------------------------------------------------------------
+
+
+def test_refused_by_default(server, tmp_path):
+    with pytest.raises(FetchError, match=r"'127.0.0.1', which is not an allowed host .*youtube\.com"):
+        with fetched(_url(server, "/short.mp4")):
+            pass
+    assert _leftovers(tmp_path) == []
+
+
+def test_downloaded_when_allowed(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("HAR_ALLOWED_HOSTS", "127.0.0.1")
+    seen: list = []
+    with fetched(_url(server, "/short.mp4"), progress=lambda f, m: seen.append((f, m))) as path:
+        assert path.is_file() and path.parent.name.startswith("har-fetch-")
+        assert filecmp.cmp(path, CLIPS["short.mp4"], shallow=False)  # the bytes served, unchanged
+        assert probe(path).frame_count == probe(CLIPS["short.mp4"]).frame_count
+        assert len(_leftovers(tmp_path)) == 1  # only the directory holding the video
+    fractions = [f for f, _ in seen if f is not None]
+    assert fractions and fractions[-1] == 1.0 and fractions == sorted(fractions)
+    assert any("Downloading" in m for _, m in seen)
+    assert _leftovers(tmp_path) == []
+
+
+def test_redirect_on_the_same_host_is_followed(server, tmp_path):
+    path = download(_url(server, "/redirect/same"), tmp_path / "out", limits=LOCAL)
+    assert filecmp.cmp(path, CLIPS["short.mp4"], shallow=False)
+
+
+@pytest.mark.parametrize(("endpoint", "allowed", "message"), [
+    ("/redirect/other-host", ("127.0.0.1",), r"led to 'not-allowed\.invalid', which is not an allowed host"),
+    ("/redirect/private", ("127.0.0.1",), r"led to '10\.0\.0\.1', which is not an allowed host"),
+    ("/redirect/private", ("127.0.0.1", "*"), r"led to '10\.0\.0\.1', a private address"),
+    ("/redirect/link-local", ("127.0.0.1", "*"), r"led to '169\.254\.169\.254', a link-local address"),
+    ("/redirect/localhost", ("127.0.0.1", "*"), r"led to 'localhost', which resolves to 127\.0\.0\.1, a loopback"),
+])
+def test_redirect_to_a_refused_host_is_refused(server, tmp_path, endpoint, allowed, message):
+    with pytest.raises(FetchError, match=message):
+        download(_url(server, endpoint), tmp_path / "out", limits=FetchLimits(allowed_hosts=allowed, retries=0))
+    assert list((tmp_path / "out").iterdir()) == [] and _leftovers(tmp_path) == []
+    # (the autouse fixture checks that no connection left the loopback network)
+
+
+def test_too_large_is_refused(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("HAR_ALLOWED_HOSTS", "127.0.0.1")
+    monkeypatch.setenv("HAR_MAX_DOWNLOAD_MB", "0.05")
+    # Content-Length known: yt-dlp's max_filesize stops before the body.
+    with pytest.raises(FetchError, match=r"larger than the 0\.05 MB this server downloads \(HAR_MAX_DOWNLOAD_MB\)"):
+        with fetched(_url(server, "/short.mp4")):
+            pass
+    # No Content-Length: our progress hook stops it as soon as the limit is passed.
+    with pytest.raises(FetchError, match=r"larger than the 0\.05 MB this server downloads \(HAR_MAX_DOWNLOAD_MB\)"):
+        with fetched(_url(server, "/unsized.mp4")):
+            pass
+    # A section is cut by ffmpeg, which stops writing at the limit.
+    with pytest.raises(FetchError, match=r"larger than the 0\.05 MB this server downloads"):
+        with fetched(_url(server, "/long.mp4"), start_s=0, end_s=12):
+            pass
+    assert _leftovers(tmp_path) == []
+
+
+def test_too_long_is_refused_after_probing(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("HAR_ALLOWED_HOSTS", "127.0.0.1")
+    monkeypatch.setenv("HAR_MAX_VIDEO_SECONDS", "3")
+    out = tmp_path / "out"
+    # A direct file: yt-dlp cannot know its duration before downloading, so the file is probed and deleted.
+    with pytest.raises(FetchError, match=r"The video is 4\.6 s long; this server accepts at most 3\.0 s "
+                                         r"\(HAR_MAX_VIDEO_SECONDS\)\. Choose a start and end time"):
+        download(_url(server, "/short.mp4"), out)
+    assert list(out.iterdir()) == [] and _leftovers(tmp_path) == []
+
+
+def test_section_of_a_long_video(server, tmp_path):
+    limits = FetchLimits(allowed_hosts=("127.0.0.1",), max_seconds=3)  # the section counts, not the 14.5 s video
+    with fetched(_url(server, "/long.mp4"), start_s=5, end_s=7, limits=limits) as path:
+        info = probe(path)
+        assert 1.8 <= info.duration_s <= 2.3, info  # cut where asked, not at the keyframe before
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(("endpoint", "message"), [
+    ("/page.html", r"This site is not supported: yt-dlp found no video"),
+    ("/two-videos.html", r"The link is a playlist or a channel: paste the link of a single video"),
+    ("/missing.mp4", r"The video is unavailable \(private, removed, or never existed\): HTTP Error 404"),
+    ("/slow.mp4", r"Network failure or timeout while fetching the video: .*timed out"),
+])
+def test_errors_a_user_can_act_on(server, tmp_path, endpoint, message):
+    limits = FetchLimits(allowed_hosts=("127.0.0.1",), socket_timeout_s=0.5, retries=0)
+    with pytest.raises(FetchError, match=message):
+        with fetched(_url(server, endpoint), limits=limits):
+            pass
+    assert _leftovers(tmp_path) == []
+
+
+def test_connection_refused_is_a_network_failure(tmp_path):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(FetchError, match="Network failure or timeout"):
+        download(f"http://127.0.0.1:{port}/x.mp4", tmp_path, limits=FetchLimits(allowed_hosts=("127.0.0.1",),
+                                                                                 retries=0))
+
+
+def test_guard_is_only_active_during_a_download(server, tmp_path):
+    download(_url(server, "/short.mp4"), tmp_path / "out", limits=LOCAL)
+    assert socket.getaddrinfo is fetch._guarded_getaddrinfo and fetch._active_guard.get() is None
+    assert socket.getaddrinfo("10.0.0.1", 80)  # other code in the process resolves as usual
+
+
+def test_live_streams_and_known_durations_are_refused_before_downloading():
+    job = fetch._Job("https://youtu.be/x", FetchLimits(max_seconds=60), fetch._Guard(FetchLimits(), False),
+                     None, None, lambda f, m: None)
+    with pytest.raises(FetchError, match="live stream"):
+        job.match_filter({"id": "x", "live_status": "is_live"}, incomplete=True)
+    with pytest.raises(FetchError, match=r"The video is 90 s long; this server accepts at most 60 s"):
+        job.match_filter({"id": "x", "duration": 90}, incomplete=True)
+    section = fetch._Job("https://youtu.be/x", FetchLimits(max_seconds=60), job.guard, 3000, None,
+                         lambda f, m: None)
+    with pytest.raises(FetchError, match=r"chosen section is 600 s long"):  # from 3000 s to the end
+        section.match_filter({"id": "x", "duration": 3600}, incomplete=True)
+    with pytest.raises(FetchError, match=r"start time \(3000 s\) is past the end of the video"):
+        section.match_filter({"id": "x", "duration": 120}, incomplete=True)
+    with pytest.raises(FetchError, match=r"The video is 250 MB, more than the 200 MB"):
+        job.match_filter({"id": "x", "duration": 30, "filesize_approx": 250e6}, incomplete=False)
+
+
+@pytest.mark.parametrize(("message", "expected"), [
+    # yt-dlp's own wording for YouTube's refusals, raised as its real exception classes.
+    ("Sign in to confirm you’re not a bot. Use --cookies-from-browser or --cookies for the authentication.",
+     r"YouTube asked for a sign-in or a check that this server is not a bot\. .*datacenter.*HAR_YTDLP_COOKIES"),
+    ("Sign in to confirm your age. This video may be inappropriate for some users.",
+     r"age-restricted.*HAR_YTDLP_COOKIES"),
+    ("Private video. Sign in if you've been granted access to this video. Use --cookies-from-browser or --cookies",
+     r"unavailable \(private, removed, or never existed\): Private video"),
+    ("Video unavailable. This video has been removed by the uploader", r"unavailable \(private, removed"),
+    ("Requested format is not available. Use --list-formats for a list of available formats",
+     r"YouTube offered no downloadable format"),
+])
+def test_youtube_errors_become_messages_a_user_can_act_on(message, expected):
+    from yt_dlp.utils import DownloadError, ExtractorError
+
+    try:  # as YoutubeDL.report_error raises it: the extractor's error in exc_info
+        raise ExtractorError(message, expected=True, video_id="aqz-KE-bpKQ", ie="youtube")
+    except ExtractorError:
+        error = DownloadError(f"ERROR: [youtube] aqz-KE-bpKQ: {message}", sys.exc_info())
+    explained = fetch._explain(error, fetch._Guard(FetchLimits(), False), "Youtube")
+    assert isinstance(explained, FetchError)
+    assert re.search(expected, str(explained)), str(explained)
+
+
+# --- command line --------------------------------------------------------------------------------------------
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("HAR_")}
+    return subprocess.run([sys.executable, "-m", "har", *args], cwd=REPO, env={**clean, **env},
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_download(server, tmp_path):
+    out = tmp_path / "saved"
+    run = _cli("download", _url(server, "/long.mp4"), "--out", str(out), "--start", "2", "--end", "4",
+               env={"HAR_ALLOWED_HOSTS": "127.0.0.1"})
+    assert run.returncode == 0, run.stderr
+    path = Path(run.stdout.strip().splitlines()[-1])
+    assert path.parent == out and path.is_file() and 1.8 <= probe(path).duration_s <= 2.3
+    assert [p for p in out.iterdir()] == [path]  # no partial or cookie files beside it
+
+    run = _cli("download", _url(server, "/short.mp4"), "--out", str(out), env={})
+    assert run.returncode == 1 and run.stdout == ""
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "'127.0.0.1', which is not an allowed host" in errors[0], run.stderr
+    assert "Traceback" not in run.stderr

@@ -1,0 +1,136 @@
+"""Training writes every artifact from the same run; reloads give identical outputs; evaluation; --resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import REPO, run_cli
+
+from har import data
+from har.config import ModelConfig, Sampling
+from har.errors import DatasetError
+from har.evaluate import metrics, predict_frames
+from har.modeldir import load_model
+from har.train import HISTORY_FIELDS, TrainOptions, lr_at
+
+
+def test_one_epoch_writes_every_artifact(tiny_model, tiny_dataset):
+    assert {p.name for p in tiny_model.iterdir()} == {"model.keras", "config.json", "history.csv", "metrics.json"}
+    config = ModelConfig.load(tiny_model)
+    assert config.arch == "lrcn" and config.preset == "default"
+    assert config.classes == ("Archery", "PlayingPiano", "Surfing")
+    assert (config.frames, config.size, config.seed, config.epochs, config.best_epoch) == (20, 64, 0, 1, 1)
+    assert set(config.split) == {"train", "validation", "test"}
+    assert all(len(config.split[s]) == 3 for s in config.split)  # one of three groups per class on each side
+    assert config.params > 0 and config.train_seconds > 0 and 1.0 < config.window_s < 20.0
+    assert {"python", "tensorflow", "keras", "opencv"} <= set(config.versions)
+    with open(tiny_model / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1 and tuple(rows[0]) == HISTORY_FIELDS
+    assert float(rows[0]["epoch_seconds"]) > 0 and float(rows[0]["learning_rate"]) > 0
+    m = json.loads((tiny_model / "metrics.json").read_text())
+    assert m["clips"] == 6 and m["classes"] == list(config.classes)
+    assert {"accuracy", "macro_f1", "per_class", "confusion"} <= set(m)
+    assert np.array(m["confusion"]).sum() == 6
+
+
+def test_reloaded_model_reproduces_the_stored_test_metrics(tiny_model, tiny_dataset, tmp_path):
+    model, config = load_model(tiny_model)
+    index = data.index_dataset(tiny_dataset)
+    test = data.clips_of(index, config.split["test"])
+    frames = data.load_frames(test, Sampling(config.frames, config.size), tmp_path)
+    probs = predict_frames(model, frames)
+    again, _ = load_model(tiny_model)
+    np.testing.assert_array_equal(probs, predict_frames(again, frames))  # identical outputs, reload to reload
+    stored = json.loads((tiny_model / "metrics.json").read_text())
+    recomputed = metrics(index.labels(test), probs.argmax(axis=1), config.classes)
+    assert recomputed["confusion"] == stored["confusion"]
+    assert recomputed["accuracy"] == stored["accuracy"]
+
+
+def test_metrics_match_a_hand_computed_case():
+    # true:  A A A B B C     predicted: A A B B C C
+    m = metrics([0, 0, 0, 1, 1, 2], [0, 0, 1, 1, 2, 2], ("A", "B", "C"))
+    assert m["confusion"] == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    a, b, c = (m["per_class"][k] for k in "ABC")
+    assert (a["precision"], a["recall"], a["support"]) == (1.0, pytest.approx(2 / 3), 3)
+    assert (b["precision"], b["recall"]) == (0.5, 0.5)
+    assert (c["precision"], c["recall"]) == (0.5, 1.0)
+    assert a["f1"] == pytest.approx(0.8) and b["f1"] == pytest.approx(0.5) and c["f1"] == pytest.approx(2 / 3)
+    assert m["macro_f1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
+    never = metrics([0, 1], [0, 0], ("A", "B"))
+    assert never["per_class"]["B"]["precision"] == 0.0  # never predicted: 0, not NaN
+
+
+def test_evaluate_cli_json_and_class_mismatch(tiny_model, tiny_dataset, tmp_path):
+    out = run_cli("evaluate", "--model", str(tiny_model), "--data", str(tiny_dataset), "--json",
+                  "--cache-dir", str(tmp_path / "c"))
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["clips"] == 18 and result["classes"] == ["Archery", "PlayingPiano", "Surfing"]
+    assert {"accuracy", "macro_f1", "per_class", "confusion"} <= set(result)
+    assert sum(v["support"] for v in result["per_class"].values()) == 18
+
+    other = tmp_path / "other"
+    (other / "Archery").mkdir(parents=True)
+    (other / "Juggling").mkdir()
+    for cls in ("Archery", "Juggling"):
+        src = next((tiny_dataset / "Archery").iterdir())
+        (other / cls / src.name).symlink_to(src.resolve())
+    with pytest.raises(DatasetError, match="Juggling not among the model's classes"):
+        from har.evaluate import evaluate_dir
+
+        evaluate_dir(tiny_model, other, cache_dir=tmp_path / "c")
+    bad = run_cli("evaluate", "--model", str(tiny_model), "--data", str(other))
+    assert bad.returncode == 1 and bad.stderr.startswith("error: The dataset's classes do not match")
+    missing = run_cli("evaluate", "--model", "nosuchmodel", "--data", str(other))
+    assert missing.returncode == 1 and "No model named or found at 'nosuchmodel'" in missing.stderr
+
+
+def test_lr_schedule_warms_up_then_decays():
+    opts = TrainOptions(arch="lrcn", data=REPO, out=REPO, epochs=10, lr=1e-3, warmup_epochs=2)
+    lrs = [lr_at(e, opts) for e in range(10)]
+    assert lrs[0] < lrs[1] < lrs[2] == pytest.approx(1e-3)
+    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:], strict=False)) and lrs[-1] < 2e-4
+
+
+def test_resume_continues_a_killed_run(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "har", "train", "--arch", "lrcn", "--data", str(tiny_dataset), "--out", str(out),
+            "--epochs", "3", "--batch-size", "4", "--cache-dir", str(tmp_path / "cache")]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    state = out / "_resume" / "state.json"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        if state.is_file() and json.loads(state.read_text())["epoch"] >= 1:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, f"training ended before it could be killed: {proc.stderr.read()[-2000:]}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = json.loads(state.read_text())["epoch"]
+    assert 1 <= killed_at < 3
+    before = (out / "history.csv").read_text().splitlines()[: killed_at + 1]
+    assert not (out / "config.json").exists()  # an unfinished run is not a model yet
+
+    done = run_cli(*args[3:], "--resume")
+    assert done.returncode == 0, done.stderr[-3000:]
+    history = (out / "history.csv").read_text().splitlines()
+    assert len(history) == 4  # header + 3 epochs: nothing lost, nothing repeated
+    assert history[: killed_at + 1] == before  # finished epochs kept as they were
+    assert [int(r.split(",")[0]) for r in history[1:]] == [1, 2, 3]
+    assert ModelConfig.load(out).epochs == 3
+    assert not (out / "_resume").exists()
+
+    again = run_cli(*args[3:], "--resume")
+    assert again.returncode == 1 and "Nothing to resume" in again.stderr
