@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -121,3 +125,60 @@ def tiny_recognizer(tiny_model):
     from har.infer import Recognizer
 
     return Recognizer(tiny_model)
+
+
+# ---- the app, launched once per session and shared by tests/test_app.py and tests/test_browser.py ---------------
+
+
+@dataclass(frozen=True)
+class AppServer:
+    url: str  # http://127.0.0.1:<port>/
+    startup_s: float  # from process start to the API answering
+    tmp: Path  # the app's TMPDIR: per-request temporaries must not stay there
+    log: Path  # the app's stdout and stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory) -> AppServer:
+    """``python app.py`` in a subprocess on 127.0.0.1 and a free port, as a visitor's server would run it, allowed
+    to fetch links from 127.0.0.1 (``HAR_ALLOWED_HOSTS``); ready when its API answers. Models: ``models/`` (or
+    ``$HAR_MODELS_DIR``)."""
+    base = tmp_path_factory.mktemp("app")
+    tmp = base / "tmp"
+    tmp.mkdir()
+    port = free_port()
+    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+           "HAR_ALLOWED_HOSTS": "127.0.0.1", "GRADIO_TEMP_DIR": str(base / "gradio"), "TMPDIR": str(tmp),
+           "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    env.pop("PORT", None)
+    log = base / "app.log"
+    url = f"http://127.0.0.1:{port}/"
+    t0 = time.monotonic()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"app.py exited with status {proc.returncode}:\n{log.read_text()[-4000:]}")
+            if time.monotonic() - t0 > 180:
+                pytest.fail(f"app.py did not answer within 180 s:\n{log.read_text()[-4000:]}")
+            try:
+                with urllib.request.urlopen(url + "gradio_api/info", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.2)
+        yield AppServer(url, time.monotonic() - t0, tmp, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,370 @@
+"""HAR Studio, the Gradio app: Recognize, Compare models, About. A thin UI over the ``har`` library.
+
+    python app.py    # serves on $GRADIO_SERVER_NAME:$GRADIO_SERVER_PORT (default 127.0.0.1:7860), or on $PORT
+
+The models load once at start-up, warmed up, and every request shares them (``har.infer.Recognizer`` is
+thread-safe). Handlers call ``har`` and turn its :class:`HarError` into ``gr.Error`` with the library's message;
+anything else is a bug, logged here and shown to a visitor as a bare "Error", never as a traceback.
+
+Serving knobs (environment): ``HAR_MODELS_DIR`` (the model directories, default ``models/``), ``HAR_CONCURRENCY``
+(recognitions at once, default half the CPUs), ``HAR_QUEUE_SIZE`` (waiting requests, default 16),
+``HAR_MAX_UPLOAD_MB`` (default 200); downloads obey ``HAR_ALLOWED_HOSTS`` and the limits of ``har.fetch``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from pathlib import Path
+
+import gradio as gr
+import gradio.utils
+
+from har import __version__, dashboard
+from har.errors import HarError
+from har.video import VIDEO_EXTENSIONS
+
+log = logging.getLogger("har.app")
+
+ROOT = Path(__file__).resolve().parent
+EXAMPLES = ROOT / "examples"
+MODELS = {"LRCN": "lrcn", "ConvLSTM": "convlstm"}  # choice shown -> model directory name
+BOTH = "Both, side by side"
+CHOICES = [*MODELS, BOTH]
+TOP_K = 6
+
+
+# ---- start-up -----------------------------------------------------------------------------------------------------
+
+def check_models() -> dict[str, str]:
+    """``{choice: why it is unavailable}`` for model directories that are missing or incomplete (no loading)."""
+    from har.modeldir import resolve_model_dir
+
+    missing = {}
+    for choice, name in MODELS.items():
+        try:
+            resolve_model_dir(name)
+        except HarError as exc:
+            missing[choice] = str(exc)
+    return missing
+
+
+def load_recognizers(into: dict, missing: dict) -> None:
+    """Load and warm up every available model into ``into`` (``{choice: Recognizer}``); a model that fails to load
+    joins ``missing`` with the reason. A missing model does not stop the app: choosing it gives that reason."""
+    from har.infer import Recognizer
+
+    for choice, name in MODELS.items():
+        if choice in missing:
+            log.warning("%s is unavailable: %s", choice, missing[choice])
+            continue
+        t0 = time.perf_counter()
+        try:
+            into[choice] = Recognizer(name)
+            log.info("%s loaded and warmed up in %.1f s", choice, time.perf_counter() - t0)
+        except HarError as exc:
+            missing[choice] = str(exc)
+            log.warning("%s is unavailable: %s", choice, exc)
+
+
+def example_clips() -> dict[str, Path]:
+    """One shipped clip per class, ``examples/v_<Class>_gGG_cCC.mp4`` -> ``{Class: path}``."""
+    return {p.stem.split("_")[1]: p for p in sorted(EXAMPLES.glob("v_*.mp4"))}
+
+
+# ---- the Recognize handler ----------------------------------------------------------------------------------------
+
+def _output_dir() -> Path:
+    """A fresh directory for one request's outputs inside Gradio's cache: Gradio serves them from there without a
+    copy and deletes them with the rest of its cache (``delete_cache``). Empty leftovers of earlier requests go."""
+    cache = Path(gradio.utils.get_upload_folder())
+    cache.mkdir(parents=True, exist_ok=True)
+    for old in cache.glob("har-*"):
+        if old.is_dir() and not any(old.iterdir()):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix="har-", dir=cache))
+
+
+def _chosen(model: str, recognizers: dict, missing: dict) -> dict:
+    if model not in CHOICES:
+        raise gr.Error(f"Unknown model '{model}': choose one of {', '.join(CHOICES)}.", print_exception=False)
+    wanted = list(MODELS) if model == BOTH else [model]
+    absent = [c for c in wanted if c not in recognizers]  # missing, or failed to load
+    if absent:
+        raise gr.Error(" ".join(f"The {c} model is not available on this server: {missing.get(c, '')}"
+                                for c in absent), print_exception=False)
+    return {c: recognizers[c] for c in wanted}
+
+
+def _uncertain_notice(results: dict[str, dict]) -> str:
+    lines = [
+        f"**{name} is not sure**: its best guess, {r['top'][0]['label']}, has probability "
+        f"{r['top'][0]['score']:.0%}, under its threshold of {r['uncertain_below']:.0%}. The video may show none of "
+        "the six actions it knows."
+        for name, r in results.items() if r["uncertain"]
+    ]
+    return "\n\n".join(lines)
+
+
+def recognize(recognizers: dict, missing: dict, video: str | None, url: str, model: str,
+              start_s: float | None, end_s: float | None, progress) -> tuple:
+    """Analyse an uploaded/recorded video or a link with one model or both. Returns the Recognize tab's outputs:
+    (first label, second label, annotated video, timeline figure, segments table, notice, JSON file)."""
+    from har.fetch import fetched
+    from har.infer import analyze, annotate
+
+    url = (url or "").strip()
+    if not video and not url:
+        raise gr.Error("Upload or record a video, or paste a link, first.", print_exception=False)
+    if video and url:
+        raise gr.Error("Give a video or a link, not both: clear one of them.", print_exception=False)
+    recs = _chosen(model, recognizers, missing)
+    if video and Path(video).suffix.lower() not in VIDEO_EXTENSIONS:
+        raise gr.Error(f"Only video files can be analysed ({', '.join(VIDEO_EXTENSIONS)}); "
+                       f"'{Path(video).name}' is not one.", print_exception=False)
+    names = {r.name: choice for choice, r in recs.items()}  # "lrcn" -> "LRCN"
+    out = _output_dir()
+
+    def step(a: float, b: float):
+        # har's progress(fraction in [0, 1] or None, message) -> one gr.Progress bar over the whole request
+        return lambda f, msg: progress(None if f is None else a + (b - a) * f, desc=msg)
+
+    t0 = time.perf_counter()
+    try:
+        # A link is downloaded into a temporary directory that goes when the block ends, whatever happens.
+        local = fetched(url, start_s=start_s or None, end_s=end_s or None, progress=step(0.0, 0.3)) if url \
+            else nullcontext(Path(video))
+        with local as path:
+            begin = 0.3 if url else 0.0
+            half = begin + (1 - begin) / 2
+            analyses = analyze(path, list(recs.values()), top_k=TOP_K, progress=step(begin, half))
+            # the copy is drawn here rather than by analyze(), to caption each line with the name a visitor chose
+            annotated = annotate(path, out / f"{path.stem}-annotated.mp4",
+                                 {names[n]: x.timeline or x.clip for n, x in analyses.items()},
+                                 progress=step(half, 1.0))
+            source = path.name
+    except HarError as exc:
+        shutil.rmtree(out, ignore_errors=True)
+        raise gr.Error(str(exc), print_exception=False) from exc
+    except Exception:
+        shutil.rmtree(out, ignore_errors=True)
+        log.exception("recognize failed on %s", url or video)
+        raise
+
+    results = {}
+    for name, analysis in analyses.items():
+        d = analysis.to_dict()
+        d.pop("annotated", None)  # a server path: meaningless to the visitor
+        d["input"] = source
+        results[names[name]] = d
+    labels = [{s["label"]: s["score"] for s in r["top"]} for r in results.values()]
+    result_file = out / f"{Path(source).stem}-har.json"
+    result_file.write_text(json.dumps({
+        "source": url or source, "start_s": start_s if url else None, "end_s": end_s if url else None,
+        "seconds": round(time.perf_counter() - t0, 2), "har_studio": __version__, "models": results,
+    }, indent=1))
+    threshold = min(r["uncertain_below"] for r in results.values())
+    return (labels[0], labels[1] if len(labels) > 1 else None, str(annotated),
+            dashboard.timeline_figure(results, threshold), dashboard.segments_table(results),
+            _uncertain_notice(results), str(result_file))
+
+
+# ---- tabs ---------------------------------------------------------------------------------------------------------
+
+def recognize_tab(recognizers: dict, missing: dict) -> None:
+    available = [c for c in MODELS if c not in missing]
+    with gr.Row():
+        with gr.Column(scale=5):
+            video = gr.Video(label="Video: upload a file or record with the webcam", sources=["upload", "webcam"],
+                             height=300, elem_id="video-in")
+            url = gr.Textbox("", label="…or paste a link (YouTube or another site)", max_lines=1, elem_id="url",
+                             placeholder="https://www.youtube.com/watch?v=…")
+            with gr.Row():
+                start_s = gr.Number(label="From second (links only; 0: the start)", value=None, minimum=0,
+                                    elem_id="start")
+                end_s = gr.Number(label="To second (links only; 0: the end)", value=None, minimum=0, elem_id="end")
+            model = gr.Radio(CHOICES, value="LRCN", label="Model", elem_id="model")
+            run = gr.Button("Recognize", variant="primary", elem_id="recognize")
+            examples = gr.Examples([[str(p)] for p in example_clips().values()], inputs=[video],
+                                   example_labels=list(example_clips()), label="Examples: one click each",
+                                   cache_examples=False, api_name="load_example")
+            if missing:
+                gr.Markdown("\n\n".join(f"⚠️ **{c} is not available**: {m}" for c, m in missing.items()))
+        with gr.Column(scale=6):
+            notice = gr.Markdown(label="Notice", elem_id="notice")
+            with gr.Row():
+                label_a = gr.Label(label="LRCN", num_top_classes=TOP_K, elem_id="label-a")
+                label_b = gr.Label(label="ConvLSTM", num_top_classes=TOP_K, visible=False, elem_id="label-b")
+            # No label badge: it would sit on the captions drawn at the top left of the annotated copy.
+            annotated = gr.Video(label="Annotated copy (H.264 MP4)", show_label=False, interactive=False,
+                                 elem_id="annotated")
+    timeline = gr.Plot(label="Timeline: class probabilities over time, segments shaded", elem_id="timeline")
+    with gr.Row():
+        segments = gr.Dataframe(label="Segments", interactive=False, elem_id="segments", scale=3)
+        result = gr.File(label="Full result (JSON)", interactive=False, elem_id="result-json", scale=1)
+    if not available:
+        gr.Markdown("No model is loaded: recognition is unavailable. See *About* for how to train one.")
+
+    # ---- events, wired last
+    outputs = [label_a, label_b, annotated, timeline, segments, notice, result]
+    # The parameter names are the API's keyword names; a gr.Progress() default is how Gradio hands in the bar.
+
+    def run_recognize(video=None, url="", model="LRCN", start_s=None, end_s=None,
+                      progress=gr.Progress()):  # noqa: B008
+        return recognize(recognizers, missing, video, url, model, start_s, end_s, progress)
+
+    def run_example(video=None, model="LRCN", progress=gr.Progress()):  # noqa: B008
+        return recognize(recognizers, missing, video, "", model, None, None, progress)
+
+    def show_model(model: str):
+        both = model == BOTH
+        return gr.Label(label="LRCN" if both else model), gr.Label(visible=both)
+
+    run.click(run_recognize, inputs=[video, url, model, start_s, end_s], outputs=outputs, api_name="recognize",
+              concurrency_id="inference")
+    url.submit(run_recognize, inputs=[video, url, model, start_s, end_s], outputs=outputs,
+               api_name="recognize_link", api_visibility="undocumented", concurrency_id="inference")
+    examples.load_input_event.then(run_example, inputs=[video, model], outputs=outputs, api_name="recognize_example",
+                                   api_visibility="undocumented", concurrency_id="inference")
+    model.change(show_model, inputs=[model], outputs=[label_a, label_b], api_name="show_model",
+                 api_visibility="undocumented", queue=False)
+
+
+def compare_tab(records: list[dashboard.ModelRecord]) -> None:
+    main = [r for r in records if r.name in dashboard.MAIN]
+    gr.Markdown("Everything here is read from the files stored with each model in `models/` (training history, "
+                "test metrics, configuration, benchmark): nothing is trained or evaluated when you open this page. "
+                "Test numbers are on UCF101 groups the models never saw in training or model selection.")
+    notice = dashboard.notice(records)
+    if notice:
+        gr.Markdown(notice, elem_id="compare-notice")
+    gr.Dataframe(dashboard.summary_table(records), label="Summary (the tutorial presets are the original write-ups' "
+                 "networks, trained and tested the same way)", interactive=False, elem_id="summary")
+    gr.Plot(dashboard.curves_figure(main), label="Training curves (solid: train, dashed: validation)",
+            elem_id="curves")
+    gr.Plot(dashboard.per_class_figure(main), label="Per class, on the test groups", elem_id="per-class")
+    gr.Plot(dashboard.confusion_figure(main), label="Confusion matrices (rows: true class)", elem_id="confusion")
+    clips = example_clips()
+    if clips:
+        cfg = next((r.config for r in main if r.config), None)
+        frames, size = (cfg.frames, cfg.size) if cfg else (20, 64)
+        gr.Image(dashboard.frame_strip(clips, frames=frames, size=size), format="jpeg", interactive=False,
+                 label=f"What the model sees: 8 of the {frames} frames sampled from one clip per class, at "
+                       f"{size}x{size} pixels", elem_id="frames")
+
+
+def about_tab(records: list[dashboard.ModelRecord]) -> None:
+    ref = next((r for r in records if r.name in dashboard.MAIN and r.config), None)
+    cfg = ref.config if ref else None
+    classes = ", ".join(cfg.classes if cfg else example_clips())
+    frames, size = (cfg.frames, cfg.size) if cfg else (20, 64)
+    window = f"{cfg.window_s:g}" if cfg else "7"
+    threshold = f"{cfg.uncertain_below:.0%}" if cfg else "50%"
+    gr.Markdown(f"""
+## Model card
+
+**What it does.** Two video classifiers name which of six actions a video shows: **{classes}**. **LRCN** runs a
+small CNN on each frame and an LSTM over the sequence; **ConvLSTM** keeps convolutions inside the recurrent cell.
+Both read {frames} RGB frames of {size}x{size} pixels taken at equal intervals over a clip. Over a longer video
+they slide a {window}-second window (the median length of the training clips) every second and report segments.
+
+**Data.** UCF101 (Soomro, Zamir and Shah, *UCF101: A Dataset of 101 Human Actions Classes From Videos in The
+Wild*, CRCV-TR-12-01, 2012), six classes, groups g08–g25: 529 clips. UCF101 is distributed by the University of
+Central Florida for research use; its clips come from YouTube and remain their uploaders'. The example clips on
+the *Recognize* tab are six of them, from test groups, some trimmed to 4 s; they were picked among clips LRCN
+gets right, so they show how the app works, not how often it is right (that is *Compare models*).
+
+**Protocol.** All clips of one UCF101 group are cut from one long video (same actor, same place), so whole groups
+go to one side of a split: per class, seeded, about 60 % of groups train, 15 % validate (early stopping and model
+choice), 20 % test. The test numbers on *Compare models* are on groups never seen before. Groups g01–g07 (UCF101's
+official split-1 test groups) are withheld from us entirely and used to score the shipped models from outside.
+The groups of each split (from the model's `config.json`):
+""")
+    if ref is not None:
+        gr.Dataframe(dashboard.split_table(ref), interactive=False, label=f"{ref.label}: groups per split",
+                     elem_id="split")
+    gr.Markdown(f"""
+**What the models cannot do.**
+- Name anything but these six actions. A video of something else still gets six probabilities; when the best is
+  under {threshold} the app says *none of the known actions*, but a confident wrong answer remains possible.
+- See detail: {size}x{size} pixels and {frames} frames per window lose small objects, fast motion and hands.
+- Generalise far from UCF101: amateur YouTube footage from around 2007, one action per clip, mostly filmed from
+  the side or the stands. New viewpoints, cameras, crops (portrait phone video) and settings cost accuracy.
+- Tell who or where: there is no localisation, tracking or identity, and several actions at once get one label.
+- Decide anything about people. This is a teaching and comparison demo, not a monitoring tool.
+
+**How to retrain.** With the data beside the repository (`../shared/data/ucf101-6`):
+
+```bash
+python -m har train --arch lrcn --data ../shared/data/ucf101-6 --out models/lrcn
+python -m har train --arch convlstm --data ../shared/data/ucf101-6 --out models/convlstm
+python -m har evaluate --model lrcn --data DIR --json      # score on any folder-per-class dataset
+```
+
+Each run writes `model.keras`, `config.json`, `history.csv` and `metrics.json`; this app reads them at start-up.
+
+**How to deploy.** Push the repository to a Hugging Face Space (Gradio SDK; the README's front matter configures
+it) or run `pip install -r requirements.txt && python app.py` on any machine; see the README's *Deploy* section.
+HAR Studio {__version__}.
+""")
+
+
+def build_app(recognizers: dict, missing: dict, records: list[dashboard.ModelRecord]) -> gr.Blocks:
+    # Gradio's cache (uploads, outputs) is swept every 15 min of files older than an hour, and emptied at exit.
+    with gr.Blocks(title="HAR Studio", delete_cache=(900, 3600)) as demo:
+        gr.Markdown("# HAR Studio\nWhich of six UCF101 actions does a video show? Two architectures, LRCN and "
+                    "ConvLSTM, trained and tested on separate groups of clips, compared in the open.")
+        with gr.Tab("Recognize", id="recognize"):
+            recognize_tab(recognizers, missing)
+        with gr.Tab("Compare models", id="compare"):
+            compare_tab(records)
+        with gr.Tab("About", id="about"):
+            about_tab(records)
+    return demo
+
+
+# ---- serving ------------------------------------------------------------------------------------------------------
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    try:
+        value = int(raw) if raw else default
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise SystemExit(f"error: {name}={raw!r} is not a whole number of at least 1.")
+    return value
+
+
+def serve() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    t0 = time.perf_counter()
+    missing = check_models()
+    recognizers: dict = {}
+    # TensorFlow's import and the models' warm-up (the slow part of start-up) overlap with building the page.
+    with ThreadPoolExecutor(1, thread_name_prefix="load-models") as pool:
+        loading = pool.submit(load_recognizers, recognizers, missing)
+        demo = build_app(recognizers, missing, dashboard.load_records())
+        loading.result()
+    # TensorFlow already spreads one forward pass over the cores: a couple of requests at once is plenty.
+    concurrency = _env_int("HAR_CONCURRENCY", max(1, (os.cpu_count() or 2) // 2))
+    demo.queue(default_concurrency_limit=concurrency, max_size=_env_int("HAR_QUEUE_SIZE", 16))
+    port = os.environ.get("PORT", "").strip()  # platforms that route to $PORT (Deta Space, most PaaS)
+    log.info("built in %.1f s; %d recognition(s) at once", time.perf_counter() - t0, concurrency)
+    demo.launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if port else None),
+        server_port=int(port) if port else None,  # None: $GRADIO_SERVER_PORT, else 7860
+        max_file_size=f"{_env_int('HAR_MAX_UPLOAD_MB', 200)}mb",
+        show_error=False,  # gr.Error messages still show; other exceptions stay in the log
+        footer_links=["api"],
+    )
+
+
+if __name__ == "__main__":
+    serve()

@@ -1,0 +1,80 @@
+"""Forward-pass speed of every model directory under models/, one clip at a time, as the app runs it.
+
+    python benchmarks/bench_models.py [--models models] [--runs 50] [--write]
+
+For each model: load it through ``har.infer.Recognizer`` (compiled ``tf.function``, warmed up), then time
+``probabilities`` on one uint8 clip ``(1, 20, 64, 64, 3)`` ``--runs`` times, interleaving the models round-robin so
+machine noise hits all of them alike. Prints median and p90 ms per clip, parameters and size on disk; with
+``--write`` also stores ``benchmark.json`` in each model directory (the dashboard's "forward ms per clip").
+Targets on the 2-core CPU: LRCN <= 15 ms, ConvLSTM <= 60 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from har.infer import Recognizer  # noqa: E402
+from har.runtime import device_name  # noqa: E402
+
+TARGET_MS = {"lrcn": 15.0, "convlstm": 60.0}
+
+
+def dir_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default=str(Path(__file__).resolve().parents[1] / "models"))
+    ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--write", action="store_true", help="store benchmark.json next to each model")
+    args = ap.parse_args()
+
+    dirs = sorted(d for d in Path(args.models).iterdir() if (d / "model.keras").is_file())
+    recs = [Recognizer(d) for d in dirs]
+    rng = np.random.default_rng(0)
+    clips = {r.name: rng.integers(0, 256, (1, r.config.frames, r.config.size, r.config.size, 3), np.uint8)
+             for r in recs}
+    for r in recs:  # a few more warm-up calls
+        for _ in range(3):
+            r.probabilities(clips[r.name])
+    times: dict[str, list[float]] = {r.name: [] for r in recs}
+    for _ in range(args.runs):
+        for r in recs:
+            t = time.perf_counter()
+            r.probabilities(clips[r.name])
+            times[r.name].append(1000 * (time.perf_counter() - t))
+
+    device = device_name()
+    print(f"forward pass, one clip (1x20x64x64x3 uint8), {args.runs} runs, device {device}, {os.cpu_count()} CPUs")
+    print(f"| {'model':<18} | {'params':>8} | {'size MB':>7} | {'p50 ms':>7} | {'p90 ms':>7} | target |")
+    print(f"|{'-' * 20}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 9}|--------|")
+    for r, d in zip(recs, dirs, strict=True):
+        p50, p90 = float(np.median(times[r.name])), float(np.percentile(times[r.name], 90))
+        target = TARGET_MS.get(r.name)
+        verdict = "" if target is None else (f"<= {target:.0f} {'ok' if p50 <= target else 'MISSED'}")
+        model_mb = (d / "model.keras").stat().st_size / 1e6
+        print(f"| {r.name:<18} | {r.model.count_params():>8,} | {model_mb:>7.2f} | {p50:>7.1f} | {p90:>7.1f} | "
+              f"{verdict} |")
+        if args.write:
+            (d / "benchmark.json").write_text(json.dumps({
+                "forward_ms": round(p50, 2), "forward_ms_p90": round(p90, 2), "batch": 1, "runs": args.runs,
+                "device": device, "cpus": os.cpu_count(), "machine": platform.machine(),
+                "measured": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "model_bytes": (d / "model.keras").stat().st_size, "dir_bytes": dir_size(d),
+            }, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

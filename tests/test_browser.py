@@ -1,0 +1,98 @@
+"""The real page in headless Chromium: Debian's ``/usr/bin/chromium`` driven by Playwright (which never downloads a
+browser here). Upload a clip and run it, click an example, open Compare models; each test saves a full-page
+screenshot under ``artifacts/screenshots/`` (git-ignored) for a human to look at. A missing Chromium fails: CI
+installs it (README's test command), and these tests are part of CI.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+from playwright.sync_api import expect, sync_playwright
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+CHROMIUM = Path(os.environ.get("HAR_CHROMIUM", "/usr/bin/chromium"))
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+SHOTS = REPO / "artifacts" / "screenshots"
+UPLOAD = ("PlayingPiano", REPO / "examples" / "v_PlayingPiano_g18_c03.mp4")  # shipped, from a test group
+EXAMPLE = "Surfing"  # the example button clicked (its clip is from a test group too)
+RESULT_TIMEOUT_MS = 120_000  # the first request of a session also warms the caches
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} not found: install Debian's Chromium (apt-get install -y chromium); the browser "
+                    "tests drive it and never download a browser.")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, app_server):
+    """A fresh page on the app; fails the test if the page raised a JavaScript error."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.goto(app_server.url)
+    expect(pg.locator("#recognize")).to_be_visible(timeout=30_000)
+    yield pg
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def heading(pg, elem_id: str):
+    return pg.locator(f"#{elem_id} [data-testid='label-output-value']")
+
+
+def expect_timeline(pg) -> None:
+    plot = pg.locator("#timeline .js-plotly-plot")
+    expect(plot).to_be_visible()
+    expect(plot.locator(".scatterlayer .trace")).to_have_count(6)  # one probability line per class
+    expect(plot.locator(".legendtext").first).to_be_visible()
+
+
+def test_upload_a_clip_run_it_and_see_label_and_timeline(page):
+    label, clip = UPLOAD
+    page.locator("#video-in input[type=file]").set_input_files(str(clip))
+    expect(page.locator("#video-in video")).to_be_visible(timeout=30_000)  # the upload is in
+    page.click("#recognize")
+    expect(heading(page, "label-a")).to_have_text(label, timeout=RESULT_TIMEOUT_MS)
+    expect_timeline(page)
+    expect(page.locator("#annotated video")).to_be_visible()
+    expect(page.locator("#segments")).to_contain_text(label)
+    expect(page.locator("#result-json")).to_contain_text(".json")
+    page.screenshot(path=SHOTS / "recognize-upload.png", full_page=True)
+
+
+def test_one_click_on_an_example_runs_it(page):
+    page.get_by_text(EXAMPLE, exact=True).click()
+    expect(heading(page, "label-a")).to_have_text(EXAMPLE, timeout=RESULT_TIMEOUT_MS)
+    expect_timeline(page)
+    page.screenshot(path=SHOTS / "recognize-example.png", full_page=True)
+
+
+def test_compare_models_renders_curves_heatmaps_and_frames(page):
+    page.get_by_role("tab", name="Compare models").click()
+    curves = page.locator("#curves .js-plotly-plot")
+    expect(curves).to_be_visible(timeout=30_000)
+    # train and validation, loss and accuracy, for both models
+    assert curves.locator(".scatterlayer .trace").count() >= 8
+    heatmaps = page.locator("#confusion .js-plotly-plot .heatmaplayer image")
+    expect(heatmaps).to_have_count(2)
+    expect(page.locator("#per-class .js-plotly-plot .barlayer .trace").first).to_be_visible()
+    expect(page.locator("#summary")).to_contain_text("ConvLSTM")
+    expect(page.locator("#frames img")).to_be_visible()
+    page.screenshot(path=SHOTS / "compare-models.png", full_page=True)
+    page.get_by_role("tab", name="About").click()
+    expect(page.get_by_text("What the models cannot do.")).to_be_visible()
+    page.screenshot(path=SHOTS / "about.png", full_page=True)

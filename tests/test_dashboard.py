@@ -1,0 +1,120 @@
+"""har.dashboard from hand-written model directories (no training), the app's pages built without any model, and
+the shipped example clips."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import REPO, need
+
+from har import dashboard
+from har.config import ModelConfig
+from har.evaluate import metrics
+from har.video import probe
+
+CLASSES = ("Archery", "BasketballDunk", "HorseRace", "PlayingPiano", "PlayingViolin", "Surfing")
+HISTORY = ("epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,epoch_seconds\n"
+           "1,1.7,0.30,1.6,0.35,0.001,30.5\n2,1.2,0.55,1.3,0.50,0.001,29.8\n3,0.9,0.70,1.1,0.62,0.0009,30.1\n")
+
+
+def write_model_dir(directory, arch: str, *, benchmark: bool = False) -> None:
+    """Every file training writes, by hand: config.json, history.csv, metrics.json, a stand-in model.keras."""
+    directory.mkdir(parents=True)
+    ModelConfig(arch=arch, preset="default", classes=CLASSES, epochs=3, best_epoch=3, train_seconds=95.0,
+                params=123_456, split={"test": ["Archery/g08", "Surfing/g22"]}).save(directory)
+    (directory / "history.csv").write_text(HISTORY)
+    y = np.arange(12) % 6
+    (directory / "metrics.json").write_text(json.dumps(metrics(y, np.where(y == 2, 3, y), CLASSES)))
+    (directory / "model.keras").write_bytes(b"\0" * 2_500_000)
+    if benchmark:
+        (directory / "benchmark.json").write_text(json.dumps({"forward_ms": 6.5, "batch": 1, "device": "cpu"}))
+
+
+def test_complete_incomplete_and_missing_directories(tmp_path):
+    write_model_dir(tmp_path / "lrcn", "lrcn", benchmark=True)
+    (tmp_path / "convlstm").mkdir()
+    (tmp_path / "convlstm" / "history.csv").write_text(HISTORY)  # a run that has not finished
+    records = dashboard.load_records(root=tmp_path)
+    lrcn, convlstm, lrcn_t, convlstm_t = records
+    assert lrcn.complete and lrcn.size_bytes == 2_500_000 and lrcn.benchmark["forward_ms"] == 6.5
+    assert convlstm.problems == [f"{tmp_path.name}/convlstm is incomplete (training unfinished?): no config.json, "
+                                 "model.keras, metrics.json."]
+    assert convlstm.history is not None and convlstm.label == "ConvLSTM"
+    assert lrcn_t.label == "LRCN (tutorial)" and "does not exist" in lrcn_t.problems[0]
+
+    notice = dashboard.notice(records)
+    assert "**ConvLSTM**" in notice and "no config.json" in notice and "**ConvLSTM (tutorial)**" in notice
+    assert "**LRCN**:" not in notice
+
+    table = dashboard.summary_table(records)
+    assert list(table["Model"]) == ["LRCN", "ConvLSTM", "LRCN (tutorial)", "ConvLSTM (tutorial)"]
+    row = table.iloc[0]
+    assert (row["Test accuracy"], row["Parameters"], row["Size on disk"]) == ("0.833", "123,456", "2.5 MB")
+    assert (row["Forward pass, ms/clip"], row["Epochs (best)"], row["Training time"]) == ("6.5 (cpu)", "3 (3)",
+                                                                                         "2 min")
+    assert table.iloc[1]["Test accuracy"] == "—" and table.iloc[1]["Forward pass, ms/clip"] == "not measured"
+
+    main = records[:2]
+    curves = dashboard.curves_figure(main)
+    names = [t.name for t in curves.data]
+    assert names.count("LRCN train") == 2 and names.count("ConvLSTM validation") == 2  # loss and accuracy panels
+    assert "LRCN kept (epoch 3)" in names  # best epoch marked; ConvLSTM has no config to say which
+    assert [t.name for t in dashboard.per_class_figure(main).data] == ["LRCN"] * 3
+    (heatmap,) = dashboard.confusion_figure(main).data
+    assert heatmap.text.tolist()[2] == [0, 0, 0, 2, 0, 0]  # both HorseRace clips taken for PlayingPiano
+    assert dashboard.split_table(lrcn).set_index("Class").loc["Surfing", "test"] == "g22"
+
+
+def test_nothing_stored_still_renders(tmp_path):
+    records = dashboard.load_records(root=tmp_path / "nowhere")
+    assert all(not r.complete for r in records)
+    for make in (dashboard.curves_figure, dashboard.per_class_figure, dashboard.confusion_figure):
+        fig = make(records)
+        assert not fig.data and "No " in fig.layout.annotations[0].text
+    assert dashboard.summary_table(records)["Test accuracy"].tolist() == ["—"] * 4
+
+
+def test_timeline_and_segments_of_a_result():
+    result = {"duration_s": 4.2, "uncertain_below": 0.5,
+              "per_second": {"t": [0, 1, 2, 3, 4], "classes": ["A", "B"],
+                             "probs": [[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.2, 0.8], [0.4, 0.6]]},
+              "segments": [{"start_s": 0, "end_s": 2, "label": "A", "score": 0.85},
+                           {"start_s": 2, "end_s": 4.2, "label": "B", "score": 0.7}]}
+    fig = dashboard.timeline_figure({"LRCN": result, "ConvLSTM": result}, 0.5)
+    assert len(fig.data) == 4 and [t.showlegend for t in fig.data] == [True, True, False, False]
+    assert fig.data[0].x.tolist() == [0.5, 1.5, 2.5, 3.5, 4.5]  # each second at its centre
+    assert len(fig.layout.shapes) == 2 * (2 + 1)  # per panel: two segments and the threshold line
+    table = dashboard.segments_table({"LRCN": result})
+    assert table.values.tolist() == [["LRCN", 0.0, 2.0, "A", 0.85], ["LRCN", 2.0, 4.2, "B", 0.7]]
+
+
+def test_the_app_builds_without_any_model(tmp_path):
+    import gradio as gr
+
+    import app
+
+    missing = {"LRCN": "No model named or found at 'lrcn'.", "ConvLSTM": "No model named or found at 'convlstm'."}
+    demo = app.build_app({}, missing, dashboard.load_records(root=tmp_path))
+    text = json.dumps(demo.get_config_file())
+    assert "LRCN is not available" in text and "Some stored results are missing" in text
+    assert "No training history stored yet." in text
+    with pytest.raises(gr.Error, match="The LRCN model is not available on this server"):
+        app.recognize({}, missing, str(REPO / "examples" / "v_Surfing_g22_c02.mp4"), "", "LRCN", None, None,
+                      lambda *a, **k: None)
+
+
+def test_examples_are_short_h264_clips_one_per_class_from_test_groups():
+    if not (REPO / "models" / "lrcn" / "config.json").is_file():
+        need(REPO / "models" / "lrcn" / "config.json")  # fails in CI, skips elsewhere
+    config = ModelConfig.load(REPO / "models" / "lrcn")
+    clips = sorted((REPO / "examples").glob("*.mp4"))
+    assert sorted(p.stem.split("_")[1] for p in clips) == sorted(config.classes)
+    assert sum(p.stat().st_size for p in clips) < 2_000_000
+    test_groups = set(config.split["test"])
+    for p in clips:
+        _, cls, group, _ = p.stem.split("_")
+        assert f"{cls}/{group}" in test_groups, f"{p.name} is not from a test group"
+        info = probe(p)
+        assert 1.5 <= info.duration_s <= 4.1, (p.name, info.duration_s)
