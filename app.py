@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -82,12 +83,17 @@ def example_clips() -> dict[str, Path]:
 
 def _output_dir() -> Path:
     """A fresh directory for one request's outputs inside Gradio's cache: Gradio serves them from there without a
-    copy and deletes them with the rest of its cache (``delete_cache``). Empty leftovers of earlier requests go."""
+    copy and deletes them with the rest of its cache (``delete_cache``). Empty leftovers of earlier requests go
+    (the cache sweep removes files, not their folders); only old ones: a young empty folder may be another request's,
+    just created and not written yet."""
     cache = Path(gradio.utils.get_upload_folder())
     cache.mkdir(parents=True, exist_ok=True)
     for old in cache.glob("har-*"):
-        if old.is_dir() and not any(old.iterdir()):
-            shutil.rmtree(old, ignore_errors=True)
+        try:
+            if old.is_dir() and time.time() - old.stat().st_mtime > 600 and not any(old.iterdir()):
+                old.rmdir()  # fails harmlessly if a file appeared meanwhile
+        except OSError:
+            pass
     return Path(tempfile.mkdtemp(prefix="har-", dir=cache))
 
 
@@ -342,6 +348,10 @@ def _env_int(name: str, default: int) -> int:
     return value
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def serve() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     t0 = time.perf_counter()
@@ -357,6 +367,9 @@ def serve() -> None:
     demo.queue(default_concurrency_limit=concurrency, max_size=_env_int("HAR_QUEUE_SIZE", 16))
     port = os.environ.get("PORT", "").strip()  # platforms that route to $PORT (Deta Space, most PaaS)
     log.info("built in %.1f s; %d recognition(s) at once", time.perf_counter() - t0, concurrency)
+    # Platforms and service managers stop a server with SIGTERM, which would end Python on the spot: shut down as on
+    # Ctrl-C instead, so that Gradio empties its cache (uploads and outputs) on the way out.
+    signal.signal(signal.SIGTERM, _interrupt)
     demo.launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if port else None),
         server_port=int(port) if port else None,  # None: $GRADIO_SERVER_PORT, else 7860

@@ -50,7 +50,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     opts = TrainOptions(
         arch=args.arch, preset=args.preset, data=Path(args.data), out=Path(args.out), epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=args.seed, strategy=args.strategy,
+        batch_size=args.batch_size, lr=args.lr, patience=args.patience, stop_from_epoch=args.stop_from_epoch,
+        weight_decay=args.weight_decay, seed=args.seed, strategy=args.strategy,
         resume=args.resume, max_clips=args.max_clips,
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
     )
@@ -93,11 +94,10 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    _quiet_tensorflow()
     from contextlib import nullcontext
 
     from har.fetch import fetched, is_url
-    from har.infer import UNCERTAIN, Recognizer, analyze
+    from har.modeldir import resolve_model_dir
     from har.video import probe
 
     log = logging.getLogger("har.predict")
@@ -105,14 +105,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     def progress(fraction: float | None, message: str) -> None:  # a download may not know its fraction
         log.info("%s %s", "    " if fraction is None else f"{fraction:4.0%}", message)
 
-    timeline = args.timeline or args.annotate is not None  # the annotated copy shows the timeline's labels
+    # The annotated copy shows the timeline's labels; a window or hop length asks for a timeline.
+    timeline = args.timeline or args.annotate is not None or args.window_s is not None or args.hop_s is not None
+    resolve_model_dir(args.model)  # a wrong --model fails before any download
     if is_url(args.input):
         source = fetched(args.input, progress=progress)
     else:
-        probe(args.input)  # a missing or broken file fails before the model loads
+        probe(args.input)  # a missing or broken file fails at once
         source = nullcontext(Path(args.input))
-    recognizer = Recognizer(args.model)
     with source as path:
+        # TensorFlow starts only now: a bad file or link is refused in about a second, not after its start-up.
+        _quiet_tensorflow()
+        from har.infer import UNCERTAIN, Recognizer, analyze
+
+        recognizer = Recognizer(args.model)
         result = analyze(path, recognizer, timeline=timeline, annotate_to=args.annotate, top_k=args.top_k,
                          window_s=args.window_s, hop_s=args.hop_s, progress=progress)[recognizer.name]
     out = {**result.to_dict(), "input": args.input}
@@ -120,14 +126,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(json.dumps(out))
         return 0
     clip = result.clip
-    verdict = f"{UNCERTAIN} (top probability {clip.top[0].score:.0%} < {clip.uncertain_below:.0%})" \
-        if clip.uncertain else f"{clip.label} ({clip.top[0].score:.0%})"
+    verdict = f"{UNCERTAIN} (top probability {clip.top[0].score:.1%} < {clip.uncertain_below:.0%})" \
+        if clip.uncertain else f"{clip.label} ({clip.top[0].score:.1%})"
     print(f"{args.input}: {recognizer.name} says {verdict}")
     for s in clip.top:
         print(f"  {s.label:<24}{s.score:>7.1%}")
     if result.timeline is not None:
         t = result.timeline
-        print(f"timeline: {t.duration_s:.1f} s, {len(t.window_starts)} windows of {t.window_s:g} s every "
+        k = len(t.window_starts)
+        print(f"timeline: {t.duration_s:.1f} s, {k} window{'s' if k > 1 else ''} of {t.window_s:g} s every "
               f"{t.hop_s:g} s")
         for seg in t.segments:
             print(f"  {seg.start_s:>7.1f} - {seg.end_s:>7.1f} s  {seg.label:<28}{seg.score:>6.0%}")
@@ -151,13 +158,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--preset", choices=("default", "tutorial"), default="default")
     s.add_argument("--data", required=True, help="dataset folder (one sub-folder per class)")
     s.add_argument("--out", required=True, help="model directory to write")
-    s.add_argument("--epochs", type=int, default=60, help="at most this many epochs (early stopping)")
+    s.add_argument("--epochs", type=int, default=40, help="length of the cosine LR schedule (early stop may end it)")
     s.add_argument("--batch-size", type=int, default=16)
     s.add_argument("--lr", type=float, default=1e-3)
-    s.add_argument("--patience", type=int, default=12)
+    s.add_argument("--patience", type=int, default=10, help="early stopping: epochs without a better val_loss")
+    s.add_argument("--stop-from-epoch", type=int, default=20, help="early stopping only counts from this epoch on")
+    s.add_argument("--weight-decay", type=float, default=0.05, help="AdamW decoupled weight decay")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--strategy", choices=("auto", "mirrored", "cpu"), default="auto",
-                   help="auto: one GPU if TensorFlow sees one, else CPU; mirrored: all local GPUs")
+    s.add_argument("--strategy", choices=("auto", "mirrored", "multiworker", "cpu"), default="auto",
+                   help="auto: one GPU if TensorFlow sees one, else CPU; mirrored: all local GPUs; "
+                   "multiworker: several machines described by TF_CONFIG")
     s.add_argument("--resume", action="store_true", help="continue the unfinished run in --out")
     s.add_argument("--max-clips", type=int, default=None, help="at most this many clips per split (smoke tests)")
     s.add_argument("--cache-dir", default=None, help="frame cache (default ~/.cache/har-studio/frames)")
@@ -176,8 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top-k", type=int, default=5, help="how many classes to list (default 5)")
     s.add_argument("--timeline", action="store_true", help="slide a window over the video: segments over time")
     s.add_argument("--window-s", type=float, default=None,
-                   help="timeline window in seconds (default: the model's, the median training clip)")
-    s.add_argument("--hop-s", type=float, default=None, help="timeline hop in seconds (default: the model's, 1)")
+                   help="timeline window in seconds (default: the model's, the median training clip; implies "
+                        "--timeline)")
+    s.add_argument("--hop-s", type=float, default=None,
+                   help="timeline hop in seconds (default: the model's, 1; implies --timeline)")
     s.add_argument("--annotate", metavar="OUT.mp4", default=None,
                    help="write a copy with the label drawn on every frame (H.264 MP4; implies --timeline)")
     s.add_argument("--json", action="store_true", help="print one JSON object as the last line")

@@ -275,7 +275,8 @@ class _Guard:
             _check_infos(name, infos, self.limits, "The link led")
         except FetchError as exc:
             self.refusal = self.refusal or str(exc)
-            log.warning("refused connection to %s: %s", name, exc)
+            # INFO, not WARNING: the refusal is the error the caller gets (the CLI would print it twice)
+            log.info("refused connection to %s: %s", name, exc)
             raise _Refused(socket.EAI_FAIL, f"refused by HAR Studio: {exc}") from None
         return infos
 

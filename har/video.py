@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,6 +128,8 @@ def _why_not_a_video(p: Path) -> str:
     with open(p, "rb") as f:
         head = f.read(4096)
     kind = _kind_of(head)
+    if kind and _track_kinds(p, kind) == {"audio"}:
+        return f"{_describe(p)} has no video stream: it holds only audio. Upload a video file."
     if kind:
         return (f"{_describe(p)} looks like an {kind} file but cannot be decoded: it is probably truncated "
                 "(an incomplete upload or download) or damaged.")
@@ -142,6 +145,30 @@ def _why_not_a_video(p: Path) -> str:
         return f"{_describe(p)} is a text file, not a video."
     return (f"{_describe(p)} is not a video that can be decoded (unknown format or not a video file at all). "
             "Try an MP4, AVI, MOV, MKV or WebM video.")
+
+
+_SCAN_BYTES = 4 << 20  # the track list sits in a container's first or last few megabytes
+
+
+def _track_kinds(p: Path, kind: str) -> set[str]:
+    """Kinds of tracks (``"video"``, ``"audio"``) a container declares, read from its bytes; empty when unknown.
+
+    MP4/MOV: the handler type of each track (``hdlr`` box: ``vide``, ``soun``), in the index at the start or the
+    end of the file; Matroska/WebM: the codec ids (``V_VP9``, ``A_OPUS``) in the header.
+    """
+    size = p.stat().st_size
+    with open(p, "rb") as f:
+        data = f.read(_SCAN_BYTES)
+        if size > _SCAN_BYTES:
+            f.seek(max(_SCAN_BYTES, size - _SCAN_BYTES))
+            data += f.read()
+    if kind == "MP4/MOV":  # hdlr: size, "hdlr", version and flags (4 bytes), pre_defined (4), handler type (4)
+        handlers = {data[m.start() + 12 : m.start() + 16] for m in re.finditer(b"hdlr", data)}
+        return {name for code, name in ((b"vide", "video"), (b"soun", "audio")) if code in handlers}
+    if kind == "Matroska/WebM":  # CodecID element (0x86), a one-byte size, then "V_..." or "A_..."
+        ids = set(re.findall(rb"\x86[\x81-\xbf]([VA])_", data))
+        return {name for code, name in ((b"V", "video"), (b"A", "audio")) if code in ids}
+    return set()
 
 
 def probe(path: str | os.PathLike) -> VideoInfo:

@@ -136,6 +136,8 @@ class AppServer:
     startup_s: float  # from process start to the API answering
     tmp: Path  # the app's TMPDIR: per-request temporaries must not stay there
     log: Path  # the app's stdout and stderr
+    pid: int  # the server process (its /proc/<pid>/status has the peak RSS, VmHWM)
+    cache: Path  # GRADIO_TEMP_DIR: uploads and the outputs handed to the browser
 
 
 def free_port() -> int:
@@ -147,7 +149,8 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def app_server(tmp_path_factory) -> AppServer:
     """``python app.py`` in a subprocess on 127.0.0.1 and a free port, as a visitor's server would run it, allowed
-    to fetch links from 127.0.0.1 (``HAR_ALLOWED_HOSTS``); ready when its API answers. Models: ``models/`` (or
+    to fetch links from 127.0.0.1 (``HAR_ALLOWED_HOSTS``) with a short timeout and no retry, taking uploads up to
+    8 MB (tests/corpus.py has a file just over); ready when its API answers. Models: ``models/`` (or
     ``$HAR_MODELS_DIR``)."""
     base = tmp_path_factory.mktemp("app")
     tmp = base / "tmp"
@@ -155,8 +158,10 @@ def app_server(tmp_path_factory) -> AppServer:
     port = free_port()
     env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
            "HAR_ALLOWED_HOSTS": "127.0.0.1", "GRADIO_TEMP_DIR": str(base / "gradio"), "TMPDIR": str(tmp),
-           "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+           "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", "HAR_MAX_UPLOAD_MB": "8",
+           "HAR_FETCH_TIMEOUT_S": "3", "HAR_FETCH_RETRIES": "0"}
     env.pop("PORT", None)
+    env.pop("HAR_MAX_VIDEO_SECONDS", None)  # the default limit (600 s), which tests/corpus.py's long video exceeds
     log = base / "app.log"
     url = f"http://127.0.0.1:{port}/"
     t0 = time.monotonic()
@@ -174,7 +179,7 @@ def app_server(tmp_path_factory) -> AppServer:
                         break
             except OSError:
                 time.sleep(0.2)
-        yield AppServer(url, time.monotonic() - t0, tmp, log)
+        yield AppServer(url, time.monotonic() - t0, tmp, log, proc.pid, base / "gradio")
     finally:
         proc.terminate()
         try:

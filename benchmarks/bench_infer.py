@@ -1,0 +1,235 @@
+"""Inference speed and memory, measured side by side against the original recipes in one run.
+
+    python benchmarks/bench_infer.py [--model lrcn] [--clips 30] [--scratch /tmp/har-bench] [--no-long]
+
+Baselines, built here:
+
+* (a) the original recipe for one clip: open, 20 seeks (``CAP_PROP_POS_FRAMES``) + reads, ``model.predict``;
+* (b) the original long-video loop: read every frame, keep a deque of the last 20 (64x64), ``model.predict`` once
+  per frame, draw the label, write mp4v with OpenCV;
+* (c) decoding alone: every frame read once with OpenCV (the floor for anything that looks at the whole video).
+
+Ours: ``Recognizer.timeline`` with the recognizer loaded (as the app runs it); the whole CLI run
+``python -m har predict V --timeline --annotate OUT.mp4 --json`` (process start and model load included);
+``Recognizer.classify`` per clip; and the peak memory of that CLI run on a 10-minute 720p video made by
+concatenating the wild videos (built once in ``--scratch``, not committed).
+
+Targets (issue 4): timeline >= 50x faster than (b) and within 1.5x of (c); CLI >= 8x faster than (b); one clip
+>= 3x faster than (a); peak memory < 1.5 GB. Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+SHARED = REPO.parent / "shared" / "data"
+SEQ = 20  # the original recipes' SEQUENCE_LENGTH
+CHILD = (
+    "import json, resource, sys, time\n"
+    "from har.cli import main\n"
+    "t = time.perf_counter(); rc = main(sys.argv[1:]); dt = time.perf_counter() - t\n"
+    "print(json.dumps({'rc': rc, 'seconds': dt,\n"
+    "                  'self_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,\n"
+    "                  'children_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))\n"
+)
+
+
+def clock(fn, *args, **kw):
+    t = time.perf_counter()
+    out = fn(*args, **kw)
+    return time.perf_counter() - t, out
+
+
+# --- baselines ------------------------------------------------------------------------------------------------
+
+
+def baseline_a_clip(model, path: Path, classes) -> str:
+    """The original ``predict_single_action``: 20 seeks, one ``model.predict``."""
+    cap = cv2.VideoCapture(str(path))
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    skip = max(int(count / SEQ), 1)
+    frames = []
+    for i in range(SEQ):
+        cap.set(cv2.CAP_PROP_POS_FRAMES, i * skip)
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(cv2.resize(frame, (64, 64)), cv2.COLOR_BGR2RGB))
+    cap.release()
+    while len(frames) < SEQ:  # the original would crash on a short read; pad to keep the comparison going
+        frames.append(frames[-1])
+    probs = model.predict(np.expand_dims(np.array(frames, np.uint8), 0), verbose=0)[0]
+    return classes[int(np.argmax(probs))]
+
+
+def baseline_b_loop(model, path: Path, out: Path, classes) -> int:
+    """The original ``predict_on_video``: per frame, a deque of 20 and ``model.predict``; mp4v output."""
+    cap = cv2.VideoCapture(str(path))
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), cap.get(cv2.CAP_PROP_FPS), (w, h))
+    queue: collections.deque = collections.deque(maxlen=SEQ)
+    label, n = "", 0
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        queue.append(cv2.cvtColor(cv2.resize(frame, (64, 64)), cv2.COLOR_BGR2RGB))
+        if len(queue) == SEQ:
+            probs = model.predict(np.expand_dims(np.array(queue, np.uint8), 0), verbose=0)[0]
+            label = classes[int(np.argmax(probs))]
+        cv2.putText(frame, label, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 1, (0, 255, 0), 2)
+        writer.write(frame)
+        n += 1
+    cap.release()
+    writer.release()
+    return n
+
+
+def baseline_c_decode(path: Path) -> int:
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
+# --- ours -----------------------------------------------------------------------------------------------------
+
+
+def run_cli(args: list[str]) -> dict:
+    """``python -m har ARGS`` in a fresh process (start-up and model load included): wall time and peak RSS."""
+    t = time.perf_counter()
+    res = subprocess.run([sys.executable, "-c", CHILD, *args], cwd=REPO, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if res.returncode != 0:
+        raise SystemExit(f"CLI failed: {' '.join(args)}\n{res.stderr[-2000:]}")
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    out["wall"] = wall
+    return out
+
+
+def long_video(scratch: Path, wild: list[Path]) -> Path:
+    """About 10 minutes of 1280x720 25 fps H.264 with audio: the wild videos letterboxed, concatenated, looped."""
+    out = scratch / "long-720p.mp4"
+    if out.is_file():
+        return out
+    cycle = scratch / "cycle-720p.mp4"
+    parts = "".join(
+        f"[{i}:v]scale=1280:720:force_original_aspect_ratio=decrease,pad=1280:720:(ow-iw)/2:(oh-ih)/2,setsar=1,"
+        f"fps=25,format=yuv420p[v{i}];[{i}:a]aresample=44100,aformat=channel_layouts=stereo[a{i}];"
+        for i in range(len(wild))
+    )
+    joined = "".join(f"[v{i}][a{i}]" for i in range(len(wild))) + f"concat=n={len(wild)}:v=1:a=1[v][a]"
+    inputs = [a for p in wild for a in ("-i", str(p))]
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *inputs, "-filter_complex", parts + joined, "-map", "[v]",
+                    "-map", "[a]", "-c:v", "libx264", "-preset", "veryfast", "-crf", "26", "-c:a", "aac",
+                    str(cycle)], check=True)
+    from har.video import probe
+
+    loops = max(1, int(595 // max(probe(cycle).duration_s, 1)))  # stay under the 600 s default limit
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-stream_loop", str(loops - 1), "-i", str(cycle), "-c", "copy",
+                    "-movflags", "+faststart", str(out)], check=True)
+    cycle.unlink()
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="lrcn", help="lrcn, convlstm or a model directory")
+    ap.add_argument("--videos", nargs="*", type=Path, default=None, help="long videos (default: shared wild/*.mp4)")
+    ap.add_argument("--clips", type=int, default=30, help="shared clips for the one-clip comparison")
+    ap.add_argument("--scratch", type=Path, default=Path("/tmp/har-bench"), help="outputs and the 10-minute video")
+    ap.add_argument("--no-long", action="store_true", help="skip the 10-minute 720p memory run")
+    args = ap.parse_args()
+
+    from har.data import index_dataset
+    from har.infer import Recognizer
+    from har.runtime import device_name
+
+    args.scratch.mkdir(parents=True, exist_ok=True)
+    videos = args.videos or sorted((SHARED / "wild").glob("*.mp4"))
+    t_load, rec = clock(Recognizer, args.model)
+    model, classes = rec.model, rec.config.classes  # the same weights for the baselines
+    print(f"model {rec.name} ({rec.directory}), device {device_name()}, {os.cpu_count()} cores; "
+          f"recognizer loaded and warmed up in {t_load:.1f} s", flush=True)
+
+    rows = []
+    for v in videos:
+        print(f"{v.name}: (c) decode ...", flush=True)
+        t_c, frames = clock(baseline_c_decode, v)
+        print(f"{v.name}: ours, timeline ...", flush=True)
+        t_tl, tl = clock(rec.timeline, v)
+        print(f"{v.name}: ours, CLI predict --timeline --annotate ...", flush=True)
+        cli = run_cli(["predict", str(v), "--model", str(rec.directory), "--timeline", "--annotate",
+                       str(args.scratch / f"{v.stem}.annotated.mp4"), "--json"])
+        print(f"{v.name}: (b) per-frame model.predict loop over {frames} frames ...", flush=True)
+        t_b, _ = clock(baseline_b_loop, model, v, args.scratch / f"{v.stem}.baseline.mp4", classes)
+        info = cv2.VideoCapture(str(v))
+        size = f"{int(info.get(cv2.CAP_PROP_FRAME_WIDTH))}x{int(info.get(cv2.CAP_PROP_FRAME_HEIGHT))}"
+        info.release()
+        rows.append((v.name, size, frames, t_c, t_b, t_tl, cli["wall"], len(tl.window_starts)))
+
+    clips = []
+    if args.clips:
+        index = index_dataset(SHARED / "ucf101-6")
+        step = max(1, len(index.clips) // args.clips)
+        clips = [c.path for c in index.clips[::step][: args.clips]]
+        print(f"{len(clips)} clips: (a) 20 seeks + model.predict, and ours ...", flush=True)
+        t_a = sum(clock(baseline_a_clip, model, c, classes)[0] for c in clips)
+        t_ours = sum(clock(rec.classify, c)[0] for c in clips)
+
+    long = None
+    if not args.no_long:
+        print("10-minute 720p video: building (once) ...", flush=True)
+        lv = long_video(args.scratch, videos)
+        print(f"{lv.name}: CLI predict --timeline --annotate, peak memory ...", flush=True)
+        long = run_cli(["predict", str(lv), "--model", str(rec.directory), "--timeline", "--annotate",
+                        str(args.scratch / "long.annotated.mp4"), "--json"])
+        from har.video import probe
+
+        long["duration"] = probe(lv).duration_s
+
+    def ok(good: bool) -> str:
+        return "yes" if good else "**no**"
+
+    print()
+    print("| video | size | frames | (c) decode s | (b) per-frame loop s | timeline s | (b) / timeline (>= 50) "
+          "| timeline / (c) (<= 1.5) | CLI s | (b) / CLI (>= 8) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, size, frames, t_c, t_b, t_tl, t_cli, _ in rows:
+        print(f"| {name} | {size} | {frames} | {t_c:.2f} | {t_b:.1f} | {t_tl:.2f} | {t_b / t_tl:.0f}x "
+              f"{ok(t_b / t_tl >= 50)} | {t_tl / t_c:.2f} {ok(t_tl / t_c <= 1.5)} | {t_cli:.1f} | "
+              f"{t_b / t_cli:.1f}x {ok(t_b / t_cli >= 8)} |")
+    if clips:
+        print()
+        print("| clips | (a) 20 seeks + predict, s/clip | ours classify, s/clip | (a) / ours (>= 3) |")
+        print("|---:|---:|---:|---:|")
+        print(f"| {len(clips)} | {t_a / len(clips):.3f} | {t_ours / len(clips):.3f} | {t_a / t_ours:.1f}x "
+              f"{ok(t_a / t_ours >= 3)} |")
+    if long:
+        print()
+        print("| 10-min 720p video | CLI s | peak RSS, python MB | peak RSS, ffmpeg MB | < 1.5 GB |")
+        print("|---|---:|---:|---:|---:|")
+        print(f"| {long['duration']:.0f} s | {long['wall']:.0f} | {long['self_mb']:.0f} | "
+              f"{long['children_mb']:.0f} | {ok(long['self_mb'] < 1536)} |")
+    print(f"\n{os.cpu_count()} cores, {device_name()}; ratios are of runs made side by side in this process.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

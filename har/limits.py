@@ -1,0 +1,31 @@
+"""Limits shared by every way a video comes in (upload, URL, command line), read from the environment per call."""
+
+from __future__ import annotations
+
+import math
+import os
+
+from har.errors import HarError
+
+MAX_VIDEO_SECONDS_ENV = "HAR_MAX_VIDEO_SECONDS"
+DEFAULT_MAX_VIDEO_SECONDS = 600.0  # 10 minutes: a long video costs one decoding pass, bounded on a 2-core CPU
+
+
+def max_video_seconds() -> float:
+    """The longest video we accept, in seconds: ``$HAR_MAX_VIDEO_SECONDS``, default 600."""
+    raw = os.environ.get(MAX_VIDEO_SECONDS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_VIDEO_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise HarError(f"{MAX_VIDEO_SECONDS_ENV}={raw!r} is not a positive number of seconds.")
+    return value
+
+
+def describe_seconds(seconds: float) -> str:
+    """``754.2`` -> ``"12 min 34 s"``; ``42`` -> ``"42 s"``."""
+    s = int(round(seconds))
+    return f"{s // 60} min {s % 60} s" if s >= 60 else f"{s} s"
