@@ -18,21 +18,22 @@ def centre(dense: tf.Tensor, frames: int) -> tf.Tensor:
     return tf.gather(dense, tf.range(frames) * DENSE + DENSE // 2)
 
 
-def augment_clip(dense: tf.Tensor, seed: tf.Tensor, frames: int, min_area: float = 0.6) -> tf.Tensor:
+def augment_clip(dense: tf.Tensor, seed: tf.Tensor, frames: int, min_area: float = 0.35) -> tf.Tensor:
     """One augmented clip, uint8 ``(frames, H, W, 3)``, from a dense uint8 ``(frames*DENSE, H, W, 3)`` stack.
 
     Frame-position jitter within each segment, a random crop covering ``min_area``..1 of the frame (aspect
-    0.8..1.25) resized back, horizontal flip, brightness and contrast: the same draw for every frame of the clip.
-    ``seed`` is a shape-(2,) int tensor.
+    0.75..1.33) resized back, horizontal flip, brightness, contrast and saturation, and now and then grey: the same
+    draw for every frame of the clip. Clips of one UCF group share a background, so the model must not lean on
+    exact colours and framing; these are what differ between groups. ``seed`` is a shape-(2,) int tensor.
     """
-    seeds = tf.random.split(tf.cast(seed, tf.int64), 7)
+    seeds = tf.random.split(tf.cast(seed, tf.int64), 9)
     size = tf.shape(dense)[1]
     pick = tf.random.stateless_uniform((frames,), seeds[0], 0, DENSE, dtype=tf.int32)
     x = tf.gather(dense, tf.range(frames) * DENSE + pick)
     x = tf.cast(x, tf.float32)  # (frames, H, W, 3) in 0..255
 
     area = tf.random.stateless_uniform((), seeds[1], min_area, 1.0)
-    aspect = tf.exp(tf.random.stateless_uniform((), seeds[2], tf.math.log(0.8), tf.math.log(1.25)))
+    aspect = tf.exp(tf.random.stateless_uniform((), seeds[2], tf.math.log(0.75), tf.math.log(4 / 3)))
     h = tf.minimum(tf.sqrt(area / aspect), 1.0)
     w = tf.minimum(tf.sqrt(area * aspect), 1.0)
     y0 = tf.random.stateless_uniform((), seeds[3], 0.0, 1.0) * (1.0 - h)
@@ -43,9 +44,14 @@ def augment_clip(dense: tf.Tensor, seed: tf.Tensor, frames: int, min_area: float
     flip = tf.random.stateless_uniform((), seeds[5], 0.0, 1.0) < 0.5
     x = tf.cond(flip, lambda: tf.reverse(x, axis=[2]), lambda: x)
 
-    bc = tf.random.stateless_uniform((2,), seeds[6], -1.0, 1.0)
+    bc = tf.random.stateless_uniform((3,), seeds[6], -1.0, 1.0)
     brightness = 0.15 * 255.0 * bc[0]
-    contrast = 1.0 + 0.25 * bc[1]
+    contrast = 1.0 + 0.3 * bc[1]
+    saturation = 1.0 + 0.4 * bc[2]
+    grey = tf.reduce_mean(x, axis=-1, keepdims=True)  # (frames, H, W, 1)
+    to_grey = tf.random.stateless_uniform((), seeds[7], 0.0, 1.0) < 0.1
+    saturation = tf.where(to_grey, 0.0, saturation)
+    x = grey + (x - grey) * saturation
     mean = tf.reduce_mean(x)
     x = (x - mean) * contrast + mean + brightness
     return tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.uint8)

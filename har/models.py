@@ -19,6 +19,9 @@ import keras
 from keras import layers
 
 ARCHS = ("lrcn", "convlstm")
+# An epoch here is ~20 steps: with Keras' default 0.99 the moving statistics lag the weights by several epochs
+# and validation swings wildly; 0.9 tracks within an epoch.
+BN_MOMENTUM = 0.9
 PRESETS = ("default", "tutorial")
 
 
@@ -62,18 +65,29 @@ def lrcn_tutorial(num_classes: int, frames: int = 20, size: int = 64) -> keras.M
 
 def lrcn_default(num_classes: int, frames: int = 20, size: int = 64) -> keras.Model:
     inputs, x = _input(frames, size)
+    # Motion beside appearance: each frame is paired with its difference from the previous sampled frame (built-in
+    # layers, no Lambda). Clips of one UCF group share a background, so a model seeing colours alone learns the
+    # backgrounds of its training groups; motion generalises to new groups (on the validation groups: best
+    # val_loss 0.27 with motion vs 0.36 without, same recipe).
+    later = layers.Cropping3D(((1, 0), (0, 0), (0, 0)), name="later")(x)  # frames 1..T-1
+    earlier = layers.Cropping3D(((0, 1), (0, 0), (0, 0)), name="earlier")(x)  # frames 0..T-2
+    motion = layers.Subtract(name="motion")([later, earlier])
+    x = layers.Concatenate(axis=-1, name="rgb_motion")([later, motion])  # (batch, T-1, 64, 64, 6)
     # Per frame: conv-BN-ReLU blocks, each a stride-2 convolution halving the resolution (strided convolutions
-    # train about 3x faster than conv + max-pooling on CPU for the same accuracy here).
-    # (batch, frames, 64, 64, 3) -> (b, f, 32, 32, 16) -> ... -> (b, f, 4, 4, 128) -> GAP -> (b, f, 128)
+    # train about 3x faster than conv + max-pooling on CPU).
+    # (b, T-1, 64, 64, 6) -> (b, T-1, 32, 32, 16) -> ... -> (b, T-1, 4, 4, 128) -> GAP -> (b, T-1, 128)
     for i, filters in enumerate((16, 32, 64, 128)):
         x = layers.TimeDistributed(
             layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False), name=f"conv{i}"
         )(x)
-        x = layers.TimeDistributed(layers.BatchNormalization(), name=f"bn{i}")(x)
+        x = layers.TimeDistributed(layers.BatchNormalization(momentum=BN_MOMENTUM), name=f"bn{i}")(x)
         x = layers.TimeDistributed(layers.ReLU(), name=f"relu{i}")(x)
-    x = layers.TimeDistributed(layers.GlobalAveragePooling2D(), name="gap")(x)  # (batch, frames, 128)
-    x = layers.Dropout(0.3, name="drop_frames")(x)
-    x = layers.LSTM(64, name="lstm")(x)  # (batch, 64)
+    x = layers.TimeDistributed(layers.GlobalAveragePooling2D(), name="gap")(x)  # (batch, T-1, 128)
+    x = layers.Dropout(0.5, name="drop_frames")(x)
+    # As in Donahue et al.'s LRCN, the clip's answer pools the LSTM's outputs over all time steps rather than
+    # trusting the last one alone.
+    x = layers.LSTM(64, return_sequences=True, name="lstm")(x)  # (batch, T-1, 64)
+    x = layers.GlobalAveragePooling1D(name="time_pool")(x)  # (batch, 64)
     x = layers.Dropout(0.3, name="drop_clip")(x)
     return keras.Model(inputs, _head(x, num_classes), name="lrcn")
 
@@ -100,7 +114,7 @@ def convlstm_default(num_classes: int, frames: int = 20, size: int = 64) -> kera
         x = layers.ConvLSTM2D(
             filters, 3, strides=2, padding="same", return_sequences=not last, name=f"convlstm{i}"
         )(x)
-        x = layers.BatchNormalization(name=f"bn{i}")(x)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"bn{i}")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dropout(0.3, name="drop")(x)
     return keras.Model(inputs, _head(x, num_classes), name="convlstm")

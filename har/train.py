@@ -43,17 +43,20 @@ class TrainOptions:
     data: Path  # folder per class
     out: Path  # model directory to write
     preset: str = "default"  # "default" | "tutorial"
-    epochs: int = 60  # upper bound; early stopping usually ends sooner
+    epochs: int = 40  # length of the cosine schedule; early stopping may end sooner
     batch_size: int = 16
     lr: float = 1e-3  # peak learning rate (cosine decay after a short warm-up)
     warmup_epochs: int = 2
-    patience: int = 12  # epochs without a better val_loss before stopping
+    patience: int = 10  # epochs without a better val_loss before stopping ...
+    # ... counted only from this epoch on: while the learning rate is still high, validation swings are noise
+    stop_from_epoch: int = 20
+    weight_decay: float = 0.05  # AdamW, decoupled
     seed: int = 0
     validation: float = 0.15  # fraction of each class's groups
     test: float = 0.2
     frames: int = 20
     size: int = 64
-    strategy: str = "auto"  # "auto" (one device: GPU if any), "mirrored" (all local GPUs), "cpu"
+    strategy: str = "auto"  # "auto" (one device: GPU if any), "mirrored" (all local GPUs), "multiworker", "cpu"
     resume: bool = False
     cache_dir: Path | None = None
     max_clips: int | None = None  # per split, for smoke tests only
@@ -86,6 +89,8 @@ def pick_strategy(name: str):
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
+    if name == "multiworker":  # one process per machine, the cluster described by TF_CONFIG (see README)
+        return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "mirrored":
         if not gpus:
             log.warning("--strategy mirrored: TensorFlow sees no GPU; MirroredStrategy runs on the CPU")
@@ -169,14 +174,15 @@ def train(opts: TrainOptions) -> ModelConfig:
         else:
             model = models.build(opts.arch, opts.preset, len(index.classes), opts.frames, opts.size)
             model.compile(
-                optimizer=keras.optimizers.Adam(opts.lr),
+                optimizer=keras.optimizers.AdamW(opts.lr, weight_decay=opts.weight_decay),
                 loss=keras.losses.SparseCategoricalCrossentropy(),
                 metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             )
 
     callbacks = [
         keras.callbacks.LearningRateScheduler(lambda epoch: lr_at(epoch, opts)),
-        _ResumableEarlyStopping([r["val_loss"] for r in prior], monitor="val_loss", mode="min", patience=opts.patience),
+        _ResumableEarlyStopping([r["val_loss"] for r in prior], monitor="val_loss", mode="min", patience=opts.patience,
+                                start_from_epoch=opts.stop_from_epoch),
         _EpochLog(out, prior, state["seconds"]),
     ]
     verbose = 1 if os.isatty(2) else 2
@@ -216,8 +222,10 @@ def train(opts: TrainOptions) -> ModelConfig:
         params=int(final.count_params()),
         hyper={
             "batch_size": opts.batch_size, "lr": opts.lr, "warmup_epochs": opts.warmup_epochs,
-            "max_epochs": opts.epochs, "patience": opts.patience, "validation": opts.validation,
-            "test": opts.test, "augment": "jitter+crop+flip+brightness/contrast", "strategy": opts.strategy,
+            "max_epochs": opts.epochs, "patience": opts.patience, "stop_from_epoch": opts.stop_from_epoch,
+            "optimizer": "AdamW", "weight_decay": opts.weight_decay, "validation": opts.validation,
+            "test": opts.test, "augment": "jitter+crop+flip+brightness/contrast/saturation+grey",
+            "strategy": opts.strategy,
             "device": "gpu" if gpus else "cpu",
         },
         versions=versions(),
@@ -276,7 +284,9 @@ class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         super().on_train_begin(logs)
         if self.monitor_op is None:
             self._set_monitor_op()
-        for epoch, value in enumerate(self.prior):
+        for epoch, value in enumerate(self.prior):  # the same steps as EarlyStopping.on_epoch_end
+            if epoch < self.start_from_epoch:
+                continue
             self.wait += 1
             if self._is_improvement(value, self.best):
                 self.best, self.best_epoch, self.wait = value, epoch, 0

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from conftest import REPO, read_index, run_cli, write_video
 
+from har import models
 from har.config import ModelConfig
 from har.errors import HarError, VideoError
 from har.infer import (
@@ -22,6 +23,7 @@ from har.infer import (
     Recognizer,
     analyze,
     annotate,
+    ffmpeg_exe,
     output_size,
     per_second,
     plan_windows,
@@ -113,11 +115,13 @@ def test_models_that_start_frame_by_frame_split_in_halves_that_agree():
     from har import models
 
     x = np.random.default_rng(0).integers(0, 256, (2, 8, 64, 64, 3), np.uint8)
-    for preset in ("default", "tutorial"):
-        model = models.build("lrcn", preset, 4, frames=8, size=64)
-        frame_model, head = split_per_frame(model, 8, 64)
-        feats = np.asarray(frame_model(x.reshape(-1, 64, 64, 3), training=False)).reshape(2, 8, -1)
-        assert np.allclose(head(feats, training=False), model(x, training=False), atol=1e-5)
+    model = models.build("lrcn", "tutorial", 4, frames=8, size=64)
+    frame_model, head = split_per_frame(model, 8, 64)
+    feats = np.asarray(frame_model(x.reshape(-1, 64, 64, 3), training=False)).reshape(2, 8, -1)
+    assert np.allclose(head(feats, training=False), model(x, training=False), atol=1e-5)
+    # models that look at two frames at once (our LRCN pairs each frame with its motion) or are recurrent from the
+    # first layer (ConvLSTM) run whole
+    assert split_per_frame(models.build("lrcn", "default", 4, frames=8, size=64), 8, 64) is None
     assert split_per_frame(models.build("convlstm", "default", 4, frames=8, size=64), 8, 64) is None
 
 
@@ -195,14 +199,20 @@ def test_timeline_and_analyze_decode_once_for_all_models(tiny_recognizer, tiny_m
     assert np.allclose(tl.clip.probs, tiny_recognizer.classify(video).probs, atol=1e-5)
     assert tl.segments[0].start_s == 0 and tl.segments[-1].end_s == pytest.approx(tl.duration_s, abs=0.01)
 
-    # two models side by side, one call: same answers as each alone (the second runs whole per window)
-    assert tiny_recognizer.per_frame
+    # two models side by side, one call: same answers as each alone
+    assert not tiny_recognizer.per_frame  # our LRCN pairs frames with their motion: it runs whole per window
     other = Recognizer(with_config(tiny_model, tmp_path / "other", uncertain_below=0.0), share_frames=False)
-    assert not other.per_frame
-    both = analyze(video, [tiny_recognizer, other], window_s=2.0, hop_s=0.5)
-    assert list(both) == ["lrcn", "other"]
+    # a model whose CNN sees one frame at a time (the tutorial LRCN) shares per-frame features across windows
+    flat_dir = with_config(tiny_model, tmp_path / "flat", preset="tutorial")
+    models.build("lrcn", "tutorial", 3).save(flat_dir / MODEL_FILE)
+    flat = Recognizer(flat_dir)
+    assert flat.per_frame and not other.per_frame
+    flat_alone = flat.timeline(video, window_s=2.0, hop_s=0.5)
+    both = analyze(video, [tiny_recognizer, other, flat], window_s=2.0, hop_s=0.5)
+    assert list(both) == ["lrcn", "other", "flat"]
     assert np.allclose(both["lrcn"].timeline.window_probs, tl.window_probs, atol=1e-5)
     assert np.allclose(both["other"].timeline.window_probs, tl.window_probs, atol=1e-5)
+    assert np.allclose(both["flat"].timeline.window_probs, flat_alone.window_probs, atol=1e-5)
     assert both["other"].uncertain is False and both["other"].label == both["other"].clip.top[0].label
     d = json.loads(json.dumps(both["lrcn"].to_dict()))
     assert d["input"] == str(video) and d["model"] == "lrcn"
@@ -399,15 +409,18 @@ def test_timeline_finds_the_segments_of_stitched_clips(shipped_lrcn, ucf, tmp_pa
     video = tmp_path / "stitched.mp4"
     scale = "".join(f"[{i}:v]scale=320:240,setsar=1,fps=25[v{i}];" for i in range(len(parts)))
     concat = "".join(f"[v{i}]" for i in range(len(parts))) + f"concat=n={len(parts)}:v=1:a=0[v]"
-    subprocess.run(["ffmpeg", "-v", "error", "-y", *[a for p in parts for a in ("-i", str(p))],
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", *[a for p in parts for a in ("-i", str(p))],
                     "-filter_complex", scale + concat, "-map", "[v]", "-c:v", "libx264", "-preset", "ultrafast",
                     "-pix_fmt", "yuv420p", str(video)], check=True)
     ends = np.cumsum([seconds for _, _, seconds in blocks])  # the true boundaries (to a frame)
 
     tl = rec.timeline(video)
-    labels = [s.label for s in tl.segments]
+    # A window straddling a cut between two clips sees neither action well: an "uncertain" stretch no longer than
+    # one window at a boundary is a fair answer there; anything else must be the stitched classes, in order.
+    found = [s for s in tl.segments if not (s.label == UNCERTAIN and s.end_s - s.start_s <= w)]
+    labels = [s.label for s in found]
     assert labels == [b[0] for b in blocks], [s.to_dict() for s in tl.segments]
-    for seg, end in zip(tl.segments[:-1], ends[:-1], strict=True):
+    for seg, end in zip(found[:-1], ends[:-1], strict=True):
         assert abs(seg.end_s - end) <= w, (seg, end)
     assert tl.segments[-1].end_s == pytest.approx(tl.duration_s, abs=0.05)
-    assert all(s.score >= rec.uncertain_below for s in tl.segments)
+    assert all(s.score >= rec.uncertain_below for s in found)
