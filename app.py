@@ -283,8 +283,8 @@ they slide a {window}-second window (the median length of the training clips) ev
 **Data.** UCF101 (Soomro, Zamir and Shah, *UCF101: A Dataset of 101 Human Actions Classes From Videos in The
 Wild*, CRCV-TR-12-01, 2012), six classes, groups g08–g25: 529 clips. UCF101 is distributed by the University of
 Central Florida for research use; its clips come from YouTube and remain their uploaders'. The example clips on
-the *Recognize* tab are six of them, from test groups, some trimmed to 4 s; they were picked among clips LRCN
-gets right, so they show how the app works, not how often it is right (that is *Compare models*).
+the *Recognize* tab are six of them, from test groups, some trimmed to 4 s; they were picked among clips both
+models get right, so they show how the app works, not how often it is right (that is *Compare models*).
 
 **Protocol.** All clips of one UCF101 group are cut from one long video (same actor, same place), so whole groups
 go to one side of a split: per class, seeded, about 60 % of groups train, 15 % validate (early stopping and model

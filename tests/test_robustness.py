@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 
 FILES = [i for i in ITEMS if i.filename]
 LINKS = [i for i in ITEMS if i.link]
-EXAMPLE = REPO / "examples" / "v_HorseRace_g11_c03.mp4"  # the good request after each item
+EXAMPLE = next((REPO / "examples").glob("v_HorseRace_*.mp4"))  # the good request after each item
 
 
 @pytest.fixture(scope="session")
