@@ -10,6 +10,7 @@ import filecmp
 import functools
 import http.server
 import ipaddress
+import json
 import os
 import re
 import shutil
@@ -30,8 +31,10 @@ from har.video import probe
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ucf101-6"
+EXAMPLE = next((REPO / "examples").glob("v_Surfing_*.mp4"))  # a test-group clip both shipped models get right
 CLIPS = {"short.mp4": DATA / "Archery" / "v_Archery_g08_c02.mp4",  # 4.6 s, 96 kB
-         "long.mp4": DATA / "Archery" / "v_Archery_g08_c01.mp4"}  # 14.5 s, 325 kB
+         "long.mp4": DATA / "Archery" / "v_Archery_g08_c01.mp4",  # 14.5 s, 325 kB
+         "surfing.mp4": EXAMPLE}
 LOCAL = FetchLimits(allowed_hosts=("127.0.0.1",))
 
 
@@ -242,6 +245,18 @@ def test_downloaded_when_allowed(server, tmp_path, monkeypatch):
     assert fractions and fractions[-1] == 1.0 and fractions == sorted(fractions)
     assert any("Downloading" in m for _, m in seen)
     assert _leftovers(tmp_path) == []
+
+
+def test_downloaded_and_recognized_end_to_end(server, tmp_path):
+    """The real CLI: fetch a link from the local server (127.0.0.1 allowed) and recognize what it shows."""
+    env = {**os.environ, "HAR_ALLOWED_HOSTS": "127.0.0.1", "TMPDIR": str(tmp_path / "tmp")}
+    out = subprocess.run([sys.executable, "-m", "har", "predict", _url(server, "/surfing.mp4"), "--json"], cwd=REPO,
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["input"] == _url(server, "/surfing.mp4") and result["label"] == "Surfing"
+    assert result["top"][0]["label"] == "Surfing" and result["top"][0]["score"] > 0.5
+    assert _leftovers(tmp_path) == []  # the download's directory is gone
 
 
 def test_redirect_on_the_same_host_is_followed(server, tmp_path):
