@@ -111,15 +111,39 @@ def baseline_c_decode(path: Path) -> int:
 # --- ours -----------------------------------------------------------------------------------------------------
 
 
+def _children_hwm_kb(pid: int) -> int:
+    """Largest VmHWM (peak RSS, kB) among the live child processes of ``pid`` (the ffmpeg encoder)."""
+    best = 0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid) and "VmHWM" in fields:
+            best = max(best, int(fields["VmHWM"].split()[0]))
+    return best
+
+
 def run_cli(args: list[str]) -> dict:
-    """``python -m har ARGS`` in a fresh process (start-up and model load included): wall time and peak RSS."""
+    """``python -m har ARGS`` in a fresh process (start-up and model load included): wall time and peak RSS.
+
+    The CLI's own peak comes from ``RUSAGE_SELF``. Its ffmpeg child is polled through ``/proc/PID/status``
+    (``VmHWM``): ``RUSAGE_CHILDREN`` would report the parent's size, since a forked child counts the pages it
+    shares with its parent until it execs ffmpeg."""
     t = time.perf_counter()
-    res = subprocess.run([sys.executable, "-c", CHILD, *args], cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, *args], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    ffmpeg_kb = 0
+    while proc.poll() is None:
+        ffmpeg_kb = max(ffmpeg_kb, _children_hwm_kb(proc.pid))
+        time.sleep(0.2)
+    stdout, stderr = proc.communicate()
     wall = time.perf_counter() - t
-    if res.returncode != 0:
-        raise SystemExit(f"CLI failed: {' '.join(args)}\n{res.stderr[-2000:]}")
-    out = json.loads(res.stdout.strip().splitlines()[-1])
+    if proc.returncode != 0:
+        raise SystemExit(f"CLI failed: {' '.join(args)}\n{stderr[-2000:]}")
+    out = json.loads(stdout.strip().splitlines()[-1])
     out["wall"] = wall
+    out["children_mb"] = ffmpeg_kb / 1024
     return out
 
 
@@ -223,10 +247,11 @@ def main() -> int:
               f"{ok(t_a / t_ours >= 3)} |")
     if long:
         print()
-        print("| 10-min 720p video | CLI s | peak RSS, python MB | peak RSS, ffmpeg MB | < 1.5 GB |")
-        print("|---|---:|---:|---:|---:|")
+        total = long["self_mb"] + long["children_mb"]  # both peaks at once: an upper bound of the run's peak
+        print("| 10-min 720p video | CLI s | peak RSS, python MB | peak RSS, ffmpeg MB | sum MB | < 1.5 GB |")
+        print("|---|---:|---:|---:|---:|---:|")
         print(f"| {long['duration']:.0f} s | {long['wall']:.0f} | {long['self_mb']:.0f} | "
-              f"{long['children_mb']:.0f} | {ok(long['self_mb'] < 1536)} |")
+              f"{long['children_mb']:.0f} | {total:.0f} | {ok(total < 1536)} |")
     print(f"\n{os.cpu_count()} cores, {device_name()}; ratios are of runs made side by side in this process.")
     return 0
 
