@@ -165,7 +165,7 @@ def train(opts: TrainOptions) -> ModelConfig:
 
     strategy = pick_strategy(opts.strategy)
     history_path = out / HISTORY_FILE
-    state = json.loads((resume_dir / STATE_FILE).read_text()) if opts.resume else {"epoch": 0, "seconds": 0.0}
+    state = json.loads((resume_dir / STATE_FILE).read_text()) if opts.resume else {"epoch": 0}
     prior = _read_history(history_path)[: state["epoch"]] if opts.resume else []
     with strategy.scope():
         if opts.resume:
@@ -183,7 +183,7 @@ def train(opts: TrainOptions) -> ModelConfig:
         keras.callbacks.LearningRateScheduler(lambda epoch: lr_at(epoch, opts)),
         _ResumableEarlyStopping([r["val_loss"] for r in prior], monitor="val_loss", mode="min", patience=opts.patience,
                                 start_from_epoch=opts.stop_from_epoch),
-        _EpochLog(out, prior, state["seconds"]),
+        _EpochLog(out, prior),
     ]
     verbose = 1 if os.isatty(2) else 2
     started = time.perf_counter()
@@ -241,11 +241,10 @@ class _EpochLog(keras.callbacks.Callback):
     """Per epoch, in this order: best weights if val_loss improved, the full last model (for --resume), the
     history row, then the resume state. A kill at any point leaves a consistent (older or newer) state."""
 
-    def __init__(self, out: Path, prior: list[dict[str, float]], seconds: float):
+    def __init__(self, out: Path, prior: list[dict[str, float]]):
         super().__init__()
         self.out = out
         self.rows = list(prior)
-        self.seconds = seconds
         self.best = min((r["val_loss"] for r in prior), default=math.inf)
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -266,9 +265,9 @@ class _EpochLog(keras.callbacks.Callback):
         os.replace(resume / f"tmp.{LAST_FILE}", resume / LAST_FILE)
         self.rows.append(row)
         _write_history(self.out / HISTORY_FILE, self.rows)
-        self.seconds += dt
         # EarlyStopping runs before this callback, so stop_training already says whether the run is over.
-        state = {"epoch": epoch + 1, "seconds": self.seconds, "stopped": bool(self.model.stop_training)}
+        # Training time is the sum of history.csv's epoch_seconds: not kept twice here.
+        state = {"epoch": epoch + 1, "stopped": bool(self.model.stop_training)}
         (resume / f"tmp.{STATE_FILE}").write_text(json.dumps(state))
         os.replace(resume / f"tmp.{STATE_FILE}", resume / STATE_FILE)
 
