@@ -55,3 +55,27 @@ def augment_clip(dense: tf.Tensor, seed: tf.Tensor, frames: int, min_area: float
     mean = tf.reduce_mean(x)
     x = (x - mean) * contrast + mean + brightness
     return tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.uint8)
+
+
+def mixup(ds: tf.data.Dataset, num_classes: int, alpha: float, seed: int) -> tf.data.Dataset:
+    """Mixup (Zhang et al. 2018) on a batched ``(uint8 clips, int labels)`` dataset: each clip blended with the
+    batch's clip in mirrored position by a Beta(alpha, alpha) weight, labels one-hot and blended alike.
+    Frame differences are linear, so the model's motion channels mix the same way. Stateless, seeded per batch."""
+
+    def mix(xy, s):
+        x, y = xy
+        y = tf.one_hot(y, num_classes)
+        s1, s2 = tf.unstack(tf.random.split(tf.cast(s, tf.int64), 2))
+        b = tf.shape(x)[0]
+        g1 = tf.random.stateless_gamma((b,), s1, alpha)
+        g2 = tf.random.stateless_gamma((b,), s2, alpha)
+        lam = g1 / (g1 + g2)  # Beta(alpha, alpha)
+        lam = tf.maximum(lam, 1.0 - lam)  # the clip keeps the larger share: its own label dominates
+        xf = tf.cast(x, tf.float32)
+        lx = tf.reshape(lam, (-1, 1, 1, 1, 1))
+        x = tf.cast(tf.round(lx * xf + (1.0 - lx) * tf.reverse(xf, [0])), tf.uint8)
+        ly = tf.reshape(lam, (-1, 1))
+        return x, ly * y + (1.0 - ly) * tf.reverse(y, [0])
+
+    seeds = tf.data.Dataset.random(seed=seed + 1).batch(2)
+    return tf.data.Dataset.zip(ds, seeds).map(mix, num_parallel_calls=tf.data.AUTOTUNE)

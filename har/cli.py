@@ -52,7 +52,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         arch=args.arch, preset=args.preset, data=Path(args.data), out=Path(args.out), epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, patience=args.patience, stop_from_epoch=args.stop_from_epoch,
         weight_decay=args.weight_decay, seed=args.seed, strategy=args.strategy,
-        resume=args.resume, max_clips=args.max_clips,
+        resume=args.resume, max_clips=args.max_clips, mixup=args.mixup, norm=args.norm,
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
     )
     config = train(opts)
@@ -114,13 +114,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
         probe(args.input)  # a missing or broken file fails at once
         source = nullcontext(Path(args.input))
     with source as path:
-        # TensorFlow starts only now: a bad file or link is refused in about a second, not after its start-up.
-        _quiet_tensorflow()
+        # TensorFlow starts only now (a bad file or link is refused in about a second, not after its start-up),
+        # on a thread: its import and the model's warm-up run while the video decodes.
         from har.infer import UNCERTAIN, Recognizer, analyze
 
-        recognizer = Recognizer(args.model)
-        result = analyze(path, recognizer, timeline=timeline, annotate_to=args.annotate, top_k=args.top_k,
-                         window_s=args.window_s, hop_s=args.hop_s, progress=progress)[recognizer.name]
+        recognizer = Recognizer(args.model, background=True)
+        try:
+            result = analyze(path, recognizer, timeline=timeline, annotate_to=args.annotate, top_k=args.top_k,
+                             window_s=args.window_s, hop_s=args.hop_s, progress=progress)[recognizer.name]
+        except BaseException:
+            # The loader silences stderr while TensorFlow imports: let it finish before the error is printed.
+            recognizer.settle()
+            raise
     out = {**result.to_dict(), "input": args.input}
     if args.json:
         print(json.dumps(out))
@@ -164,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--patience", type=int, default=10, help="early stopping: epochs without a better val_loss")
     s.add_argument("--stop-from-epoch", type=int, default=20, help="early stopping only counts from this epoch on")
     s.add_argument("--weight-decay", type=float, default=0.05, help="AdamW decoupled weight decay")
+    s.add_argument("--norm", choices=("batch", "group"), default="batch",
+                   help="normalisation in the default presets (group: no running statistics)")
+    s.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) parameter a (0: off)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--strategy", choices=("auto", "mirrored", "multiworker", "cpu"), default="auto",
                    help="auto: one GPU if TensorFlow sees one, else CPU; mirrored: all local GPUs; "

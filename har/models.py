@@ -22,22 +22,24 @@ ARCHS = ("lrcn", "convlstm")
 # An epoch here is ~20 steps: with Keras' default 0.99 the moving statistics lag the weights by several epochs
 # and validation swings wildly; 0.9 tracks within an epoch.
 BN_MOMENTUM = 0.9
+# Normalisation in our presets: "batch" (BatchNormalization) or "group" (GroupNormalization: no running statistics,
+# so training, validation and serving normalise alike).
+NORMS = ("batch", "group")
 PRESETS = ("default", "tutorial")
 
 
-def build(arch: str, preset: str, num_classes: int, frames: int = 20, size: int = 64) -> keras.Model:
+def build(arch: str, preset: str, num_classes: int, frames: int = 20, size: int = 64,
+          norm: str = "batch") -> keras.Model:
     """The network for ``arch`` / ``preset``; raises ``ValueError`` for an unknown name."""
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    fn = {
-        ("lrcn", "tutorial"): lrcn_tutorial,
-        ("lrcn", "default"): lrcn_default,
-        ("convlstm", "tutorial"): convlstm_tutorial,
-        ("convlstm", "default"): convlstm_default,
-    }[(arch, preset)]
-    return fn(num_classes, frames, size)
+    if norm not in NORMS:
+        raise ValueError(f"unknown normalisation {norm!r}; choose one of {', '.join(NORMS)}")
+    if preset == "default":
+        return {"lrcn": lrcn_default, "convlstm": convlstm_default}[arch](num_classes, frames, size, norm)
+    return {"lrcn": lrcn_tutorial, "convlstm": convlstm_tutorial}[arch](num_classes, frames, size)
 
 
 def _input(frames: int, size: int) -> tuple[keras.KerasTensor, keras.KerasTensor]:
@@ -54,6 +56,12 @@ def _with_motion(x: keras.KerasTensor) -> keras.KerasTensor:
     earlier = layers.Cropping3D(((0, 1), (0, 0), (0, 0)), name="earlier")(x)  # frames 0..T-2
     motion = layers.Subtract(name="motion")([later, earlier])
     return layers.Concatenate(axis=-1, name="rgb_motion")([later, motion])
+
+
+def _norm(norm: str, channels: int, name: str | None = None) -> layers.Layer:
+    if norm == "group":
+        return layers.GroupNormalization(groups=max(channels // 8, 1), name=name)
+    return layers.BatchNormalization(momentum=BN_MOMENTUM, name=name)
 
 
 def _head(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
@@ -73,7 +81,7 @@ def lrcn_tutorial(num_classes: int, frames: int = 20, size: int = 64) -> keras.M
     return keras.Model(inputs, _head(x, num_classes), name="lrcn_tutorial")
 
 
-def lrcn_default(num_classes: int, frames: int = 20, size: int = 64) -> keras.Model:
+def lrcn_default(num_classes: int, frames: int = 20, size: int = 64, norm: str = "batch") -> keras.Model:
     inputs, x = _input(frames, size)
     x = _with_motion(x)  # (batch, T-1, 64, 64, 6): best val_loss 0.27 with motion vs 0.36 without, same recipe
     # Per frame: conv-BN-ReLU blocks, each a stride-2 convolution halving the resolution (strided convolutions
@@ -83,7 +91,7 @@ def lrcn_default(num_classes: int, frames: int = 20, size: int = 64) -> keras.Mo
         x = layers.TimeDistributed(
             layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False), name=f"conv{i}"
         )(x)
-        x = layers.TimeDistributed(layers.BatchNormalization(momentum=BN_MOMENTUM), name=f"bn{i}")(x)
+        x = layers.TimeDistributed(_norm(norm, filters), name=f"bn{i}")(x)
         x = layers.TimeDistributed(layers.ReLU(), name=f"relu{i}")(x)
     x = layers.TimeDistributed(layers.GlobalAveragePooling2D(), name="gap")(x)  # (batch, T-1, 128)
     x = layers.Dropout(0.5, name="drop_frames")(x)
@@ -108,7 +116,7 @@ def convlstm_tutorial(num_classes: int, frames: int = 20, size: int = 64) -> ker
     return keras.Model(inputs, _head(x, num_classes), name="convlstm_tutorial")
 
 
-def convlstm_default(num_classes: int, frames: int = 20, size: int = 64) -> keras.Model:
+def convlstm_default(num_classes: int, frames: int = 20, size: int = 64, norm: str = "batch") -> keras.Model:
     inputs, x = _input(frames, size)
     x = _with_motion(x)  # (batch, T-1, 64, 64, 6): as for the LRCN (best val_loss 0.21 with motion vs 0.31 without)
     # ConvLSTM2D stack; each layer strides 2 spatially so the recurrent convolutions run on small maps.
@@ -118,7 +126,7 @@ def convlstm_default(num_classes: int, frames: int = 20, size: int = 64) -> kera
         x = layers.ConvLSTM2D(
             filters, 3, strides=2, padding="same", return_sequences=not last, name=f"convlstm{i}"
         )(x)
-        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"bn{i}")(x)
+        x = _norm(norm, filters, f"bn{i}")(x)  # group norm here pools each group over time and space
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dropout(0.3, name="drop")(x)
     return keras.Model(inputs, _head(x, num_classes), name="convlstm")

@@ -51,6 +51,8 @@ class TrainOptions:
     # ... counted only from this epoch on: while the learning rate is still high, validation swings are noise
     stop_from_epoch: int = 20
     weight_decay: float = 0.05  # AdamW, decoupled
+    mixup: float = 0.0  # Beta(a, a) mixup of clip pairs within a batch (0: off)
+    norm: str = "batch"  # our presets' normalisation: "batch" | "group"
     seed: int = 0
     validation: float = 0.15  # fraction of each class's groups
     test: float = 0.2
@@ -162,6 +164,10 @@ def train(opts: TrainOptions) -> ModelConfig:
         x_train, y_train, opts.batch_size, shuffle_seed=opts.seed, map_fn=lambda x, s: augment.augment_clip(x, s, n)
     )
     ds_val = make_dataset(x_val, y_val, opts.batch_size, map_fn=lambda x: augment.centre(x, n))
+    k = len(index.classes)
+    if opts.mixup > 0:  # soft labels: one-hot everywhere, mixed in training batches
+        ds_train = augment.mixup(ds_train, k, opts.mixup, opts.seed)
+        ds_val = ds_val.map(lambda x, y: (x, tf.one_hot(y, k)))
 
     strategy = pick_strategy(opts.strategy)
     history_path = out / HISTORY_FILE
@@ -172,11 +178,13 @@ def train(opts: TrainOptions) -> ModelConfig:
             model = keras.saving.load_model(resume_dir / LAST_FILE, safe_mode=True)
             log.info("resuming %s after epoch %d", out, state["epoch"])
         else:
-            model = models.build(opts.arch, opts.preset, len(index.classes), opts.frames, opts.size)
+            model = models.build(opts.arch, opts.preset, len(index.classes), opts.frames, opts.size, opts.norm)
+            soft = opts.mixup > 0
             model.compile(
                 optimizer=keras.optimizers.AdamW(opts.lr, weight_decay=opts.weight_decay),
-                loss=keras.losses.SparseCategoricalCrossentropy(),
-                metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                loss=keras.losses.CategoricalCrossentropy() if soft else keras.losses.SparseCategoricalCrossentropy(),
+                metrics=[(keras.metrics.CategoricalAccuracy if soft else keras.metrics.SparseCategoricalAccuracy)(
+                    name="accuracy")],
             )
 
     callbacks = [
@@ -195,7 +203,7 @@ def train(opts: TrainOptions) -> ModelConfig:
 
     # The shipped model: the best epoch's weights in a fresh, uncompiled model (no optimizer state to ship).
     best = int(np.argmin([r["val_loss"] for r in rows]))
-    final = models.build(opts.arch, opts.preset, len(index.classes), opts.frames, opts.size)
+    final = models.build(opts.arch, opts.preset, len(index.classes), opts.frames, opts.size, opts.norm)
     final.load_weights(resume_dir / BEST_WEIGHTS)
     final.save(out / MODEL_FILE)
 
@@ -223,7 +231,8 @@ def train(opts: TrainOptions) -> ModelConfig:
         hyper={
             "batch_size": opts.batch_size, "lr": opts.lr, "warmup_epochs": opts.warmup_epochs,
             "max_epochs": opts.epochs, "patience": opts.patience, "stop_from_epoch": opts.stop_from_epoch,
-            "optimizer": "AdamW", "weight_decay": opts.weight_decay, "validation": opts.validation,
+            "optimizer": "AdamW", "weight_decay": opts.weight_decay, "mixup": opts.mixup,
+            "norm": opts.norm, "validation": opts.validation,
             "test": opts.test, "augment": "jitter+crop+flip+brightness/contrast/saturation+grey",
             "strategy": opts.strategy,
             "device": "gpu" if gpus else "cpu",

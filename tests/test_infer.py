@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -134,6 +135,8 @@ class SpyRecognizer(Recognizer):
                                   window_s=2.0, hop_s=1.0)
         self.name, self.uncertain_below, self.batch_size = "spy", 0.5, 4
         self._frame_fn = self._head_fn = (lambda: None) if per_frame else None
+        self._error, self._ready = None, threading.Event()
+        self._ready.set()
         self.windows: list[list[int]] = []
 
     def probabilities(self, clips):  # windows (whole-model path) and the whole-clip sample
@@ -278,6 +281,31 @@ def test_errors_name_the_problem(tiny_recognizer, ucf, tmp_path, monkeypatch):
     monkeypatch.setenv("HAR_MAX_VIDEO_SECONDS", "ten")
     with pytest.raises(HarError, match=r"^HAR_MAX_VIDEO_SECONDS='ten' is not a positive number of seconds\.$"):
         tiny_recognizer.classify(clip)
+
+
+def test_a_recognizer_loading_in_the_background_serves_the_same_numbers_and_raises_a_bad_models_error(
+        tiny_recognizer, tiny_model, ucf, tmp_path):
+    from har.errors import ModelError
+
+    clip = ucf_clips(ucf)[0]
+    rec = Recognizer(tiny_model, background=True)  # returns before TensorFlow work: the config is read already
+    assert rec.config.classes == tiny_recognizer.config.classes
+    timeline = rec.timeline(clip)  # decoding starts at once; the windows wait for the model
+    assert rec.ready
+    expected = tiny_recognizer.timeline(clip)
+    np.testing.assert_allclose(timeline.window_probs, expected.window_probs, atol=1e-6)
+    np.testing.assert_allclose(timeline.clip.probs, expected.clip.probs, atol=1e-6)
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model, broken)
+    (broken / "model.keras").write_bytes(b"not a zip")
+    bad = Recognizer(broken, background=True)  # no error yet: it surfaces where the model is needed
+    with pytest.raises(ModelError, match="model.keras could not be loaded"):
+        bad.timeline(clip)
+    with pytest.raises(ModelError, match="model.keras could not be loaded"):
+        bad.wait()
+    with pytest.raises(ModelError, match="model.keras could not be loaded"):
+        Recognizer(broken)  # in the foreground it fails at once
 
 
 # --- the annotated copy -------------------------------------------------------------------------------------------

@@ -30,8 +30,30 @@ def test_uint8_in_probabilities_out_and_safe_reload(tmp_path, arch, preset):
     assert not any(isinstance(layer, keras.layers.Lambda) for layer in again.layers)
 
 
+@pytest.mark.parametrize("arch", models.ARCHS)
+def test_group_norm_variant_reloads_safely_and_has_no_running_statistics(tmp_path, arch):
+    model = models.build(arch, "default", 6, norm="group")
+    assert not any("moving" in w.path for w in model.weights)
+    inner = [getattr(layer, "layer", layer) for layer in model.layers]  # TimeDistributed wraps the LRCN's
+    assert sum(isinstance(layer, keras.layers.GroupNormalization) for layer in inner) >= 3
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in inner)
+    x = np.random.default_rng(1).integers(0, 256, (2, 20, 64, 64, 3), dtype=np.uint8)
+    p = np.asarray(model.predict_on_batch(x))
+    model.save(tmp_path / "g.keras")
+    again = keras.saving.load_model(tmp_path / "g.keras", safe_mode=True, compile=False)
+    np.testing.assert_allclose(np.asarray(again.predict_on_batch(x)), p, rtol=1e-6, atol=1e-6)
+    # no running statistics: the training-mode forward pass normalises exactly as serving does (dropout aside)
+    drop_free = keras.Model(model.input, model.output)
+    for layer in drop_free.layers:
+        if isinstance(layer, keras.layers.Dropout):
+            layer.rate = 0.0
+    np.testing.assert_allclose(np.asarray(drop_free(x, training=True)), p, rtol=1e-5, atol=1e-5)
+
+
 def test_unknown_names_are_refused():
     with pytest.raises(ValueError, match="unknown architecture 'c3d'"):
         models.build("c3d", "default", 6)
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
         models.build("lrcn", "huge", 6)
+    with pytest.raises(ValueError, match="unknown normalisation 'layer'"):
+        models.build("lrcn", "default", 6, norm="layer")

@@ -134,3 +134,21 @@ def test_resume_continues_a_killed_run(tiny_dataset, tmp_path):
 
     again = run_cli(*args[3:], "--resume")
     assert again.returncode == 1 and "Nothing to resume" in again.stderr
+
+
+def test_mixup_and_group_norm_options_train_and_are_recorded(tiny_dataset, tmp_path):
+    out = tmp_path / "mixed"
+    done = run_cli("train", "--arch", "lrcn", "--data", str(tiny_dataset), "--out", str(out), "--epochs", "1",
+                   "--batch-size", "4", "--mixup", "0.4", "--norm", "group", "--cache-dir", str(tmp_path / "cache"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    config = ModelConfig.load(out)
+    assert config.hyper["mixup"] == 0.4 and config.hyper["norm"] == "group"
+    model, _ = load_model(out)
+    import keras
+
+    inner = [getattr(layer, "layer", layer) for layer in model.layers]
+    assert any(isinstance(layer, keras.layers.GroupNormalization) for layer in inner)
+    with open(out / "history.csv") as f:
+        row = next(csv.DictReader(f))
+    assert 0.0 <= float(row["accuracy"]) <= 1.0 and float(row["val_loss"]) > 0  # soft labels, same history schema
+    assert json.loads((out / "metrics.json").read_text())["clips"] == 6
