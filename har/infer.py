@@ -768,65 +768,40 @@ def output_size(width: int, height: int) -> tuple[int, int]:
     return max(2, w - w % 2), max(2, h - h % 2)
 
 
-class H264Writer:
-    """BGR frames in, H.264 MP4 out (yuv420p, +faststart), optionally with the audio of ``audio_from``.
+def _encode_cmd(src: Path, captions: Path, tmp: Path, size: tuple[int, int], source_size: tuple[int, int],
+                fps: float, frames: int, exact: bool) -> list[str]:
+    """ffmpeg decodes ``src``, lays the caption images over it and encodes it as H.264 (yuv420p, +faststart)
+    with the source's audio, cut to ``frames / fps`` seconds. With ``exact``, ``frames`` is known to decode and
+    is also the count of frames written. Frame ``j`` keeps time ``j / fps``; none is dropped or repeated."""
+    w, h = size
+    sw, sh = source_size
+    rate = Fraction(fps).limit_denominator(1001)  # 29.97002997 -> 30000/1001
+    # an odd side loses one row/column (no resampling); a larger source is scaled down to 720p
+    fit = f"crop={w}:{h}:0:0" if (sw - w, sh - h) in ((0, 0), (0, 1), (1, 0), (1, 1)) else f"scale={w}:{h}:flags=area"
+    graph = (f"[0:v:0]setpts=N/({rate.numerator}/{rate.denominator})/TB,{fit},format=yuv420p[v];"
+             "[1:v]format=rgba[c];[v][c]overlay=0:0:eof_action=repeat:format=yuv420,format=yuv420p[out]")
+    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-nostats", "-y",
+           "-i", str(src), "-f", "concat", "-safe", "0", "-i", str(captions)]
+    audio = []
+    if frames > 0:  # the audio at most as long as the video; keeps every frame (unlike -shortest)
+        cmd += ["-t", f"{frames / fps:.3f}", "-i", str(src)]
+        audio = ["-map", "2:a:0?", "-c:a", "aac", "-b:a", "128k"]
+    # ultrafast: about 40% less CPU than superfast for about twice the bytes at the same quality setting.
+    return cmd + ["-filter_complex", graph, "-map", "[out]", *audio,
+                  *(["-frames:v", str(frames)] if exact else []), "-fps_mode", "passthrough", "-r", str(rate),
+                  "-c:v", "libx264", "-preset", "ultrafast", "-crf", "23", "-pix_fmt", "yuv420p",
+                  "-movflags", "+faststart", "-progress", "pipe:1", "-f", "mp4", str(tmp)]
 
-    Frames go down the pipe already as yuv420p (OpenCV's BT.601 conversion, the inverse of the one that decoded
-    them, multi-threaded): half the bytes of BGR, and no single-threaded conversion inside ffmpeg.
 
-    Writes to a temporary file beside ``out`` and renames it on :meth:`close`, so ``out`` is never half-written.
-    """
-
-    def __init__(self, out: str | os.PathLike, width: int, height: int, fps: float,
-                 audio_from: str | os.PathLike | None = None, audio_s: float | None = None):
-        assert width % 2 == 0 and height % 2 == 0, (width, height)
-        self.out = Path(out)
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.out.with_name(f".{self.out.stem}.{os.getpid()}.{threading.get_ident()}.tmp.mp4")
-        self.size = (width, height)
-        rate = Fraction(fps).limit_denominator(1001)  # 29.97002997 -> 30000/1001
-        cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-               "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{width}x{height}", "-r", str(rate), "-i", "-"]
-        if audio_from is not None:
-            if audio_s:  # at most as long as the video; keeps every frame (unlike -shortest)
-                cmd += ["-t", f"{audio_s:.3f}"]
-            cmd += ["-i", str(audio_from), "-map", "0:v:0", "-map", "1:a:0?", "-c:a", "aac", "-b:a", "128k"]
-        # ultrafast: about 40% less CPU than superfast for about twice the bytes at the same quality setting.
-        cmd += ["-c:v", "libx264", "-preset", "ultrafast", "-crf", "23", "-pix_fmt", "yuv420p",
-                "-movflags", "+faststart", "-f", "mp4", str(self.tmp)]
-        self._err = tempfile.TemporaryFile()
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._err)
-        self.frames = 0
-
-    def write(self, bgr: np.ndarray) -> None:
-        assert bgr.shape == (self.size[1], self.size[0], 3) and bgr.dtype == np.uint8, bgr.shape
-        try:
-            self._proc.stdin.write(cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420).data)  # (h * 3 / 2, w) uint8
-        except BrokenPipeError:
-            self.close()  # raises with ffmpeg's reason
-        self.frames += 1
-
-    def close(self) -> Path:
-        if self._proc.stdin and not self._proc.stdin.closed:
-            try:
-                self._proc.stdin.close()
-            except BrokenPipeError:
-                pass
-        code = self._proc.wait()
-        self._err.seek(0)
-        reason = self._err.read().decode(errors="replace").strip().splitlines()
-        self._err.close()
-        if code != 0:
-            self.tmp.unlink(missing_ok=True)
-            raise HarError(f"ffmpeg could not write {self.out.name}: {reason[-1] if reason else f'exit {code}'}")
-        os.replace(self.tmp, self.out)
-        return self.out
-
-    def abort(self) -> None:
-        self._proc.kill()
-        self._proc.wait()
-        self._err.close()
-        self.tmp.unlink(missing_ok=True)
+def _caption_runs(items: Sequence[tuple[str, Timeline | ClipPrediction]], frames: int,
+                  fps: float) -> list[tuple[int, tuple[tuple[str, bool], ...]]]:
+    """``[(first frame, caption lines)]``: where the captions change, frame ``j`` showing time ``j / fps``."""
+    runs: list[tuple[int, tuple[tuple[str, bool], ...]]] = []
+    for n in range(max(frames, 1)):
+        text = tuple(_caption(name, r, n / fps) for name, r in items)
+        if not runs or runs[-1][1] != text:
+            runs.append((n, text))
+    return runs
 
 
 def annotate(path: str | os.PathLike, out_path: str | os.PathLike,
@@ -836,7 +811,11 @@ def annotate(path: str | os.PathLike, out_path: str | os.PathLike,
     """Copy the video at ``path`` to ``out_path`` (H.264 MP4) with each result's current label and probability
     drawn on every frame, one line per model; same frame count and rate as the source, audio kept, size capped at
     720p. A timeline shows the label of the segment at each frame's time; a clip prediction the same label
-    throughout."""
+    throughout.
+
+    The captions are drawn once per change (a few per second at most) as transparent images; ffmpeg decodes the
+    source, lays them over it and encodes, in one process: no raw frame crosses a pipe. ``out_path`` appears
+    only when complete (a temporary file beside it is renamed)."""
     progress = progress or _no_progress
     if isinstance(results, (Timeline, ClipPrediction)):
         results = [results]
@@ -845,56 +824,77 @@ def annotate(path: str | os.PathLike, out_path: str | os.PathLike,
     info = probe(src)
     _check_length(src, info.duration_s)
     fps = info.fps or 25.0
-    total = info.frame_count
-    cap = open_video(src)
-    writer = None
-    n = 0
-    last_text: tuple = ()
-    overlay: _Overlay | None = None
-    last_report = time.monotonic()
+    cap = open_video(src)  # the first frame: decodable at all, and its size as decoded (rotation applied)
     try:
-        while True:
-            ok, img = cap.read()
-            if not ok or img is None:
-                break
-            if img.ndim == 2:
-                img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-            if writer is None:
-                h, w = img.shape[:2]
-                ow, oh = output_size(w, h)
-                audio_s = total / fps if total > 0 else None
-                writer = H264Writer(out_path, ow, oh, fps, audio_from=src, audio_s=audio_s)
-            if img.shape[1::-1] != writer.size:
-                sw, sh = img.shape[1], img.shape[0]
-                if (sw - writer.size[0], sh - writer.size[1]) in ((0, 1), (1, 0), (1, 1)):
-                    img = img[: writer.size[1], : writer.size[0]]  # odd size: drop one row/column, no resampling
-                else:
-                    img = cv2.resize(img, writer.size, interpolation=cv2.INTER_AREA)
-            img = np.ascontiguousarray(img)
-            text = tuple(_caption(name, r, n / fps) for name, r in items)
-            if text != last_text or overlay is None:
-                overlay = _Overlay(text, writer.size)
-                last_text = text
-            overlay.draw(img)
-            writer.write(img)
-            n += 1
-            if time.monotonic() - last_report > 0.25:
-                progress(min(n / total, 1.0) if total > 0 else 0.5, f"annotating frame {n}")
-                last_report = time.monotonic()
-            if n > max_video_seconds() * fps * 1.02 + 1:
-                _check_length(src, n / fps)
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        raise
+        ok, first = cap.read()
     finally:
         cap.release()
-    if writer is None:
+    if not ok or first is None or not first.size:
         raise VideoError(f"'{src.name}' has no decodable video frame: it may be audio-only, truncated before the "
                          "first frame, or corrupt.")
-    out = writer.close()
+    sh, sw = first.shape[:2]
+    size = output_size(sw, sh)
+    # A timeline knows how many frames really decode (a container may say otherwise); copy exactly those.
+    counted = [r.frame_count for _, r in items if isinstance(r, Timeline)]
+    total = counted[0] if counted else info.frame_count if info.frame_count > 0 else count_frames(src)[0]
+    runs = _caption_runs(items, total, fps)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.{threading.get_ident()}.tmp.mp4")
+    limit = int(max_video_seconds() * fps * 1.02) + 1
+    with tempfile.TemporaryDirectory(prefix="har-captions-") as workdir, tempfile.TemporaryFile() as err:
+        _write_captions(Path(workdir), runs, size, fps)
+        cmd = _encode_cmd(src, Path(workdir) / "captions.txt", tmp, size, (sw, sh), fps, total, bool(counted))
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True)
+        frame, last_report, too_long = 0, time.monotonic(), False
+        try:
+            for line in proc.stdout:  # -progress: key=value lines, a block about twice a second
+                if line.startswith("frame="):
+                    frame = int(line[6:].strip() or 0)
+                    if frame > limit:
+                        too_long = True
+                        proc.kill()
+                        break
+                    if time.monotonic() - last_report > 0.25:
+                        progress(min(frame / total, 1.0) if total > 0 else 0.5, f"annotating frame {frame}")
+                        last_report = time.monotonic()
+            code = proc.wait()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            tmp.unlink(missing_ok=True)
+            raise
+        if too_long:
+            tmp.unlink(missing_ok=True)
+            _check_length(src, frame / fps)
+        if code != 0:
+            tmp.unlink(missing_ok=True)
+            err.seek(0)
+            reason = err.read().decode(errors="replace").strip().splitlines()
+            raise HarError(f"ffmpeg could not write {out.name}: {reason[-1] if reason else f'exit {code}'}")
+    os.replace(tmp, out)
     progress(1.0, f"annotated copy written: {out.name}")
     return out
+
+
+def _write_captions(workdir: Path, runs: Sequence[tuple[int, tuple[tuple[str, bool], ...]]],
+                    size: tuple[int, int], fps: float) -> None:
+    """One RGBA image per caption change, all of one size (the largest box), and an ffconcat list timing them."""
+    overlays = [_Overlay(text, size) for _, text in runs]
+    bw = max(o.box[0] for o in overlays)
+    bh = max(o.box[1] for o in overlays)
+    lines = ["ffconcat version 1.0"]
+    for i, ((start, _), overlay) in enumerate(zip(runs, overlays, strict=True)):
+        name = f"c{i:05d}.png"
+        cv2.imwrite(str(workdir / name), overlay.rgba((bw, bh)))
+        # from half a frame before its first frame, so rounding never shows the previous caption on it
+        begin = max(start - 0.5, 0.0) / fps
+        end = (runs[i + 1][0] - 0.5) / fps if i + 1 < len(runs) else None
+        lines.append(f"file '{name}'")
+        if end is not None:
+            lines.append(f"duration {end - begin:.6f}")
+    lines.append(f"file 'c{len(runs) - 1:05d}.png'")  # the concat demuxer needs the last image twice
+    (workdir / "captions.txt").write_text("\n".join(lines) + "\n")
 
 
 def _caption(name: str, result: Timeline | ClipPrediction, t: float) -> tuple[str, bool]:
@@ -929,11 +929,22 @@ class _Overlay:
         self.box = (min(w, box_w), min(h, self.line_h * len(lines) + self.pad))
         self.ascent = th
 
-    def draw(self, img: np.ndarray) -> None:
+    def rgba(self, canvas: tuple[int, int]) -> np.ndarray:
+        """BGRA image ``canvas`` (w, h) large: the box darkens what lies under it to a quarter (alpha 3/4), the
+        text is opaque with anti-aliased edges; transparent outside the box."""
+        cw, ch = canvas
         bw, bh = self.box
-        roi = img[:bh, :bw]
-        np.right_shift(roi, 2, out=roi)  # darken to a quarter: legible on any background, cheap
+        coverage = np.zeros((ch, cw), np.uint8)
+        colour = np.zeros((ch, cw, 3), np.float32)
         for i, (text, uncertain) in enumerate(self.lines):
             y = self.pad + self.ascent + i * self.line_h
-            colour = (0, 200, 255) if uncertain else (255, 255, 255)  # BGR: amber when uncertain
-            cv2.putText(img, text, (self.pad, y), self.FONT, self.scale, colour, self.thick, cv2.LINE_AA)
+            mask = np.zeros_like(coverage)
+            cv2.putText(mask, text, (self.pad, y), self.FONT, self.scale, 255, self.thick, cv2.LINE_AA)
+            colour[mask > 0] = (0, 200, 255) if uncertain else (255, 255, 255)  # BGR: amber when uncertain
+            np.maximum(coverage, mask, out=coverage)
+        c = coverage.astype(np.float32)[..., None] / 255.0
+        # straight alpha a with a*fg + (1-a)*bg == c*colour + (1-c)*bg/4: a = 3/4 + c/4, fg = c*colour/a
+        alpha = np.zeros((ch, cw, 1), np.float32)
+        alpha[:bh, :bw] = 0.75 + 0.25 * c[:bh, :bw]
+        fg = np.divide(c * colour, alpha, out=np.zeros_like(colour), where=alpha > 0)
+        return np.concatenate([np.round(fg), np.round(alpha * 255)], axis=-1).clip(0, 255).astype(np.uint8)

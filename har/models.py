@@ -26,6 +26,7 @@ BN_MOMENTUM = 0.9
 # so training, validation and serving normalise alike).
 NORMS = ("batch", "group")
 PRESETS = ("default", "tutorial")
+LRCN_WIDTHS = (16, 32, 64, 128)  # filters of our LRCN's four stride-2 conv blocks
 
 
 def build(arch: str, preset: str, num_classes: int, frames: int = 20, size: int = 64,
@@ -87,7 +88,7 @@ def lrcn_default(num_classes: int, frames: int = 20, size: int = 64, norm: str =
     # Per frame: conv-BN-ReLU blocks, each a stride-2 convolution halving the resolution (strided convolutions
     # train about 3x faster than conv + max-pooling on CPU).
     # (b, T-1, 64, 64, 6) -> (b, T-1, 32, 32, 16) -> ... -> (b, T-1, 4, 4, 128) -> GAP -> (b, T-1, 128)
-    for i, filters in enumerate((16, 32, 64, 128)):
+    for i, filters in enumerate(LRCN_WIDTHS):
         x = layers.TimeDistributed(
             layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False), name=f"conv{i}"
         )(x)

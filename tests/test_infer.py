@@ -344,6 +344,49 @@ def test_annotated_copy_is_h264_with_the_sources_frames_duration_and_audio(tiny_
     assert first_out[0, :3, :10].mean() < first_src[0, :3, :10].mean()
 
 
+def test_each_frame_of_the_annotated_copy_shows_the_caption_of_its_time(tiny_recognizer, clip_with_audio,
+                                                                         tmp_path):
+    import cv2
+
+    from har.infer import _caption_runs, _Overlay
+
+    src = clip_with_audio
+    tl = tiny_recognizer.timeline(src, window_s=1.0)
+    info = probe(src)
+    runs = _caption_runs([("lrcn", tl)], info.frame_count, info.fps)
+    assert len(runs) >= 2 and runs[0][0] == 0  # the probabilities change from second to second
+    out = annotate(src, tmp_path / "timed.mp4", {"lrcn": tl})
+
+    def frames(path):
+        cap = cv2.VideoCapture(str(path))
+        while True:
+            ok, img = cap.read()
+            if not ok:
+                return
+            yield img
+
+    overlays = [_Overlay(text, (640, 360)) for _, text in runs]
+    bw, bh = max(o.box[0] for o in overlays), max(o.box[1] for o in overlays)
+    boundaries = {n for n, _ in runs[1:]}
+    checked = 0
+    for n, (before, after) in enumerate(zip(frames(src), frames(out), strict=True)):
+        if n not in boundaries and n + 1 not in boundaries:
+            continue
+        k = max(i for i, (start, _) in enumerate(runs) if start <= n)  # the run frame n belongs to
+        other = k - 1 if n in boundaries else k + 1  # the neighbouring caption across the boundary
+        mine, theirs = (overlays[i].rgba((bw, bh)).astype(np.float32) for i in (k, other))
+        differ = np.abs(mine - theirs).max(axis=-1) > 0  # where the two captions' pixels differ (the digits)
+
+        def error(rgba):  # how far the output's caption corner is from the caption laid over the source frame
+            a = rgba[..., 3:] / 255.0
+            want = a * rgba[..., :3] + (1 - a) * before[:bh, :bw].astype(np.float32)
+            return float(np.abs(want - after[:bh, :bw].astype(np.float32))[differ].mean())
+
+        assert error(mine) < 0.8 * error(theirs), (n, k, error(mine), error(theirs))
+        checked += 1
+    assert checked == 2 * len(boundaries)
+
+
 def test_annotated_copy_caps_at_720p_evens_odd_sizes_and_has_no_audio_when_the_source_has_none(
         tiny_recognizer, tmp_path):
     blue = np.zeros((1080, 1920, 3), np.uint8)
