@@ -377,12 +377,13 @@ def test_each_frame_of_the_annotated_copy_shows_the_caption_of_its_time(tiny_rec
         mine, theirs = (overlays[i].rgba((bw, bh)).astype(np.float32) for i in (k, other))
         differ = np.abs(mine - theirs).max(axis=-1) > 0  # where the two captions' pixels differ (the digits)
 
-        def error(rgba):  # how far the output's caption corner is from the caption laid over the source frame
-            a = rgba[..., 3:] / 255.0
-            want = a * rgba[..., :3] + (1 - a) * before[:bh, :bw].astype(np.float32)
-            return float(np.abs(want - after[:bh, :bw].astype(np.float32))[differ].mean())
-
-        assert error(mine) < 0.8 * error(theirs), (n, k, error(mine), error(theirs))
+        src_box, out_box = before[:bh, :bw].astype(np.float32), after[:bh, :bw].astype(np.float32)
+        # how far the output's caption corner is from each caption laid over the source frame, where they differ
+        err_mine, err_theirs = (
+            float(np.abs(a / 255.0 * c + (1 - a / 255.0) * src_box - out_box)[differ].mean())
+            for c, a in ((rgba[..., :3], rgba[..., 3:]) for rgba in (mine, theirs))
+        )
+        assert err_mine < 0.8 * err_theirs, (n, k, err_mine, err_theirs)
         checked += 1
     assert checked == 2 * len(boundaries)
 
