@@ -744,7 +744,7 @@ def _scaled(progress: Progress, a: float, b: float) -> Progress:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# The annotated copy: OpenCV decodes and draws, ffmpeg encodes H.264
+# The annotated copy: captions drawn once per change; ffmpeg decodes, overlays and encodes H.264
 
 
 def ffmpeg_exe() -> str:
