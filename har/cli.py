@@ -52,7 +52,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         arch=args.arch, preset=args.preset, data=Path(args.data), out=Path(args.out), epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, patience=args.patience, stop_from_epoch=args.stop_from_epoch,
         weight_decay=args.weight_decay, seed=args.seed, strategy=args.strategy,
-        resume=args.resume, max_clips=args.max_clips, mixup=args.mixup, norm=args.norm,
+        resume=args.resume, max_clips=args.max_clips, mixup=args.mixup, norm=args.norm, average_last=args.average_last,
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
     )
     config = train(opts)
@@ -171,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--weight-decay", type=float, default=0.05, help="AdamW decoupled weight decay")
     s.add_argument("--norm", choices=("batch", "group"), default="batch",
                    help="normalisation in the default presets (group: no running statistics)")
+    s.add_argument("--average-last", type=int, default=0,
+                   help="ship the average of the last N epochs' weights (SWA) instead of the best epoch")
     s.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) parameter a (0: off)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--strategy", choices=("auto", "mirrored", "multiworker", "cpu"), default="auto",

@@ -182,8 +182,8 @@ def file_digest(path: Path) -> str:
 
 
 def cache_key(path: Path, sampling: Sampling) -> str:
-    """Content of the file + everything that changes the sampled frames."""
-    return f"{file_digest(path)}-f{sampling.frames}-s{sampling.size}-v1"
+    """Content of the file + everything that changes the sampled frames (v2: to_model_frame halves large frames)."""
+    return f"{file_digest(path)}-f{sampling.frames}-s{sampling.size}-v2"
 
 
 def cached_frames(path: Path, sampling: Sampling, cache_dir: Path) -> np.ndarray:

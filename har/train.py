@@ -34,6 +34,7 @@ RESUME_DIR = "_resume"
 LAST_FILE = "last.keras"
 STATE_FILE = "state.json"
 BEST_WEIGHTS = "best.weights.h5"
+AVG_WEIGHTS = "average.npz"
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds")
 
 
@@ -53,6 +54,9 @@ class TrainOptions:
     weight_decay: float = 0.05  # AdamW, decoupled
     mixup: float = 0.0  # Beta(a, a) mixup of clip pairs within a batch (0: off)
     norm: str = "batch"  # our presets' normalisation: "batch" | "group"
+    # Ship the average of the weights of the last N epochs (stochastic weight averaging, batch-norm statistics
+    # recomputed on the training clips) instead of the best-validation epoch; 0: the best epoch.
+    average_last: int = 0
     seed: int = 0
     validation: float = 0.15  # fraction of each class's groups
     test: float = 0.2
@@ -134,6 +138,9 @@ def train(opts: TrainOptions) -> ModelConfig:
     else:
         tf.config.experimental.enable_op_determinism()  # reproducible on CPU given the seed
 
+    if not 0 <= opts.average_last <= opts.epochs:
+        raise HarError(f"--average-last {opts.average_last}: it must be between 0 and the number of epochs "
+                       f"({opts.epochs}).")
     out = Path(opts.out)
     resume_dir = out / RESUME_DIR
     if opts.resume and not (resume_dir / STATE_FILE).is_file():
@@ -187,11 +194,14 @@ def train(opts: TrainOptions) -> ModelConfig:
                     name="accuracy")],
             )
 
+    # Averaging the last epochs runs the schedule to its end: no early stopping then.
+    stopping = [] if opts.average_last else [
+        _ResumableEarlyStopping([r["val_loss"] for r in prior], monitor="val_loss", mode="min", patience=opts.patience,
+                                start_from_epoch=opts.stop_from_epoch)]
     callbacks = [
         keras.callbacks.LearningRateScheduler(lambda epoch: lr_at(epoch, opts)),
-        _ResumableEarlyStopping([r["val_loss"] for r in prior], monitor="val_loss", mode="min", patience=opts.patience,
-                                start_from_epoch=opts.stop_from_epoch),
-        _EpochLog(out, prior),
+        *stopping,
+        _EpochLog(out, prior, average_from=opts.epochs - opts.average_last if opts.average_last else None),
     ]
     verbose = 1 if os.isatty(2) else 2
     started = time.perf_counter()
@@ -201,10 +211,25 @@ def train(opts: TrainOptions) -> ModelConfig:
     rows = _read_history(history_path)
     train_seconds = sum(r["epoch_seconds"] for r in rows)
 
-    # The shipped model: the best epoch's weights in a fresh, uncompiled model (no optimizer state to ship).
+    # The shipped model in a fresh, uncompiled model (no optimizer state to ship): the best epoch's weights, or
+    # the average of the last epochs' with batch-norm statistics recomputed on the (un-augmented) training clips.
     best = int(np.argmin([r["val_loss"] for r in rows]))
     final = models.build(opts.arch, opts.preset, len(index.classes), opts.frames, opts.size, opts.norm)
-    final.load_weights(resume_dir / BEST_WEIGHTS)
+    averaged = None
+    if opts.average_last and (resume_dir / AVG_WEIGHTS).is_file():
+        final.set_weights([w.astype(v.dtype) for w, v in zip(_load_average(resume_dir), final.get_weights(),
+                                                              strict=True)])
+        recompute_batch_norm(final, np.stack([augment.centre(x, n).numpy() for x in x_train]))
+        p_val = predict_frames(final, np.stack([augment.centre(x, n).numpy() for x in x_val]))
+        averaged = {
+            "epochs": [len(rows) - _avg_count(resume_dir) + 1, len(rows)],
+            "val_loss": float(-np.mean(np.log(np.maximum(p_val[np.arange(len(y_val)), y_val], 1e-7)))),
+            "val_accuracy": float(np.mean(p_val.argmax(axis=1) == y_val)),
+        }
+        log.info("shipping the average of epochs %d-%d: val_loss %.4f, val_accuracy %.4f (best epoch %d: %.4f)",
+                 *averaged["epochs"], averaged["val_loss"], averaged["val_accuracy"], best + 1, rows[best]["val_loss"])
+    else:
+        final.load_weights(resume_dir / BEST_WEIGHTS)
     final.save(out / MODEL_FILE)
 
     x_test = load_frames(parts["test"], Sampling(opts.frames, opts.size), opts.cache_dir, desc="test frames")
@@ -232,6 +257,9 @@ def train(opts: TrainOptions) -> ModelConfig:
             "batch_size": opts.batch_size, "lr": opts.lr, "warmup_epochs": opts.warmup_epochs,
             "max_epochs": opts.epochs, "patience": opts.patience, "stop_from_epoch": opts.stop_from_epoch,
             "optimizer": "AdamW", "weight_decay": opts.weight_decay, "mixup": opts.mixup,
+            "shipped": "best epoch" if averaged is None else "average of epochs {}-{}".format(*averaged["epochs"]),
+            **({} if averaged is None else {"average_val_loss": round(averaged["val_loss"], 4),
+                                            "average_val_accuracy": round(averaged["val_accuracy"], 4)}),
             "norm": opts.norm, "validation": opts.validation,
             "test": opts.test, "augment": "jitter+crop+flip+brightness/contrast/saturation+grey",
             "strategy": opts.strategy,
@@ -250,11 +278,12 @@ class _EpochLog(keras.callbacks.Callback):
     """Per epoch, in this order: best weights if val_loss improved, the full last model (for --resume), the
     history row, then the resume state. A kill at any point leaves a consistent (older or newer) state."""
 
-    def __init__(self, out: Path, prior: list[dict[str, float]]):
+    def __init__(self, out: Path, prior: list[dict[str, float]], average_from: int | None = None):
         super().__init__()
         self.out = out
         self.rows = list(prior)
         self.best = min((r["val_loss"] for r in prior), default=math.inf)
+        self.average_from = average_from  # epochs after this one (1-based count) enter the running average
 
     def on_epoch_begin(self, epoch, logs=None):
         self.t0 = time.perf_counter()
@@ -270,6 +299,8 @@ class _EpochLog(keras.callbacks.Callback):
             self.best = row["val_loss"]
             self.model.save_weights(resume / f"tmp.{BEST_WEIGHTS}")
             os.replace(resume / f"tmp.{BEST_WEIGHTS}", resume / BEST_WEIGHTS)
+        if self.average_from is not None and epoch + 1 > self.average_from:
+            _update_average(self.model, resume)
         self.model.save(resume / f"tmp.{LAST_FILE}")
         os.replace(resume / f"tmp.{LAST_FILE}", resume / LAST_FILE)
         self.rows.append(row)
@@ -298,3 +329,47 @@ class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             self.wait += 1
             if self._is_improvement(value, self.best):
                 self.best, self.best_epoch, self.wait = value, epoch, 0
+
+
+def _avg_count(resume: Path) -> int:
+    path = resume / AVG_WEIGHTS
+    if not path.is_file():
+        return 0
+    with np.load(path) as f:
+        return int(f["count"])
+
+
+def _load_average(resume: Path) -> list[np.ndarray]:
+    with np.load(resume / AVG_WEIGHTS) as f:
+        return [f[f"w{i}"] for i in range(len(f.files) - 1)]
+
+
+def _update_average(model: keras.Model, resume: Path) -> None:
+    """Fold the model's current weights into the running average kept in ``resume`` (weights and count in one
+    file, so a resumed run continues it). Written before the epoch's resume state: a kill re-runs the epoch, and
+    the epoch enters the average once (the file is replaced only after the epoch is over)."""
+    count = _avg_count(resume)
+    weights = [np.asarray(w, np.float64) for w in model.get_weights()]
+    if count:
+        weights = [a + (w - a) / (count + 1) for a, w in zip(_load_average(resume), weights, strict=True)]
+    tmp = resume / f"tmp.{AVG_WEIGHTS}"
+    with open(tmp, "wb") as f:
+        np.savez(f, count=count + 1, **{f"w{i}": w for i, w in enumerate(weights)})
+    os.replace(tmp, resume / AVG_WEIGHTS)
+
+
+def recompute_batch_norm(model: keras.Model, clips: np.ndarray, batch_size: int = 16) -> None:
+    """Set every BatchNormalization layer's moving mean and variance to the average over ``clips`` (uint8
+    ``(n, frames, H, W, 3)``) of its batch statistics: averaged weights need statistics of their own."""
+    layers = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    if not layers:
+        return
+    saved = [layer.momentum for layer in layers]
+    try:
+        for i, start in enumerate(range(0, len(clips), batch_size)):
+            for layer in layers:
+                layer.momentum = i / (i + 1)  # running mean of the batches' statistics
+            model(clips[start : start + batch_size], training=True)
+    finally:
+        for layer, m in zip(layers, saved, strict=True):
+            layer.momentum = m

@@ -152,3 +152,54 @@ def test_mixup_and_group_norm_options_train_and_are_recorded(tiny_dataset, tmp_p
         row = next(csv.DictReader(f))
     assert 0.0 <= float(row["accuracy"]) <= 1.0 and float(row["val_loss"]) > 0  # soft labels, same history schema
     assert json.loads((out / "metrics.json").read_text())["clips"] == 6
+
+
+def test_weight_average_is_the_mean_of_the_folded_epochs_and_survives_a_restart(tmp_path):
+    import keras
+
+    from har.train import _avg_count, _load_average, _update_average
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    seen = []
+    for k in range(3):
+        weights = [np.full_like(w, k + 1.5) for w in model.get_weights()]
+        model.set_weights(weights)
+        seen.append(weights)
+        _update_average(model, tmp_path)  # each call reads the file back: a restart in between changes nothing
+    assert _avg_count(tmp_path) == 3
+    for avg, *per_epoch in zip(_load_average(tmp_path), *seen, strict=True):
+        np.testing.assert_allclose(avg, np.mean(per_epoch, axis=0))
+    assert [p.name for p in tmp_path.iterdir()] == ["average.npz"]
+
+
+def test_batch_norm_statistics_are_recomputed_from_the_clips():
+    import keras
+
+    from har.train import recompute_batch_norm
+
+    inputs = keras.Input((2, 4, 4, 3), dtype="uint8")
+    x = keras.layers.Rescaling(1.0)(inputs)
+    bn = keras.layers.BatchNormalization(momentum=0.9)
+    model = keras.Model(inputs, bn(x))
+    clips = np.random.default_rng(0).integers(0, 256, (48, 2, 4, 4, 3), dtype=np.uint8)
+    recompute_batch_norm(model, clips, batch_size=16)
+    batches = clips.astype(np.float64).reshape(3, -1, 3)  # three batches of 16 clips, per channel
+    np.testing.assert_allclose(np.asarray(bn.moving_mean), batches.mean(axis=1).mean(axis=0), rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(bn.moving_variance), batches.var(axis=1).mean(axis=0), rtol=1e-3)
+    assert bn.momentum == 0.9  # restored
+
+
+def test_averaged_run_ships_the_average_and_says_so(tiny_dataset, tmp_path):
+    out = tmp_path / "avg"
+    done = run_cli("train", "--arch", "lrcn", "--data", str(tiny_dataset), "--out", str(out), "--epochs", "3",
+                   "--batch-size", "4", "--average-last", "2", "--cache-dir", str(tmp_path / "cache"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    config = ModelConfig.load(out)
+    assert config.hyper["shipped"] == "average of epochs 2-3" and config.epochs == 3
+    assert 0 < config.hyper["average_val_loss"] and 0 <= config.hyper["average_val_accuracy"] <= 1
+    model, _ = load_model(out)
+    probs = predict_frames(model, np.zeros((2, 20, 64, 64, 3), np.uint8))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    bad = run_cli("train", "--arch", "lrcn", "--data", str(tiny_dataset), "--out", str(tmp_path / "x"), "--epochs",
+                  "3", "--average-last", "4")
+    assert bad.returncode == 1 and "--average-last 4: it must be between 0 and the number of epochs (3)" in bad.stderr

@@ -132,3 +132,21 @@ def test_errors_say_what_is_wrong(tmp_path):
         sample_clip(cut)
     with pytest.raises(VideoError, match="is a folder, not a video file"):
         sample_clip(tmp_path)
+
+
+def test_model_frames_of_large_videos_are_halved_first_and_stay_within_two_levels_of_one_resize(wild):
+    from har.video import to_model_frame
+
+    cap = cv2.VideoCapture(str(wild / "golf-fitting.mp4"))  # 1280x720
+    ok, big = cap.read()
+    cap.release()
+    assert ok and big.shape[:2] == (720, 1280)
+    direct = cv2.cvtColor(cv2.resize(big, (64, 64), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+    got = to_model_frame(big, 64)
+    assert got.shape == (64, 64, 3) and got.dtype == np.uint8
+    diff = np.abs(got.astype(int) - direct.astype(int))
+    assert diff.max() <= 2 and diff.mean() < 0.5 and diff.max() > 0  # halved first: close, not identical
+    small = cv2.resize(big, (320, 240), interpolation=cv2.INTER_AREA)  # UCF101's size: one resize, as trained
+    np.testing.assert_array_equal(to_model_frame(small, 64),
+                                  cv2.cvtColor(cv2.resize(small, (64, 64), interpolation=cv2.INTER_AREA),
+                                               cv2.COLOR_BGR2RGB))
