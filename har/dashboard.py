@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,10 +165,20 @@ def summary_table(records: Sequence[ModelRecord]) -> pd.DataFrame:
             "Parameters": f"{c.params:,}" if c and c.params else "—",
             "Size on disk": f"{r.size_bytes / 1e6:.1f} MB" if r.size_bytes is not None else "—",
             "Forward pass, ms/clip": forward,
-            "Epochs (best)": f"{c.epochs} ({c.best_epoch})" if c and c.epochs else "—",
+            "Epochs (best)": (f"{c.epochs} ({_averaged(c)[0]}–{_averaged(c)[1]} averaged)" if c and _averaged(c)
+                              else f"{c.epochs} ({c.best_epoch})" if c and c.epochs else "—"),
             "Training time": _duration(c.train_seconds) if c and c.train_seconds else "—",
         })
     return pd.DataFrame(rows)
+
+
+def _averaged(config) -> tuple[int, int] | None:
+    """(first, last) epoch when the shipped weights are an average of epochs (``train --average-last``)."""
+    shipped = str((config.hyper or {}).get("shipped", ""))
+    m = re.fullmatch(r"average of epochs (\d+)-(\d+)", shipped)
+    if not m or not isinstance(config.hyper.get("average_val_loss"), (int, float)):
+        return None
+    return int(m.group(1)), int(m.group(2))
 
 
 def split_table(record: ModelRecord | None) -> pd.DataFrame:
@@ -211,7 +222,17 @@ def curves_figure(records: Sequence[ModelRecord]) -> go.Figure:
                     hovertemplate=f"{r.label} {split} {metric}<br>epoch %{{x}}: %{{y:.3f}}<extra></extra>",
                 ), row=1, col=col)
         best = r.config.best_epoch if r.config else 0
-        if best and (h["epoch"] == best).any():
+        span = _averaged(r.config) if r.config else None
+        if span:  # the shipped weights average several epochs: mark that span at the average's own val loss
+            a, b = span
+            val = r.config.hyper.get("average_val_loss")
+            fig.add_trace(go.Scatter(
+                x=[a, b], y=[val, val], mode="lines+markers", name=f"{r.label} kept (average of epochs {a}–{b})",
+                line={"color": color, "width": 5}, marker={"symbol": "star", "size": 11},
+                legendgroup=f"{r.name}best",
+                hovertemplate=f"{r.label}: average of epochs {a}–{b}, val loss %{{y:.3f}}<extra></extra>",
+            ), row=1, col=1)
+        elif best and (h["epoch"] == best).any():
             row = h[h["epoch"] == best].iloc[0]
             fig.add_trace(go.Scatter(
                 x=[best], y=[row["val_loss"]], mode="markers", name=f"{r.label} kept (epoch {best})",

@@ -19,11 +19,11 @@ HISTORY = ("epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,epoch_second
            "1,1.7,0.30,1.6,0.35,0.001,30.5\n2,1.2,0.55,1.3,0.50,0.001,29.8\n3,0.9,0.70,1.1,0.62,0.0009,30.1\n")
 
 
-def write_model_dir(directory, arch: str, *, benchmark: bool = False) -> None:
+def write_model_dir(directory, arch: str, *, benchmark: bool = False, hyper: dict | None = None) -> None:
     """Every file training writes, by hand: config.json, history.csv, metrics.json, a stand-in model.keras."""
     directory.mkdir(parents=True)
     ModelConfig(arch=arch, preset="default", classes=CLASSES, epochs=3, best_epoch=3, train_seconds=95.0,
-                params=123_456, split={"test": ["Archery/g08", "Surfing/g22"]}).save(directory)
+                params=123_456, split={"test": ["Archery/g08", "Surfing/g22"]}, hyper=hyper or {}).save(directory)
     (directory / "history.csv").write_text(HISTORY)
     y = np.arange(12) % 6
     (directory / "metrics.json").write_text(json.dumps(metrics(y, np.where(y == 2, 3, y), CLASSES)))
@@ -65,6 +65,15 @@ def test_complete_incomplete_and_missing_directories(tmp_path):
     (heatmap,) = dashboard.confusion_figure(main).data
     assert heatmap.text.tolist()[2] == [0, 0, 0, 2, 0, 0]  # both HorseRace clips taken for PlayingPiano
     assert dashboard.split_table(lrcn).set_index("Class").loc["Surfing", "test"] == "g22"
+
+
+def test_an_averaged_model_is_shown_as_the_average_of_its_epochs(tmp_path):
+    write_model_dir(tmp_path / "lrcn", "lrcn", hyper={"shipped": "average of epochs 2-3", "average_val_loss": 1.05})
+    records = dashboard.load_records(root=tmp_path)
+    assert dashboard.summary_table(records).iloc[0]["Epochs (best)"] == "3 (2–3 averaged)"
+    marks = [t for t in dashboard.curves_figure(records[:1]).data if "kept" in t.name]
+    assert [(t.name, list(t.x), list(t.y)) for t in marks] == [("LRCN kept (average of epochs 2–3)", [2, 3],
+                                                               [1.05, 1.05])]
 
 
 def test_nothing_stored_still_renders(tmp_path):
