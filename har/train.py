@@ -55,7 +55,7 @@ class TrainOptions:
     mixup: float = 0.0  # Beta(a, a) mixup of clip pairs within a batch (0: off)
     norm: str = "batch"  # our presets' normalisation: "batch" | "group"
     # Ship the average of the weights of the last N epochs (stochastic weight averaging, batch-norm statistics
-    # recomputed on the training clips) instead of the best-validation epoch; 0: the best epoch.
+    # recomputed on one augmented pass over the training clips) instead of the best-validation epoch; 0: the best.
     average_last: int = 0
     seed: int = 0
     validation: float = 0.15  # fraction of each class's groups
@@ -212,14 +212,17 @@ def train(opts: TrainOptions) -> ModelConfig:
     train_seconds = sum(r["epoch_seconds"] for r in rows)
 
     # The shipped model in a fresh, uncompiled model (no optimizer state to ship): the best epoch's weights, or
-    # the average of the last epochs' with batch-norm statistics recomputed on the (un-augmented) training clips.
+    # the average of the last epochs' with batch-norm statistics recomputed on the (augmented) training clips.
     best = int(np.argmin([r["val_loss"] for r in rows]))
     final = models.build(opts.arch, opts.preset, len(index.classes), opts.frames, opts.size, opts.norm)
     averaged = None
     if opts.average_last and (resume_dir / AVG_WEIGHTS).is_file():
         final.set_weights([w.astype(v.dtype) for w, v in zip(_load_average(resume_dir), final.get_weights(),
                                                               strict=True)])
-        recompute_batch_norm(final, np.stack([augment.centre(x, n).numpy() for x in x_train]))
+        # one augmented pass over the training clips, as the statistics were gathered in training
+        recompute_batch_norm(final, np.stack([
+            augment.augment_clip(tf.constant(x), tf.constant([opts.seed, i], tf.int64), n).numpy()
+            for i, x in enumerate(x_train)]))
         p_val = predict_frames(final, np.stack([augment.centre(x, n).numpy() for x in x_val]))
         averaged = {
             "epochs": [len(rows) - _avg_count(resume_dir) + 1, len(rows)],
@@ -359,17 +362,26 @@ def _update_average(model: keras.Model, resume: Path) -> None:
 
 
 def recompute_batch_norm(model: keras.Model, clips: np.ndarray, batch_size: int = 16) -> None:
-    """Set every BatchNormalization layer's moving mean and variance to the average over ``clips`` (uint8
-    ``(n, frames, H, W, 3)``) of its batch statistics: averaged weights need statistics of their own."""
-    layers = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
-    if not layers:
-        return
-    saved = [layer.momentum for layer in layers]
-    try:
-        for i, start in enumerate(range(0, len(clips), batch_size)):
-            for layer in layers:
-                layer.momentum = i / (i + 1)  # running mean of the batches' statistics
-            model(clips[start : start + batch_size], training=True)
-    finally:
-        for layer, m in zip(layers, saved, strict=True):
-            layer.momentum = m
+    """Set every batch normalisation's moving mean and variance to the statistics of its input over ``clips``
+    (uint8 ``(n, frames, H, W, 3)``), all positions and frames pooled: averaged weights need statistics of their
+    own. Layer by layer in graph order, each seeing its predecessors' new statistics; inference mode throughout.
+    A ``TimeDistributed`` batch normalisation (our LRCN) is the same layer on every frame: its statistics pool
+    the frames."""
+    targets = []
+    for layer in model.layers:  # a functional model's layers come in graph order
+        inner = layer.layer if isinstance(layer, keras.layers.TimeDistributed) else layer
+        if isinstance(inner, keras.layers.BatchNormalization):
+            targets.append((layer, inner))
+    for outer, bn in targets:
+        probe = keras.Model(model.inputs, outer.input)
+        total = total_sq = None
+        count = 0
+        for start in range(0, len(clips), batch_size):
+            x = np.asarray(probe(clips[start : start + batch_size], training=False), np.float64)
+            x = x.reshape(-1, x.shape[-1])  # every position of every frame of every clip, per channel
+            total = x.sum(axis=0) if total is None else total + x.sum(axis=0)
+            total_sq = (x * x).sum(axis=0) if total_sq is None else total_sq + (x * x).sum(axis=0)
+            count += len(x)
+        mean = total / count
+        bn.moving_mean.assign(mean.astype(np.float32))
+        bn.moving_variance.assign(np.maximum(total_sq / count - mean * mean, 0.0).astype(np.float32))

@@ -172,21 +172,28 @@ def test_weight_average_is_the_mean_of_the_folded_epochs_and_survives_a_restart(
     assert [p.name for p in tmp_path.iterdir()] == ["average.npz"]
 
 
-def test_batch_norm_statistics_are_recomputed_from_the_clips():
+@pytest.mark.parametrize("per_frame", [False, True])
+def test_batch_norm_statistics_are_recomputed_from_the_clips(per_frame):
     import keras
 
     from har.train import recompute_batch_norm
 
     inputs = keras.Input((2, 4, 4, 3), dtype="uint8")
     x = keras.layers.Rescaling(1.0)(inputs)
-    bn = keras.layers.BatchNormalization(momentum=0.9)
-    model = keras.Model(inputs, bn(x))
-    clips = np.random.default_rng(0).integers(0, 256, (48, 2, 4, 4, 3), dtype=np.uint8)
+    first = keras.layers.BatchNormalization(momentum=0.9)
+    x = keras.layers.TimeDistributed(first)(x) if per_frame else first(x)  # (the LRCN wraps it per frame)
+    x = keras.layers.Dense(3, kernel_initializer="ones")(x)  # a second normalisation sees the first one's output
+    second = keras.layers.BatchNormalization(momentum=0.9)
+    model = keras.Model(inputs, second(x))
+    clips = np.random.default_rng(0).integers(0, 256, (40, 2, 4, 4, 3), dtype=np.uint8)
     recompute_batch_norm(model, clips, batch_size=16)
-    batches = clips.astype(np.float64).reshape(3, -1, 3)  # three batches of 16 clips, per channel
-    np.testing.assert_allclose(np.asarray(bn.moving_mean), batches.mean(axis=1).mean(axis=0), rtol=1e-4)
-    np.testing.assert_allclose(np.asarray(bn.moving_variance), batches.var(axis=1).mean(axis=0), rtol=1e-3)
-    assert bn.momentum == 0.9  # restored
+    pixels = clips.astype(np.float64).reshape(-1, 3)  # every position of every frame of every clip
+    np.testing.assert_allclose(np.asarray(first.moving_mean), pixels.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(first.moving_variance), pixels.var(axis=0), rtol=1e-4)
+    normalised = (pixels - pixels.mean(axis=0)) / np.sqrt(pixels.var(axis=0) + first.epsilon)
+    summed = normalised.sum(axis=1)  # the Dense layer of ones, on the first layer's new output
+    np.testing.assert_allclose(np.asarray(second.moving_mean), np.full(3, summed.mean()), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(second.moving_variance), np.full(3, summed.var()), rtol=1e-4)
 
 
 def test_averaged_run_ships_the_average_and_says_so(tiny_dataset, tmp_path):
