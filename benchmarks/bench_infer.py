@@ -188,7 +188,10 @@ def main() -> int:
     args.scratch.mkdir(parents=True, exist_ok=True)
     videos = args.videos or sorted((SHARED / "wild").glob("*.mp4"))
     t_load, rec = clock(Recognizer, args.model)
-    model, classes = rec.model, rec.config.classes  # the same weights for the baselines
+    # the baselines get the model as saved (the recognizer serves a copy whose frames fold into the batch)
+    from har.modeldir import load_model
+
+    model, classes = load_model(rec.directory)[0], rec.config.classes
     print(f"model {rec.name} ({rec.directory}), device {device_name()}, {os.cpu_count()} cores; "
           f"recognizer loaded and warmed up in {t_load:.1f} s", flush=True)
 

@@ -126,6 +126,20 @@ def test_models_that_start_frame_by_frame_split_in_halves_that_agree():
     assert split_per_frame(models.build("convlstm", "default", 4, frames=8, size=64), 8, 64) is None
 
 
+@pytest.mark.parametrize("name", ["lrcn", "lrcn_tutorial", "convlstm"])
+def test_folding_time_into_the_batch_serves_identical_numbers(name):
+    from har.infer import fold_time
+    from har.modeldir import load_model
+
+    saved, _ = load_model(REPO / "models" / name)
+    served, _ = load_model(REPO / "models" / name)
+    folded = fold_time(served)
+    assert folded == {"lrcn": 13, "lrcn_tutorial": 12, "convlstm": 0}[name]  # every per-frame layer, none else
+    clips = np.random.default_rng(3).integers(0, 256, (3, 20, 64, 64, 3), dtype=np.uint8)
+    np.testing.assert_allclose(np.asarray(served(clips, training=False)), np.asarray(saved(clips, training=False)),
+                               rtol=1e-5, atol=1e-6)
+
+
 class SpyRecognizer(Recognizer):
     """The pass and the bookkeeping of a real Recognizer, with a "model" that reads back which frames it got (the
     test videos show their frame index in stripes): whole windows, or per-frame features and a head."""
