@@ -373,7 +373,7 @@ def recompute_batch_norm(model: keras.Model, clips: np.ndarray, batch_size: int 
         if isinstance(inner, keras.layers.BatchNormalization):
             targets.append((layer, inner))
     for outer, bn in targets:
-        probe = keras.Model(model.inputs, outer.input)
+        probe = keras.Model(model.input, outer.input)
         total = total_sq = None
         count = 0
         for start in range(0, len(clips), batch_size):
