@@ -90,6 +90,20 @@ def index_video(tmp_path):
     return make
 
 
+@pytest.fixture
+def connections(monkeypatch) -> list:
+    """Every address this process connects a socket to during the test, in order (connections still go through)."""
+    seen: list = []
+    real_connect = socket.socket.connect
+
+    def connect(self, address):
+        seen.append(address)
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    return seen
+
+
 def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """``python -m har ARGS`` in a subprocess from the repo root, capturing text output."""
     return subprocess.run([sys.executable, "-m", "har", *args], cwd=REPO, capture_output=True, text=True,

@@ -124,16 +124,8 @@ def _url(server, path: str) -> str:
 
 
 @pytest.fixture(autouse=True)
-def loopback_only(monkeypatch, tmp_path):
+def loopback_only(monkeypatch, tmp_path, connections):
     """Fail on any connection outside 127.0.0.0/8; keep env limits at their defaults; temp dirs in tmp_path."""
-    attempts: list = []
-    real_connect = socket.socket.connect
-
-    def connect(self, address):
-        attempts.append(address)
-        return real_connect(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
     for name in ("HAR_ALLOWED_HOSTS", "HAR_MAX_VIDEO_SECONDS", "HAR_MAX_DOWNLOAD_MB", "HAR_YTDLP_COOKIES",
                  "HAR_FETCH_TIMEOUT_S", "HAR_FETCH_RETRIES"):
         monkeypatch.delenv(name, raising=False)
@@ -141,7 +133,7 @@ def loopback_only(monkeypatch, tmp_path):
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
     yield
-    outside = [a for a in attempts if isinstance(a, tuple) and not ipaddress.ip_address(a[0]).is_loopback]
+    outside = [a for a in connections if isinstance(a, tuple) and not ipaddress.ip_address(a[0]).is_loopback]
     assert not outside, f"connections outside loopback: {outside}"
 
 

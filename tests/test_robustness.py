@@ -11,7 +11,6 @@ import json
 import math
 import re
 import shutil
-import socket
 import tempfile
 
 import httpx
@@ -99,15 +98,7 @@ def test_library(item_env, corpus_dir, tiny_recognizer, tmp_path):
 
 
 @pytest.mark.parametrize("item", LINKS, ids=_ids)
-def test_library_links(item, links, tmp_path, monkeypatch):
-    connections: list = []
-    real_connect = socket.socket.connect
-
-    def connect(self, address):
-        connections.append(address)
-        return real_connect(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
+def test_library_links(item, links, tmp_path, monkeypatch, connections):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     limits = FetchLimits(allowed_hosts=("127.0.0.1",), socket_timeout_s=1, retries=0)
     with pytest.raises(FetchError, match=item.message()):
