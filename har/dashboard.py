@@ -157,6 +157,7 @@ def summary_table(records: Sequence[ModelRecord]) -> pd.DataFrame:
             forward = f"{b['forward_ms']:.1f}" + (f" ({b['device']})" if b.get("device") else "")
         else:
             forward = NOT_MEASURED
+        span = _averaged(c) if c else None
         rows.append({
             "Model": r.label,
             "Test accuracy": f"{m['accuracy']:.3f}" if m else "—",
@@ -165,7 +166,7 @@ def summary_table(records: Sequence[ModelRecord]) -> pd.DataFrame:
             "Parameters": f"{c.params:,}" if c and c.params else "—",
             "Size on disk": f"{r.size_bytes / 1e6:.1f} MB" if r.size_bytes is not None else "—",
             "Forward pass, ms/clip": forward,
-            "Epochs (best)": (f"{c.epochs} ({_averaged(c)[0]}–{_averaged(c)[1]} averaged)" if c and _averaged(c)
+            "Epochs (best)": (f"{c.epochs} ({span[0]}–{span[1]} averaged)" if span
                               else f"{c.epochs} ({c.best_epoch})" if c and c.epochs else "—"),
             "Training time": _duration(c.train_seconds) if c and c.train_seconds else "—",
         })
