@@ -53,6 +53,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, lr=args.lr, patience=args.patience, stop_from_epoch=args.stop_from_epoch,
         weight_decay=args.weight_decay, seed=args.seed, strategy=args.strategy,
         resume=args.resume, max_clips=args.max_clips, mixup=args.mixup, norm=args.norm, average_last=args.average_last,
+        refit=args.refit,
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
     )
     config = train(opts)
@@ -174,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--average-last", type=int, default=0,
                    help="ship the average of the last N epochs' weights (SWA) instead of the best epoch")
     s.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) parameter a (0: off)")
+    s.add_argument("--refit", action="store_true",
+                   help="after the validated run, train a fresh model on training + validation groups for the best "
+                        "epoch's count of epochs and ship it (test groups stay unseen)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--strategy", choices=("auto", "mirrored", "multiworker", "cpu"), default="auto",
                    help="auto: one GPU if TensorFlow sees one, else CPU; mirrored: all local GPUs; "

@@ -26,7 +26,7 @@ from plotly.subplots import make_subplots
 
 from har.config import CONFIG_FILE, ModelConfig
 from har.errors import HarError
-from har.modeldir import HISTORY_FILE, METRICS_FILE, MODEL_FILE, MODELS_ROOT
+from har.modeldir import HISTORY_FILE, METRICS_FILE, MODEL_FILE, MODELS_ROOT, REFIT_HISTORY_FILE
 
 BENCHMARK_FILE = "benchmark.json"
 MAIN = ("lrcn", "convlstm")  # the two shipped models, compared everywhere
@@ -35,6 +35,7 @@ DISPLAY = {"lrcn": "LRCN", "convlstm": "ConvLSTM"}
 MODEL_COLORS = {"lrcn": "#1f77b4", "convlstm": "#ff7f0e"}  # one colour per architecture in every figure
 CLASS_COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6", "#9d755d", "#bab0ac")
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
+REFIT_COLUMNS = ("epoch", "loss", "accuracy")
 NOT_MEASURED = "not measured"
 
 
@@ -46,6 +47,7 @@ class ModelRecord:
     directory: Path
     config: ModelConfig | None = None
     history: pd.DataFrame | None = None  # one row per epoch, HISTORY_COLUMNS at least
+    refit_history: pd.DataFrame | None = None  # a model refit on training + validation groups: its epochs
     metrics: dict[str, Any] | None = None  # har.evaluate schema, on the test groups
     benchmark: dict[str, Any] | None = None  # {"forward_ms", "batch", "device", "measured"}
     size_bytes: int | None = None  # model.keras on disk
@@ -86,6 +88,9 @@ def load_record(name: str, root: str | os.PathLike | None = None) -> ModelRecord
         rec.size_bytes = (directory / MODEL_FILE).stat().st_size
     if HISTORY_FILE not in missing:
         rec.history = _read_history(directory / HISTORY_FILE, shown, rec.problems)
+    if (directory / REFIT_HISTORY_FILE).is_file():  # optional: only a refit model has one
+        rec.refit_history = _read_history(directory / REFIT_HISTORY_FILE, shown, rec.problems,
+                                          columns=REFIT_COLUMNS)
     if METRICS_FILE not in missing:
         rec.metrics = _read_json(directory / METRICS_FILE, shown, rec.problems,
                                  required=("accuracy", "macro_f1", "classes", "per_class", "confusion"))
@@ -98,13 +103,14 @@ def load_records(names: Sequence[str] = MAIN + PRESETS, root: str | os.PathLike 
     return [load_record(n, root) for n in names]
 
 
-def _read_history(path: Path, shown: str, problems: list[str]) -> pd.DataFrame | None:
+def _read_history(path: Path, shown: str, problems: list[str],
+                  columns: Sequence[str] = HISTORY_COLUMNS) -> pd.DataFrame | None:
     try:
         df = pd.read_csv(path)
     except (OSError, ValueError) as exc:
         problems.append(f"{shown}/{path.name} is not a readable CSV: {exc}.")
         return None
-    missing = [c for c in HISTORY_COLUMNS if c not in df.columns]
+    missing = [c for c in columns if c not in df.columns]
     if missing:
         problems.append(f"{shown}/{path.name} lacks columns: {', '.join(missing)}.")
         return None
@@ -158,6 +164,7 @@ def summary_table(records: Sequence[ModelRecord]) -> pd.DataFrame:
         else:
             forward = NOT_MEASURED
         span = _averaged(c) if c else None
+        refit = _refit_epochs(r)
         rows.append({
             "Model": r.label,
             "Test accuracy": f"{m['accuracy']:.3f}" if m else "—",
@@ -167,10 +174,16 @@ def summary_table(records: Sequence[ModelRecord]) -> pd.DataFrame:
             "Size on disk": f"{r.size_bytes / 1e6:.1f} MB" if r.size_bytes is not None else "—",
             "Forward pass, ms/clip": forward,
             "Epochs (best)": (f"{c.epochs} ({span[0]}–{span[1]} averaged)" if span
+                              else f"{c.epochs} ({c.best_epoch}), then {refit} refit on train+val" if refit
                               else f"{c.epochs} ({c.best_epoch})" if c and c.epochs else "—"),
             "Training time": _duration(c.train_seconds) if c and c.train_seconds else "—",
         })
     return pd.DataFrame(rows)
+
+
+def _refit_epochs(record: ModelRecord) -> int | None:
+    """Epochs of the refit phase when the shipped model was refit on training + validation (``train --refit``)."""
+    return len(record.refit_history) if record.refit_history is not None else None
 
 
 def _averaged(config) -> tuple[int, int] | None:
@@ -207,7 +220,8 @@ def _empty(message: str, height: int = 320) -> go.Figure:
 
 
 def curves_figure(records: Sequence[ModelRecord]) -> go.Figure:
-    """Loss and accuracy per epoch, train (solid) and validation (dashed), the models overlaid; best epoch marked."""
+    """Loss and accuracy per epoch, train (solid) and validation (dashed), the models overlaid; best epoch marked.
+    A model refit on training + validation groups adds its own training curves (dotted): that one ships."""
     have = [r for r in records if r.history is not None]
     if not have:
         return _empty("No training history stored yet.")
@@ -224,6 +238,14 @@ def curves_figure(records: Sequence[ModelRecord]) -> go.Figure:
                 ), row=1, col=col)
         best = r.config.best_epoch if r.config else 0
         span = _averaged(r.config) if r.config else None
+        refit = r.refit_history
+        if refit is not None:  # the shipped model: a fresh run on train + validation, as long as the best epoch
+            for col, metric in ((1, "loss"), (2, "accuracy")):
+                fig.add_trace(go.Scatter(
+                    x=refit["epoch"], y=refit[metric], mode="lines", name=f"{r.label} refit on train+val (shipped)",
+                    legendgroup=f"{r.name}refit", showlegend=col == 1, line={"color": color, "dash": "dot", "width": 3},
+                    hovertemplate=f"{r.label} refit {metric}<br>epoch %{{x}}: %{{y:.3f}}<extra></extra>",
+                ), row=1, col=col)
         if span:  # the shipped weights average several epochs: mark that span at the average's own val loss
             a, b = span
             val = r.config.hyper.get("average_val_loss")
@@ -235,10 +257,13 @@ def curves_figure(records: Sequence[ModelRecord]) -> go.Figure:
             ), row=1, col=1)
         elif best and (h["epoch"] == best).any():
             row = h[h["epoch"] == best].iloc[0]
+            chose = "refit length chosen" if refit is not None else "kept"
             fig.add_trace(go.Scatter(
-                x=[best], y=[row["val_loss"]], mode="markers", name=f"{r.label} kept (epoch {best})",
+                x=[best], y=[row["val_loss"]], mode="markers", name=f"{r.label} {chose} (epoch {best})",
                 marker={"color": color, "size": 11, "symbol": "star"}, legendgroup=f"{r.name}best",
-                hovertemplate=f"{r.label}: weights kept from epoch {best}<extra></extra>",
+                hovertemplate=(f"{r.label}: best validation loss at epoch {best}; the refit trained that long"
+                               if refit is not None else f"{r.label}: weights kept from epoch {best}")
+                + "<extra></extra>",
             ), row=1, col=1)
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(title_text="cross-entropy", row=1, col=1)

@@ -6,6 +6,8 @@
     config.json    har.config.ModelConfig: classes, frames, size, preset, split groups, seed, versions, ...
     history.csv    one row per epoch: epoch, loss, accuracy, val_loss, val_accuracy, learning_rate, epoch_seconds
     metrics.json   test-split metrics (har.evaluate schema)
+    refit_history.csv   only for a model refit on training + validation groups (``train --refit``): its epochs,
+                   without validation columns; history.csv then logs the validated phase that chose its length
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from har.errors import ModelError
 
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.csv"
+REFIT_HISTORY_FILE = "refit_history.csv"
 METRICS_FILE = "metrics.json"
 REQUIRED = (MODEL_FILE, CONFIG_FILE)
 

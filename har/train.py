@@ -4,6 +4,11 @@
 ``config.json``, ``history.csv`` (per epoch: loss, accuracy, val_loss, val_accuracy, learning_rate,
 epoch_seconds) and ``metrics.json`` (the test split, groups never seen in training or validation).
 
+With ``--refit``, a second phase follows the validated one: a fresh model, the same seed and learning-rate
+schedule, trained on the training and validation groups together for as many epochs as the validated phase's best
+epoch; that model ships (``refit_history.csv`` logs it; ``history.csv`` keeps the validated phase's curves). The
+test groups stay unseen either way.
+
 A run keeps ``_resume/`` (last epoch's full model with optimizer state) while it runs; ``--resume`` continues a
 killed run from its last finished epoch, with early stopping and best-checkpoint state rebuilt from history.csv.
 """
@@ -26,7 +31,7 @@ import numpy as np
 
 from har.config import ModelConfig, Sampling
 from har.errors import HarError
-from har.modeldir import HISTORY_FILE, METRICS_FILE, MODEL_FILE
+from har.modeldir import HISTORY_FILE, METRICS_FILE, MODEL_FILE, REFIT_HISTORY_FILE
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +40,7 @@ LAST_FILE = "last.keras"
 STATE_FILE = "state.json"
 BEST_WEIGHTS = "best.weights.h5"
 AVG_WEIGHTS = "average.npz"
+REFIT_DIR = "refit"  # inside _resume/: the refit phase's own resume state
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds")
 
 
@@ -57,6 +63,9 @@ class TrainOptions:
     # Ship the average of the weights of the last N epochs (stochastic weight averaging, batch-norm statistics
     # recomputed on one augmented pass over the training clips) instead of the best-validation epoch; 0: the best.
     average_last: int = 0
+    # After the validated phase, train a fresh model on training + validation groups for the best epoch's count
+    # of epochs (same seed, same schedule) and ship it.
+    refit: bool = False
     seed: int = 0
     validation: float = 0.15  # fraction of each class's groups
     test: float = 0.2
@@ -114,12 +123,14 @@ def _read_history(path: Path) -> list[dict[str, float]]:
 
 
 def _write_history(path: Path, rows: list[dict[str, float]]) -> None:
+    """The columns of HISTORY_FIELDS the rows have (a refit phase has no validation columns)."""
+    fields = [k for k in HISTORY_FIELDS if not rows or k in rows[0]]
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
+        w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         for r in rows:
-            w.writerow({k: (int(r[k]) if k == "epoch" else f"{r[k]:.6g}") for k in HISTORY_FIELDS})
+            w.writerow({k: (int(r[k]) if k == "epoch" else f"{r[k]:.6g}") for k in fields})
     os.replace(tmp, path)
 
 
@@ -141,12 +152,16 @@ def train(opts: TrainOptions) -> ModelConfig:
     if not 0 <= opts.average_last <= opts.epochs:
         raise HarError(f"--average-last {opts.average_last}: it must be between 0 and the number of epochs "
                        f"({opts.epochs}).")
+    if opts.refit and opts.average_last:
+        raise HarError("--refit and --average-last do not go together: the refit phase ships its last epoch.")
     out = Path(opts.out)
     resume_dir = out / RESUME_DIR
     if opts.resume and not (resume_dir / STATE_FILE).is_file():
         raise HarError(f"Nothing to resume in {out}: no unfinished run there (no {RESUME_DIR}/{STATE_FILE}).")
     if not opts.resume and resume_dir.exists():
         shutil.rmtree(resume_dir)  # a fresh run: forget an earlier unfinished one
+    if not opts.resume:
+        (out / REFIT_HISTORY_FILE).unlink(missing_ok=True)  # an earlier run's refit log would mislabel this one
     out.mkdir(parents=True, exist_ok=True)
     resume_dir.mkdir(exist_ok=True)
 
@@ -181,18 +196,11 @@ def train(opts: TrainOptions) -> ModelConfig:
     state = json.loads((resume_dir / STATE_FILE).read_text()) if opts.resume else {"epoch": 0}
     prior = _read_history(history_path)[: state["epoch"]] if opts.resume else []
     with strategy.scope():
-        if opts.resume:
+        if opts.resume and (resume_dir / LAST_FILE).is_file():
             model = keras.saving.load_model(resume_dir / LAST_FILE, safe_mode=True)
             log.info("resuming %s after epoch %d", out, state["epoch"])
         else:
-            model = models.build(opts.arch, opts.preset, len(index.classes), opts.frames, opts.size, opts.norm)
-            soft = opts.mixup > 0
-            model.compile(
-                optimizer=keras.optimizers.AdamW(opts.lr, weight_decay=opts.weight_decay),
-                loss=keras.losses.CategoricalCrossentropy() if soft else keras.losses.SparseCategoricalCrossentropy(),
-                metrics=[(keras.metrics.CategoricalAccuracy if soft else keras.metrics.SparseCategoricalAccuracy)(
-                    name="accuracy")],
-            )
+            model = _compiled(opts, k)
 
     # Averaging the last epochs runs the schedule to its end: no early stopping then.
     stopping = [] if opts.average_last else [
@@ -210,13 +218,28 @@ def train(opts: TrainOptions) -> ModelConfig:
                   callbacks=callbacks, verbose=verbose)
     rows = _read_history(history_path)
     train_seconds = sum(r["epoch_seconds"] for r in rows)
+    best = int(np.argmin([r["val_loss"] for r in rows]))
+
+    refit = None
+    if opts.refit:  # phase 2: training + validation groups, as many epochs as the validated phase's best
+        del model
+        x_all, y_all = np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val])
+        ds_all = make_dataset(x_all, y_all, opts.batch_size, shuffle_seed=opts.seed,
+                              map_fn=lambda x, s: augment.augment_clip(x, s, n))
+        if opts.mixup > 0:
+            ds_all = augment.mixup(ds_all, k, opts.mixup, opts.seed)
+        refit_rows = _refit(opts, strategy, ds_all, k, best + 1, verbose)
+        refit = {"epochs": len(refit_rows), "clips": len(x_all),
+                 "seconds": round(sum(r["epoch_seconds"] for r in refit_rows), 1)}
+        train_seconds += refit["seconds"]
 
     # The shipped model in a fresh, uncompiled model (no optimizer state to ship): the best epoch's weights, or
     # the average of the last epochs' with batch-norm statistics recomputed on the (augmented) training clips.
-    best = int(np.argmin([r["val_loss"] for r in rows]))
     final = models.build(opts.arch, opts.preset, len(index.classes), opts.frames, opts.size, opts.norm)
     averaged = None
-    if opts.average_last and (resume_dir / AVG_WEIGHTS).is_file():
+    if refit is not None:
+        final.set_weights(keras.saving.load_model(resume_dir / REFIT_DIR / LAST_FILE, safe_mode=True).get_weights())
+    elif opts.average_last and (resume_dir / AVG_WEIGHTS).is_file():
         final.set_weights([w.astype(v.dtype) for w, v in zip(_load_average(resume_dir), final.get_weights(),
                                                               strict=True)])
         # one augmented pass over the training clips, as the statistics were gathered in training
@@ -260,7 +283,10 @@ def train(opts: TrainOptions) -> ModelConfig:
             "batch_size": opts.batch_size, "lr": opts.lr, "warmup_epochs": opts.warmup_epochs,
             "max_epochs": opts.epochs, "patience": opts.patience, "stop_from_epoch": opts.stop_from_epoch,
             "optimizer": "AdamW", "weight_decay": opts.weight_decay, "mixup": opts.mixup,
-            "shipped": "best epoch" if averaged is None else "average of epochs {}-{}".format(*averaged["epochs"]),
+            "shipped": ("refit on training + validation groups, {} epochs".format(refit["epochs"]) if refit
+                        else "best epoch" if averaged is None
+                        else "average of epochs {}-{}".format(*averaged["epochs"])),
+            **({} if refit is None else {"refit": refit}),
             **({} if averaged is None else {"average_val_loss": round(averaged["val_loss"], 4),
                                             "average_val_accuracy": round(averaged["val_accuracy"], 4)}),
             "norm": opts.norm, "validation": opts.validation,
@@ -277,15 +303,57 @@ def train(opts: TrainOptions) -> ModelConfig:
     return config
 
 
+def _compiled(opts: TrainOptions, classes: int) -> keras.Model:
+    """A fresh model of ``opts``' architecture, compiled for training (AdamW; soft labels with mixup)."""
+    from har import models
+
+    model = models.build(opts.arch, opts.preset, classes, opts.frames, opts.size, opts.norm)
+    soft = opts.mixup > 0
+    model.compile(
+        optimizer=keras.optimizers.AdamW(opts.lr, weight_decay=opts.weight_decay),
+        loss=keras.losses.CategoricalCrossentropy() if soft else keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[(keras.metrics.CategoricalAccuracy if soft else keras.metrics.SparseCategoricalAccuracy)(
+            name="accuracy")],
+    )
+    return model
+
+
+def _refit(opts: TrainOptions, strategy, dataset, classes: int, epochs: int, verbose: int) -> list[dict[str, float]]:
+    """Train a fresh model on ``dataset`` for ``epochs`` epochs of the same schedule, resumable on its own
+    (``_resume/refit/``); its last model is ``_resume/refit/last.keras``. Returns its history rows."""
+    out = Path(opts.out)
+    rdir = out / RESUME_DIR / REFIT_DIR
+    rdir.mkdir(exist_ok=True)
+    state = json.loads((rdir / STATE_FILE).read_text()) if (rdir / STATE_FILE).is_file() else {"epoch": 0}
+    prior = _read_history(out / REFIT_HISTORY_FILE)[: state["epoch"]] if state["epoch"] else []
+    with strategy.scope():
+        if state["epoch"]:
+            model = keras.saving.load_model(rdir / LAST_FILE, safe_mode=True)
+            log.info("resuming the refit phase of %s after epoch %d", out, state["epoch"])
+        else:
+            keras.utils.set_random_seed(opts.seed)  # the same start whether or not phase 1 ran in this process
+            model = _compiled(opts, classes)
+            log.info("refit phase: training + validation groups, %d epochs", epochs)
+    if state["epoch"] < epochs:
+        model.fit(dataset, epochs=epochs, initial_epoch=state["epoch"], verbose=verbose, callbacks=[
+            keras.callbacks.LearningRateScheduler(lambda epoch: lr_at(epoch, opts)),
+            _EpochLog(out, prior, resume=rdir, history=REFIT_HISTORY_FILE),
+        ])
+    return _read_history(out / REFIT_HISTORY_FILE)
+
+
 class _EpochLog(keras.callbacks.Callback):
     """Per epoch, in this order: best weights if val_loss improved, the full last model (for --resume), the
     history row, then the resume state. A kill at any point leaves a consistent (older or newer) state."""
 
-    def __init__(self, out: Path, prior: list[dict[str, float]], average_from: int | None = None):
+    def __init__(self, out: Path, prior: list[dict[str, float]], average_from: int | None = None,
+                 resume: Path | None = None, history: str = HISTORY_FILE):
         super().__init__()
         self.out = out
+        self.resume = resume or out / RESUME_DIR
+        self.history = history
         self.rows = list(prior)
-        self.best = min((r["val_loss"] for r in prior), default=math.inf)
+        self.best = min((r["val_loss"] for r in prior if "val_loss" in r), default=math.inf)
         self.average_from = average_from  # epochs after this one (1-based count) enter the running average
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -295,10 +363,12 @@ class _EpochLog(keras.callbacks.Callback):
         logs = logs or {}
         dt = time.perf_counter() - self.t0
         lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        row = {"epoch": epoch + 1, "loss": logs["loss"], "accuracy": logs["accuracy"], "val_loss": logs["val_loss"],
-               "val_accuracy": logs["val_accuracy"], "learning_rate": lr, "epoch_seconds": dt}
-        resume = self.out / RESUME_DIR
-        if row["val_loss"] < self.best:
+        row = {"epoch": epoch + 1, "loss": logs["loss"], "accuracy": logs["accuracy"]}
+        if "val_loss" in logs:  # not in a refit phase
+            row |= {"val_loss": logs["val_loss"], "val_accuracy": logs["val_accuracy"]}
+        row |= {"learning_rate": lr, "epoch_seconds": dt}
+        resume = self.resume
+        if "val_loss" in row and row["val_loss"] < self.best:
             self.best = row["val_loss"]
             self.model.save_weights(resume / f"tmp.{BEST_WEIGHTS}")
             os.replace(resume / f"tmp.{BEST_WEIGHTS}", resume / BEST_WEIGHTS)
@@ -307,7 +377,7 @@ class _EpochLog(keras.callbacks.Callback):
         self.model.save(resume / f"tmp.{LAST_FILE}")
         os.replace(resume / f"tmp.{LAST_FILE}", resume / LAST_FILE)
         self.rows.append(row)
-        _write_history(self.out / HISTORY_FILE, self.rows)
+        _write_history(self.out / self.history, self.rows)
         # EarlyStopping runs before this callback, so stop_training already says whether the run is over.
         # Training time is the sum of history.csv's epoch_seconds: not kept twice here.
         state = {"epoch": epoch + 1, "stopped": bool(self.model.stop_training)}

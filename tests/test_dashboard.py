@@ -76,6 +76,23 @@ def test_an_averaged_model_is_shown_as_the_average_of_its_epochs(tmp_path):
                                                                [1.05, 1.05])]
 
 
+def test_a_refit_model_shows_its_own_curves_and_the_epoch_that_chose_its_length(tmp_path):
+    write_model_dir(tmp_path / "lrcn", "lrcn", hyper={"shipped": "refit on training + validation groups, 3 epochs"})
+    (tmp_path / "lrcn" / "refit_history.csv").write_text(
+        "epoch,loss,accuracy,learning_rate,epoch_seconds\n1,1.6,0.33,0.001,40.1\n2,1.1,0.58,0.001,39.5\n"
+        "3,0.8,0.74,0.0009,39.9\n")
+    records = dashboard.load_records(root=tmp_path)
+    assert records[0].complete and list(records[0].refit_history["loss"]) == [1.6, 1.1, 0.8]
+    assert dashboard.summary_table(records).iloc[0]["Epochs (best)"] == "3 (3), then 3 refit on train+val"
+    traces = {t.name: t for t in dashboard.curves_figure(records[:1]).data}
+    refit = [t for t in dashboard.curves_figure(records[:1]).data if "refit on train+val" in t.name]
+    assert [list(t.y) for t in refit] == [[1.6, 1.1, 0.8], [0.33, 0.58, 0.74]]  # loss and accuracy panels
+    assert "LRCN refit length chosen (epoch 3)" in traces and "LRCN kept (epoch 3)" not in traces
+    (tmp_path / "lrcn" / "refit_history.csv").write_text("epoch,loss\n1,1.6\n")
+    broken = dashboard.load_records(root=tmp_path)[0]
+    assert broken.problems == [f"{tmp_path.name}/lrcn/refit_history.csv lacks columns: accuracy."]
+
+
 def test_nothing_stored_still_renders(tmp_path):
     records = dashboard.load_records(root=tmp_path / "nowhere")
     assert all(not r.complete for r in records)

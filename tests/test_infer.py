@@ -350,12 +350,32 @@ def test_annotated_copy_is_h264_with_the_sources_frames_duration_and_audio(tiny_
     assert (video["codec_name"], video["pix_fmt"], video["width"], video["height"]) == ("h264", "yuv420p", 640, 360)
     assert int(video["nb_frames"]) == frames
     assert [s["codec_name"] for s in info["streams"] if s["codec_type"] == "audio"] == ["aac"]
+    copied, source = audio_packet_sizes(out), audio_packet_sizes(src)
+    assert len(copied) > 0.8 * len(source) and copied == source[: len(copied)]  # AAC copied, not re-encoded
     data = out.read_bytes()
     assert data.index(b"moov") < data.index(b"mdat")  # +faststart: playable while downloading
     # the caption box darkens the top-left corner of every frame
     first_src = sample_clip(src, 1, 64)  # frame at the middle; compare corners on the middle frame
     first_out = sample_clip(out, 1, 64)
     assert first_out[0, :3, :10].mean() < first_src[0, :3, :10].mean()
+
+
+def audio_packet_sizes(path: Path) -> list[int]:
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries", "packet=size", "-of",
+                          "csv=p=0", str(path)], capture_output=True, text=True, check=True)
+    return [int(x.strip(",")) for x in out.stdout.split()]
+
+
+def test_annotated_copy_turns_other_audio_into_aac(tiny_recognizer, wild, tmp_path):
+    src = tmp_path / "opus.mkv"  # Opus in Matroska, as a WebM-like download holds it: MP4 gets AAC
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(wild / "rowing-commercial.mp4"), "-t", "2", "-c:v",
+                    "libx264", "-preset", "ultrafast", "-c:a", "libopus", str(src)], check=True)
+    out = annotate(src, tmp_path / "out.mp4", tiny_recognizer.timeline(src, window_s=1.0))
+    streams = ffprobe(out)["streams"]
+    audio = [s for s in streams if s["codec_type"] == "audio"]
+    video = next(s for s in streams if s["codec_type"] == "video")
+    assert [s["codec_name"] for s in audio] == ["aac"]
+    assert abs(float(audio[0]["duration"]) - float(video["duration"])) < 0.15  # as long as the video, within AAC frames
 
 
 def test_each_frame_of_the_annotated_copy_shows_the_caption_of_its_time(tiny_recognizer, clip_with_audio,

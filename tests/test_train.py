@@ -210,3 +210,63 @@ def test_averaged_run_ships_the_average_and_says_so(tiny_dataset, tmp_path):
     bad = run_cli("train", "--arch", "lrcn", "--data", str(tiny_dataset), "--out", str(tmp_path / "x"), "--epochs",
                   "3", "--average-last", "4")
     assert bad.returncode == 1 and "--average-last 4: it must be between 0 and the number of epochs (3)" in bad.stderr
+
+
+def test_refit_trains_on_training_and_validation_groups_and_resumes_to_the_same_model(tiny_dataset, tmp_path):
+    """--refit: a second, fresh model on training + validation groups for the best epoch's count of epochs, on the
+    same schedule; it ships, logged in refit_history.csv. Killed during that phase, --resume gives the same model."""
+    def args(out):
+        return ["train", "--arch", "lrcn", "--data", str(tiny_dataset), "--out", str(out), "--epochs", "3",
+                "--batch-size", "4", "--refit", "--cache-dir", str(tmp_path / "cache")]
+
+    whole = tmp_path / "whole"
+    done = run_cli(*args(whole))
+    assert done.returncode == 0, done.stderr[-3000:]
+    config = ModelConfig.load(whole)
+    with open(whole / "history.csv") as f:
+        validated = list(csv.DictReader(f))
+    with open(whole / "refit_history.csv") as f:
+        refit = list(csv.DictReader(f))
+    assert len(validated) == 3 and 1 <= config.best_epoch <= 3
+    assert tuple(refit[0]) == ("epoch", "loss", "accuracy", "learning_rate", "epoch_seconds")  # no validation
+    assert [int(r["epoch"]) for r in refit] == list(range(1, config.best_epoch + 1))
+    assert [r["learning_rate"] for r in refit] == [r["learning_rate"] for r in validated[: config.best_epoch]]
+    index = data.index_dataset(tiny_dataset)
+    fitted = data.clips_of(index, config.split["train"] + config.split["validation"])
+    assert config.hyper["refit"]["clips"] == len(fitted) == 12 and config.hyper["refit"]["epochs"] == config.best_epoch
+    assert config.hyper["shipped"] == f"refit on training + validation groups, {config.best_epoch} epochs"
+    assert config.train_seconds == pytest.approx(
+        sum(float(r["epoch_seconds"]) for r in validated + refit), abs=0.2)
+    assert json.loads((whole / "metrics.json").read_text())["clips"] == 6  # the test groups, still unseen
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "har", *args(killed)], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    refit_dir = killed / "_resume" / "refit"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None and not refit_dir.is_dir():
+        time.sleep(0.05)
+    assert proc.poll() is None, f"training ended before it could be killed: {proc.stderr.read()[-2000:]}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "config.json").exists()
+    resumed = run_cli(*args(killed), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert _same_columns(killed / "history.csv", whole / "history.csv", skip="epoch_seconds")
+    assert _same_columns(killed / "refit_history.csv", whole / "refit_history.csv", skip="epoch_seconds")
+    a, _ = load_model(whole)
+    b, _ = load_model(killed)
+    for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_array_equal(wa, wb)
+
+    bad = run_cli("train", "--arch", "lrcn", "--data", str(tiny_dataset), "--out", str(tmp_path / "x"), "--epochs",
+                  "3", "--refit", "--average-last", "2")
+    assert bad.returncode == 1 and "--refit and --average-last do not go together" in bad.stderr
+
+
+def _same_columns(a, b, skip: str) -> bool:
+    """Two CSV logs equal in every column but ``skip`` (timings differ from run to run)."""
+    with open(a) as fa, open(b) as fb:
+        ra, rb = list(csv.DictReader(fa)), list(csv.DictReader(fb))
+    return [{k: v for k, v in r.items() if k != skip} for r in ra] == [{k: v for k, v in r.items() if k != skip}
+                                                                        for r in rb]
