@@ -78,6 +78,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    from har.export import export_onnx
+
+    print(export_onnx(args.model))
+    return 0
+
+
 def cmd_download(args: argparse.Namespace) -> int:
     from har.fetch import download
 
@@ -119,7 +127,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         # on a thread: its import and the model's warm-up run while the video decodes.
         from har.infer import UNCERTAIN, Recognizer, analyze
 
-        recognizer = Recognizer(args.model, background=True)
+        recognizer = Recognizer(args.model, background=True, runtime=args.runtime)
         try:
             result = analyze(path, recognizer, timeline=timeline, annotate_to=args.annotate, top_k=args.top_k,
                              window_s=args.window_s, hop_s=args.hop_s, progress=progress)[recognizer.name]
@@ -127,7 +135,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             # The loader silences stderr while TensorFlow imports: let it finish before the error is printed.
             recognizer.settle()
             raise
-    out = {**result.to_dict(), "input": args.input}
+    out = {**result.to_dict(), "input": args.input, "runtime": recognizer.runtime}
     if args.json:
         print(json.dumps(out))
         return 0
@@ -206,8 +214,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="timeline hop in seconds (default: the model's, 1; implies --timeline)")
     s.add_argument("--annotate", metavar="OUT.mp4", default=None,
                    help="write a copy with the label drawn on every frame (H.264 MP4; implies --timeline)")
+    s.add_argument("--runtime", choices=("auto", "keras", "onnx"), default="auto",
+                   help="auto (default): ONNX Runtime on the model's model.onnx when usable and no GPU is present "
+                        "(no TensorFlow start-up), else TensorFlow; keras: always TensorFlow")
     s.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     s.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("export", help="write model.onnx beside a model's model.keras (checked against it)")
+    s.add_argument("--model", default="lrcn", help="lrcn, convlstm or a model directory")
+    s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("download", help="download a video from a link (YouTube, ...) with yt-dlp, within the limits")
     s.add_argument("url", help="video link; allowed hosts: HAR_ALLOWED_HOSTS (default YouTube)")

@@ -46,7 +46,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from har.errors import HarError, VideoError
+from har.errors import HarError, ModelError, VideoError
 from har.limits import describe_seconds, max_video_seconds
 from har.video import count_frames, open_video, probe, sample_clip, sample_indices, to_model_frame
 
@@ -199,13 +199,24 @@ class Recognizer:
     per-frame half of the network (same numbers, less work); False always runs the whole model per window.
     ``background``: return at once (after reading ``config.json``) and load TensorFlow and the model on a thread;
     calls that need the model wait for it. The CLI decodes the video meanwhile.
+    ``runtime``: ``keras`` (TensorFlow; on a GPU when it sees one), ``onnx`` (ONNX Runtime on the directory's
+    ``model.onnx``, no TensorFlow import) or ``auto`` (ONNX when usable and no GPU is present; see
+    :func:`har.export.serving_session`). After loading, :attr:`runtime` says which serves.
     """
 
     def __init__(self, model: str | os.PathLike = "lrcn", *, uncertain_below: float | None = None,
-                 batch_size: int = BATCH, share_frames: bool = True, background: bool = False):
+                 batch_size: int = BATCH, share_frames: bool = True, background: bool = False,
+                 runtime: str = "keras"):
         from har.config import ModelConfig
+        from har.export import RUNTIMES
         from har.modeldir import resolve_model_dir
 
+        if runtime not in RUNTIMES:
+            raise ModelError(f"Unknown runtime '{runtime}': use one of {', '.join(RUNTIMES)}.")
+        self._runtime_asked = runtime
+        self.runtime: str | None = None  # "keras" or "onnx" once loaded
+        self._model = None
+        self._model_lock = threading.Lock()
         self.directory = resolve_model_dir(model)
         self.config = ModelConfig.load(self.directory)  # no TensorFlow needed for what the config says
         self.name = self.directory.name
@@ -230,9 +241,22 @@ class Recognizer:
             self._ready.set()
 
     def _load_model(self) -> None:
+        from har.export import serving_session
         from har.modeldir import load_model
         from har.runtime import load_tensorflow
 
+        session = None if self._runtime_asked == "keras" else serving_session(self.directory, self._runtime_asked)
+        if session is not None:  # ONNX Runtime: no TensorFlow import at all
+            c = self.config
+            name = session.get_inputs()[0].name
+            self._forward = lambda x: session.run(None, {name: np.ascontiguousarray(x, np.uint8)})[0]
+            t0 = time.perf_counter()
+            self._forward(np.zeros((1, c.frames, c.size, c.size, 3), np.uint8))
+            self.runtime = "onnx"
+            log.info("%s: ONNX Runtime on %s, warmed up in %.2f s", self.name, self.directory,
+                     time.perf_counter() - t0)
+            return
+        self.runtime = "keras"
         tf = load_tensorflow()  # quiet import; GPUs (when seen) grow memory on demand, shared by several models
         self._model, self.config = load_model(self.directory)  # keras.Model, ModelConfig
         fold_time(self._model)
@@ -287,11 +311,20 @@ class Recognizer:
 
     @property
     def model(self):
-        """The loaded ``keras.Model`` (waits for a background load)."""
-        return self.wait()._model
+        """The ``keras.Model`` (waits for a background load; served through ONNX, it is loaded on first use)."""
+        self.wait()
+        with self._model_lock:
+            if self._model is None:
+                from har.modeldir import load_model
+                from har.runtime import load_tensorflow
+
+                load_tensorflow()
+                self._model = load_model(self.directory)[0]
+        return self._model
 
     def __repr__(self) -> str:
-        return f"Recognizer({self.name!r}, classes={len(self.config.classes)}, frames={self.config.frames})"
+        return (f"Recognizer({self.name!r}, classes={len(self.config.classes)}, frames={self.config.frames}, "
+                f"runtime={self.runtime or self._runtime_asked!r})")
 
     def probabilities(self, clips: np.ndarray) -> np.ndarray:
         """Class probabilities ``(n, classes)`` float32 for uint8 clips ``(n, frames, size, size, 3)``."""
@@ -303,7 +336,7 @@ class Recognizer:
         assert clips.ndim == 5 and clips.shape[1:] == (c.frames, c.size, c.size, 3), clips.shape
         out, i = [], 0
         for n in _chunks(len(clips), self.batch_size):
-            out.append(self._forward(clips[i : i + n]).numpy())
+            out.append(np.asarray(self._forward(clips[i : i + n])))
             i += n
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, len(c.classes)), np.float32)
 

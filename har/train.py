@@ -297,10 +297,23 @@ def train(opts: TrainOptions) -> ModelConfig:
         versions=versions(),
     )
     config.save(out)
+    _export(out)
     shutil.rmtree(resume_dir)
     log.info("trained %s in %.0f s (this call %.0f s): test accuracy %.3f, macro-F1 %.3f", out, train_seconds,
              time.perf_counter() - started, test_metrics["accuracy"], test_metrics["macro_f1"])
     return config
+
+
+def _export(out: Path) -> None:
+    """model.onnx beside model.keras (the command line serves it without TensorFlow). Optional: when it cannot be
+    made, the model is served by TensorFlow and a warning says why."""
+    from har.export import ONNX_FILE, export_onnx
+
+    (out / ONNX_FILE).unlink(missing_ok=True)  # never leave an earlier model's copy beside this one
+    try:
+        export_onnx(out)
+    except (ImportError, HarError) as exc:
+        log.warning("no %s for %s: %s", ONNX_FILE, out, exc)
 
 
 def _compiled(opts: TrainOptions, classes: int) -> keras.Model:

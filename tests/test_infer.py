@@ -478,7 +478,7 @@ def test_cli_predict_errors_are_one_line(tiny_model, ucf, tmp_path):
 
 @pytest.fixture(scope="module")
 def shipped_lrcn() -> Path:
-    """The shipped LRCN (trained to >= 90 % on held-out groups); missing is a failure in CI only."""
+    """The shipped LRCN; missing is a failure in CI only."""
     d = REPO / "models" / "lrcn"
     if not (d / MODEL_FILE).is_file():
         msg = f"shipped model missing: {d / MODEL_FILE} (train it with python -m har train --arch lrcn ...)"

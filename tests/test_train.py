@@ -23,7 +23,8 @@ from har.train import HISTORY_FIELDS, TrainOptions, lr_at
 
 
 def test_one_epoch_writes_every_artifact(tiny_model, tiny_dataset):
-    assert {p.name for p in tiny_model.iterdir()} == {"model.keras", "config.json", "history.csv", "metrics.json"}
+    assert {p.name for p in tiny_model.iterdir()} == {"model.keras", "config.json", "history.csv", "metrics.json",
+                                                      "model.onnx"}
     config = ModelConfig.load(tiny_model)
     assert config.arch == "lrcn" and config.preset == "default"
     assert config.classes == ("Archery", "PlayingPiano", "Surfing")
