@@ -252,8 +252,9 @@ def compare_tab(records: list[dashboard.ModelRecord]) -> None:
         gr.Markdown(notice, elem_id="compare-notice")
     gr.Dataframe(dashboard.summary_table(records), label="Summary (the tutorial presets are the original write-ups' "
                  "networks, trained and tested the same way)", interactive=False, elem_id="summary")
-    gr.Plot(dashboard.curves_figure(main), label="Training curves (solid: train, dashed: validation)",
-            elem_id="curves")
+    refit = any(r.refit_history is not None for r in main)
+    gr.Plot(dashboard.curves_figure(main), label="Training curves (solid: train, dashed: validation"
+            + (", dotted: the shipped refit on train + validation groups)" if refit else ")"), elem_id="curves")
     gr.Plot(dashboard.per_class_figure(main), label="Per class, on the test groups", elem_id="per-class")
     gr.Plot(dashboard.confusion_figure(main), label="Confusion matrices (rows: true class)", elem_id="confusion")
     clips = example_clips()
@@ -272,6 +273,9 @@ def about_tab(records: list[dashboard.ModelRecord]) -> None:
     frames, size = (cfg.frames, cfg.size) if cfg else (20, 64)
     window = f"{cfg.window_s:g}" if cfg else "7"
     threshold = f"{cfg.uncertain_below:.0%}" if cfg else "50%"
+    refit_note = (" Once validation had set the length of training, the shipped models were trained again from "
+                  "scratch on the training and validation groups together (the test groups stay unseen)."
+                  if any(r.refit_history is not None for r in records if r.name in dashboard.MAIN) else "")
     gr.Markdown(f"""
 ## Model card
 
@@ -288,9 +292,9 @@ models get right, so they show how the app works, not how often it is right (tha
 
 **Protocol.** All clips of one UCF101 group are cut from one long video (same actor, same place), so whole groups
 go to one side of a split: per class, seeded, about 60 % of groups train, 15 % validate (early stopping and model
-choice), 20 % test. The test numbers on *Compare models* are on groups never seen before. Groups g01–g07 (UCF101's
-official split-1 test groups) are withheld from us entirely and used to score the shipped models from outside.
-The groups of each split (from the model's `config.json`):
+choice), 20 % test.{refit_note} The test numbers on *Compare models* are on groups never seen before. Groups g01–g07
+(UCF101's official split-1 test groups) are withheld from us entirely and used to score the shipped models from
+outside. The groups of each split (from the model's `config.json`):
 """)
     if ref is not None:
         gr.Dataframe(dashboard.split_table(ref), interactive=False, label=f"{ref.label}: groups per split",

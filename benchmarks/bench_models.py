@@ -7,6 +7,9 @@ For each model: load it through ``har.infer.Recognizer`` (compiled ``tf.function
 machine noise hits all of them alike. Prints median and p90 ms per clip, parameters and size on disk; with
 ``--write`` also stores ``benchmark.json`` in each model directory (the dashboard's "forward ms per clip").
 Targets on the 2-core CPU: LRCN <= 15 ms, ConvLSTM <= 60 ms.
+
+The same is measured for the ONNX copy (``model.onnx``, ONNX Runtime: what the command line serves), and for both
+runtimes the time per clip in batches of 16 (how timeline windows go to the model).
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from har.export import serving_session  # noqa: E402
 from har.infer import Recognizer  # noqa: E402
 from har.runtime import device_name  # noqa: E402
 
 TARGET_MS = {"lrcn": 15.0, "convlstm": 60.0}
+BATCH = 16
 
 
 def dir_size(path: Path) -> int:
@@ -43,33 +48,49 @@ def main() -> None:
 
     dirs = sorted(d for d in Path(args.models).iterdir() if (d / "model.keras").is_file())
     recs = [Recognizer(d) for d in dirs]
+    onnx = {d.name: Recognizer(d, runtime="onnx") for d in dirs if serving_session(d) is not None}
     rng = np.random.default_rng(0)
-    clips = {r.name: rng.integers(0, 256, (1, r.config.frames, r.config.size, r.config.size, 3), np.uint8)
+    clips = {r.name: rng.integers(0, 256, (BATCH, r.config.frames, r.config.size, r.config.size, 3), np.uint8)
              for r in recs}
-    for r in recs:  # a few more warm-up calls
+    served = [(r, "keras") for r in recs] + [(r, "onnx") for r in onnx.values()]
+    for r, _ in served:  # a few more warm-up calls
         for _ in range(3):
-            r.probabilities(clips[r.name])
-    times: dict[str, list[float]] = {r.name: [] for r in recs}
-    for _ in range(args.runs):
-        for r in recs:
+            r.probabilities(clips[r.name][:1])
+        r.probabilities(clips[r.name])
+    times: dict[tuple[str, str], list[float]] = {(r.name, rt): [] for r, rt in served}
+    batched: dict[tuple[str, str], list[float]] = {(r.name, rt): [] for r, rt in served}
+    for i in range(args.runs):
+        for r, rt in served:
             t = time.perf_counter()
-            r.probabilities(clips[r.name])
-            times[r.name].append(1000 * (time.perf_counter() - t))
+            r.probabilities(clips[r.name][:1])
+            times[r.name, rt].append(1000 * (time.perf_counter() - t))
+            if i % 5 == 0:  # a batch costs about 16 clips: fewer of them
+                t = time.perf_counter()
+                r.probabilities(clips[r.name])
+                batched[r.name, rt].append(1000 * (time.perf_counter() - t) / BATCH)
 
     device = device_name()
     print(f"forward pass, one clip (1x20x64x64x3 uint8), {args.runs} runs, device {device}, {os.cpu_count()} CPUs")
-    print(f"| {'model':<18} | {'params':>8} | {'size MB':>7} | {'p50 ms':>7} | {'p90 ms':>7} | target |")
-    print(f"|{'-' * 20}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 9}|--------|")
+    print(f"| {'model':<18} | {'params':>8} | {'size MB':>7} | {'p50 ms':>7} | {'p90 ms':>7} | target | "
+          f"batch {BATCH}, ms/clip | ONNX p50 ms | ONNX batch {BATCH}, ms/clip |")
+    print(f"|{'-' * 20}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 9}|--------|---:|---:|---:|")
     for r, d in zip(recs, dirs, strict=True):
-        p50, p90 = float(np.median(times[r.name])), float(np.percentile(times[r.name], 90))
+        p50, p90 = float(np.median(times[r.name, "keras"])), float(np.percentile(times[r.name, "keras"], 90))
         target = TARGET_MS.get(r.name)
         verdict = "" if target is None else (f"<= {target:.0f} {'ok' if p50 <= target else 'MISSED'}")
         model_mb = (d / "model.keras").stat().st_size / 1e6
+        b16 = float(np.median(batched[r.name, "keras"]))
+        o50 = float(np.median(times[r.name, "onnx"])) if r.name in onnx else None
+        o16 = float(np.median(batched[r.name, "onnx"])) if r.name in onnx else None
         print(f"| {r.name:<18} | {r.model.count_params():>8,} | {model_mb:>7.2f} | {p50:>7.1f} | {p90:>7.1f} | "
-              f"{verdict} |")
+              f"{verdict} | {b16:.1f} | {'—' if o50 is None else f'{o50:.1f}'} | "
+              f"{'—' if o16 is None else f'{o16:.1f}'} |")
         if args.write:
             (d / "benchmark.json").write_text(json.dumps({
                 "forward_ms": round(p50, 2), "forward_ms_p90": round(p90, 2), "batch": 1, "runs": args.runs,
+                f"forward_ms_per_clip_batch{BATCH}": round(b16, 2),
+                **({} if o50 is None else {"onnx_forward_ms": round(o50, 2),
+                                           f"onnx_forward_ms_per_clip_batch{BATCH}": round(o16, 2)}),
                 "device": device, "cpus": os.cpu_count(), "machine": platform.machine(),
                 "measured": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "model_bytes": (d / "model.keras").stat().st_size, "dir_bytes": dir_size(d),
