@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from har.errors import FetchError, VideoError
+from har.errors import FetchError, HarError, VideoError
+from har.limits import DEFAULT_MAX_VIDEO_SECONDS, max_video_seconds
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ Progress = Callable[[float | None, str], None]  # (fraction done in [0, 1] or No
 class FetchLimits:
     """What a download may cost and where it may go. Read from the environment by :meth:`from_env`."""
 
-    max_seconds: float = 600.0  # longest video (or section) accepted, seconds: HAR_MAX_VIDEO_SECONDS
+    max_seconds: float = DEFAULT_MAX_VIDEO_SECONDS  # longest video (or section) accepted, s: HAR_MAX_VIDEO_SECONDS
     max_mb: float = 200.0  # largest download accepted, megabytes (10**6 bytes): HAR_MAX_DOWNLOAD_MB
     allowed_hosts: tuple[str, ...] = DEFAULT_ALLOWED_HOSTS  # exact names, "*.example.com" or "*": HAR_ALLOWED_HOSTS
     cookies: Path | None = None  # Netscape cookies.txt for sign-in / bot checks: HAR_YTDLP_COOKIES
@@ -93,13 +94,23 @@ class FetchLimits:
             raise FetchError(f"HAR_YTDLP_COOKIES points to '{cookies}', which is not a file: export a cookies.txt "
                              "file (Netscape format) from a signed-in browser and set its path.")
         return cls(
-            max_seconds=_env_number(env, "HAR_MAX_VIDEO_SECONDS", d.max_seconds),
+            max_seconds=_max_seconds(env),
             max_mb=_env_number(env, "HAR_MAX_DOWNLOAD_MB", d.max_mb),
             allowed_hosts=tuple(re.split(r"[,\s]+", hosts)) if hosts else d.allowed_hosts,
             cookies=Path(cookies) if cookies else None,
             socket_timeout_s=_env_number(env, "HAR_FETCH_TIMEOUT_S", d.socket_timeout_s),
             retries=int(_env_number(env, "HAR_FETCH_RETRIES", d.retries, minimum=0)),
         )
+
+
+def _max_seconds(env: Mapping[str, str]) -> float:
+    """``HAR_MAX_VIDEO_SECONDS``, parsed where uploads read it too (one rule, one message), as a FetchError."""
+    try:
+        return max_video_seconds(env)
+    except FetchError:
+        raise
+    except HarError as exc:
+        raise FetchError(str(exc)) from None
 
 
 def _env_number(env: Mapping[str, str], name: str, default: float, minimum: float | None = None) -> float:

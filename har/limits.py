@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 
 from har.errors import HarError
 
@@ -11,9 +12,10 @@ MAX_VIDEO_SECONDS_ENV = "HAR_MAX_VIDEO_SECONDS"
 DEFAULT_MAX_VIDEO_SECONDS = 600.0  # 10 minutes: a long video costs one decoding pass, bounded on a 2-core CPU
 
 
-def max_video_seconds() -> float:
-    """The longest video we accept, in seconds: ``$HAR_MAX_VIDEO_SECONDS``, default 600."""
-    raw = os.environ.get(MAX_VIDEO_SECONDS_ENV, "").strip()
+def max_video_seconds(environ: Mapping[str, str] | None = None) -> float:
+    """The longest video we accept, in seconds: ``$HAR_MAX_VIDEO_SECONDS`` (of ``environ``, default the process
+    environment), default 600. Raises :class:`HarError` for a value that is set but not a positive number."""
+    raw = (os.environ if environ is None else environ).get(MAX_VIDEO_SECONDS_ENV, "").strip()
     if not raw:
         return DEFAULT_MAX_VIDEO_SECONDS
     try:

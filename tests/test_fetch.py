@@ -196,6 +196,10 @@ def test_limits_from_env(monkeypatch, tmp_path):
     with pytest.raises(FetchError, match="HAR_MAX_DOWNLOAD_MB must be a positive number, not 'lots'"):
         FetchLimits.from_env()
     monkeypatch.setenv("HAR_MAX_DOWNLOAD_MB", "1")
+    monkeypatch.setenv("HAR_MAX_VIDEO_SECONDS", "-5")  # the same rule and words as for uploads (har.limits)
+    with pytest.raises(FetchError, match=r"^HAR_MAX_VIDEO_SECONDS='-5' is not a positive number of seconds\.$"):
+        FetchLimits.from_env()
+    monkeypatch.setenv("HAR_MAX_VIDEO_SECONDS", "30")
     monkeypatch.setenv("HAR_YTDLP_COOKIES", str(tmp_path / "missing.txt"))
     with pytest.raises(FetchError, match="HAR_YTDLP_COOKIES points to .*missing.txt"):
         FetchLimits.from_env()
