@@ -174,7 +174,7 @@ def summary_table(records: Sequence[ModelRecord]) -> pd.DataFrame:
             "Size on disk": f"{r.size_bytes / 1e6:.1f} MB" if r.size_bytes is not None else "—",
             "Forward pass, ms/clip": forward,
             "Epochs (best)": (f"{c.epochs} ({span[0]}–{span[1]} averaged)" if span
-                              else f"{c.epochs} ({c.best_epoch}), then {refit} refit on train+val" if refit
+                              else f"{c.epochs} ({c.best_epoch}) + {refit} refit" if refit
                               else f"{c.epochs} ({c.best_epoch})" if c and c.epochs else "—"),
             "Training time": _duration(c.train_seconds) if c and c.train_seconds else "—",
         })

@@ -83,7 +83,7 @@ def test_a_refit_model_shows_its_own_curves_and_the_epoch_that_chose_its_length(
         "3,0.8,0.74,0.0009,39.9\n")
     records = dashboard.load_records(root=tmp_path)
     assert records[0].complete and list(records[0].refit_history["loss"]) == [1.6, 1.1, 0.8]
-    assert dashboard.summary_table(records).iloc[0]["Epochs (best)"] == "3 (3), then 3 refit on train+val"
+    assert dashboard.summary_table(records).iloc[0]["Epochs (best)"] == "3 (3) + 3 refit"
     traces = {t.name: t for t in dashboard.curves_figure(records[:1]).data}
     refit = [t for t in dashboard.curves_figure(records[:1]).data if "refit on train+val" in t.name]
     assert [list(t.y) for t in refit] == [[1.6, 1.1, 0.8], [0.33, 0.58, 0.74]]  # loss and accuracy panels
