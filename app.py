@@ -252,9 +252,9 @@ def compare_tab(records: list[dashboard.ModelRecord]) -> None:
         gr.Markdown(notice, elem_id="compare-notice")
     gr.Dataframe(dashboard.summary_table(records), label="Summary (the tutorial presets are the original write-ups' "
                  "networks, trained and tested the same way)", interactive=False, elem_id="summary")
-    refit = any(r.refit_history is not None for r in main)
     gr.Plot(dashboard.curves_figure(main), label="Training curves (solid: train, dashed: validation"
-            + (", dotted: the shipped refit on train + validation groups)" if refit else ")"), elem_id="curves")
+            + (", dotted: the shipped refit on train + validation groups)" if dashboard.refit_shipped(records)
+               else ")"), elem_id="curves")
     gr.Plot(dashboard.per_class_figure(main), label="Per class, on the test groups", elem_id="per-class")
     gr.Plot(dashboard.confusion_figure(main), label="Confusion matrices (rows: true class)", elem_id="confusion")
     clips = example_clips()
@@ -275,7 +275,7 @@ def about_tab(records: list[dashboard.ModelRecord]) -> None:
     threshold = f"{cfg.uncertain_below:.0%}" if cfg else "50%"
     refit_note = (" Once validation had set the length of training, the shipped models were trained again from "
                   "scratch on the training and validation groups together (the test groups stay unseen)."
-                  if any(r.refit_history is not None for r in records if r.name in dashboard.MAIN) else "")
+                  if dashboard.refit_shipped(records) else "")
     gr.Markdown(f"""
 ## Model card
 

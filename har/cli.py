@@ -79,8 +79,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    _quiet_tensorflow()
-    from har.export import export_onnx
+    from har.export import export_onnx  # it starts TensorFlow quietly itself
 
     print(export_onnx(args.model))
     return 0

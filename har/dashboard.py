@@ -181,6 +181,11 @@ def summary_table(records: Sequence[ModelRecord]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def refit_shipped(records: Sequence[ModelRecord]) -> bool:
+    """True when one of the two main models ships a refit on training + validation groups (``train --refit``)."""
+    return any(r.refit_history is not None for r in records if r.name in MAIN)
+
+
 def _refit_epochs(record: ModelRecord) -> int | None:
     """Epochs of the refit phase when the shipped model was refit on training + validation (``train --refit``)."""
     return len(record.refit_history) if record.refit_history is not None else None

@@ -4,11 +4,11 @@
 graph with time folded into the batch (:func:`har.infer.fold_time`) and convolutional recurrences unrolled,
 converted by Keras' own exporter (tf2onnx).
 Its metadata keeps the SHA-256 of the ``model.keras`` it was made from, so a model retrained since is never served
-from a stale copy (:func:`onnx_is_current`). The export is checked before it is kept: ONNX Runtime and Keras must
+from a stale copy (:func:`onnx_session`). The export is checked before it is kept: ONNX Runtime and Keras must
 agree on real-looking clips to within ``TOLERANCE``.
 
 Why: importing TensorFlow takes about 4 s of a command-line run; ONNX Runtime imports in 0.3 s. The app, which
-loads once, and any machine with a GPU keep serving through TensorFlow (see :func:`pick_runtime`).
+loads once, and any machine with a GPU keep serving through TensorFlow (see :func:`serving_session`).
 """
 
 from __future__ import annotations
@@ -30,6 +30,13 @@ ONNX_FILE = "model.onnx"
 DIGEST_KEY = "har.keras_sha256"  # ONNX metadata: the model.keras this copy was made from
 TOLERANCE = 1e-4  # largest difference in any class probability between the copy and the Keras model
 RUNTIMES = ("auto", "keras", "onnx")
+
+
+def checked_runtime(runtime: str) -> str:
+    """``runtime`` when it is one of RUNTIMES; a :class:`ModelError` naming them otherwise."""
+    if runtime not in RUNTIMES:
+        raise ModelError(f"Unknown runtime '{runtime}': use one of {', '.join(RUNTIMES)}.")
+    return runtime
 
 
 def keras_digest(directory: Path) -> str:
@@ -115,9 +122,7 @@ def serving_session(directory: Path, runtime: str = "auto"):
     cannot be honoured is a :class:`ModelError`; ``keras`` is always TensorFlow."""
     if runtime == "auto":
         runtime = os.environ.get("HAR_RUNTIME") or "auto"
-    if runtime not in RUNTIMES:
-        raise ModelError(f"Unknown runtime '{runtime}': use one of {', '.join(RUNTIMES)}.")
-    if runtime == "keras":
+    if checked_runtime(runtime) == "keras":
         return None
     if importlib.util.find_spec("onnxruntime") is None:
         if runtime == "onnx":

@@ -46,7 +46,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from har.errors import HarError, ModelError, VideoError
+from har.errors import HarError, VideoError
 from har.limits import describe_seconds, max_video_seconds
 from har.video import count_frames, open_video, probe, sample_clip, sample_indices, to_model_frame
 
@@ -208,12 +208,10 @@ class Recognizer:
                  batch_size: int = BATCH, share_frames: bool = True, background: bool = False,
                  runtime: str = "keras"):
         from har.config import ModelConfig
-        from har.export import RUNTIMES
+        from har.export import checked_runtime
         from har.modeldir import resolve_model_dir
 
-        if runtime not in RUNTIMES:
-            raise ModelError(f"Unknown runtime '{runtime}': use one of {', '.join(RUNTIMES)}.")
-        self._runtime_asked = runtime
+        self._runtime_asked = checked_runtime(runtime)  # a wrong name fails here, not on the loading thread
         self.runtime: str | None = None  # "keras" or "onnx" once loaded
         self._model = None
         self._model_lock = threading.Lock()

@@ -196,7 +196,7 @@ def train(opts: TrainOptions) -> ModelConfig:
     state = json.loads((resume_dir / STATE_FILE).read_text()) if opts.resume else {"epoch": 0}
     prior = _read_history(history_path)[: state["epoch"]] if opts.resume else []
     with strategy.scope():
-        if opts.resume and (resume_dir / LAST_FILE).is_file():
+        if opts.resume:
             model = keras.saving.load_model(resume_dir / LAST_FILE, safe_mode=True)
             log.info("resuming %s after epoch %d", out, state["epoch"])
         else:

@@ -57,6 +57,7 @@ def test_complete_incomplete_and_missing_directories(tmp_path):
     assert table.iloc[1]["Test accuracy"] == "—" and table.iloc[1]["Forward pass, ms/clip"] == "not measured"
 
     main = records[:2]
+    assert not dashboard.refit_shipped(records)
     curves = dashboard.curves_figure(main)
     names = [t.name for t in curves.data]
     assert names.count("LRCN train") == 2 and names.count("ConvLSTM validation") == 2  # loss and accuracy panels
@@ -83,6 +84,7 @@ def test_a_refit_model_shows_its_own_curves_and_the_epoch_that_chose_its_length(
         "3,0.8,0.74,0.0009,39.9\n")
     records = dashboard.load_records(root=tmp_path)
     assert records[0].complete and list(records[0].refit_history["loss"]) == [1.6, 1.1, 0.8]
+    assert dashboard.refit_shipped(records)
     assert dashboard.summary_table(records).iloc[0]["Epochs (best)"] == "3 (3) + 3 refit"
     traces = {t.name: t for t in dashboard.curves_figure(records[:1]).data}
     refit = [t for t in dashboard.curves_figure(records[:1]).data if "refit on train+val" in t.name]
