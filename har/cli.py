@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("train", help="train a model with a group-aware split")
     s.add_argument("--arch", choices=("lrcn", "convlstm"), required=True)
-    s.add_argument("--preset", choices=("default", "tutorial"), default="default")
+    s.add_argument("--preset", choices=("default", "tutorial", "imagenet"), default="default")
     s.add_argument("--data", required=True, help="dataset folder (one sub-folder per class)")
     s.add_argument("--out", required=True, help="model directory to write")
     s.add_argument("--epochs", type=int, default=40, help="length of the cosine LR schedule (early stop may end it)")

@@ -30,7 +30,10 @@ from har.modeldir import HISTORY_FILE, METRICS_FILE, MODEL_FILE, MODELS_ROOT, RE
 
 BENCHMARK_FILE = "benchmark.json"
 MAIN = ("lrcn", "convlstm")  # the two shipped models, compared everywhere
-PRESETS = ("lrcn_tutorial", "convlstm_tutorial")  # the original write-ups' networks, shown beside them in the table
+# Shown beside them in the table: the same architectures trained from scratch (no ImageNet encoder; the ships before
+# this one) and the original write-ups' networks.
+OTHERS = ("lrcn_scratch", "convlstm_scratch", "lrcn_tutorial", "convlstm_tutorial")
+VARIANTS = {"tutorial": "tutorial", "default": "from scratch", "imagenet": "ImageNet encoder"}  # preset -> label
 DISPLAY = {"lrcn": "LRCN", "convlstm": "ConvLSTM"}
 MODEL_COLORS = {"lrcn": "#1f77b4", "convlstm": "#ff7f0e"}  # one colour per architecture in every figure
 CLASS_COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6", "#9d755d", "#bab0ac")
@@ -60,8 +63,11 @@ class ModelRecord:
     @property
     def label(self) -> str:
         base = DISPLAY.get(self.arch, self.arch)
-        preset = self.config.preset if self.config else ("tutorial" if self.name.endswith("_tutorial") else "default")
-        return f"{base} (tutorial)" if preset == "tutorial" else base
+        if self.name in MAIN:
+            return base
+        suffix = self.name.rsplit("_", 1)[-1]
+        preset = self.config.preset if self.config else {"tutorial": "tutorial", "scratch": "default"}.get(suffix)
+        return f"{base} ({VARIANTS[preset]})" if preset in VARIANTS else f"{base} ({self.name})"
 
     @property
     def complete(self) -> bool:
@@ -99,7 +105,7 @@ def load_record(name: str, root: str | os.PathLike | None = None) -> ModelRecord
     return rec
 
 
-def load_records(names: Sequence[str] = MAIN + PRESETS, root: str | os.PathLike | None = None) -> list[ModelRecord]:
+def load_records(names: Sequence[str] = MAIN + OTHERS, root: str | os.PathLike | None = None) -> list[ModelRecord]:
     return [load_record(n, root) for n in names]
 
 

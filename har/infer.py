@@ -384,8 +384,16 @@ _PER_FRAME = ("TimeDistributed", "Rescaling", "Dropout", "Activation", "ReLU")  
 
 
 # Layers that treat every item of a batch on its own when serving (no statistics across the batch at inference).
-_PER_ITEM = ("Conv2D", "BatchNormalization", "GroupNormalization", "ReLU", "Activation", "GlobalAveragePooling2D",
+_PER_ITEM = ("Conv2D", "DepthwiseConv2D", "Add", "BatchNormalization", "GroupNormalization", "ReLU", "Activation", "GlobalAveragePooling2D",
              "MaxPooling2D", "AveragePooling2D", "Dropout", "Flatten", "Rescaling", "Dense")
+
+
+def _per_item(layer) -> bool:
+    """True for a layer that treats batch items independently at inference: one of ``_PER_ITEM``, or a nested
+    model made of such layers only (the imagenet presets' frame encoder)."""
+    if type(layer).__name__ in ("Functional", "Sequential"):
+        return all(type(inner).__name__ == "InputLayer" or _per_item(inner) for inner in layer.layers)
+    return type(layer).__name__ in _PER_ITEM
 
 
 def fold_time(model) -> int:
@@ -409,7 +417,7 @@ def fold_time(model) -> int:
 
     folded = 0
     for layer in model.layers:
-        if isinstance(layer, keras.layers.TimeDistributed) and type(layer.layer).__name__ in _PER_ITEM:
+        if isinstance(layer, keras.layers.TimeDistributed) and _per_item(layer.layer):
             layer.call = types.MethodType(folded_call, layer)
             folded += 1
     return folded

@@ -37,19 +37,21 @@ def test_complete_incomplete_and_missing_directories(tmp_path):
     (tmp_path / "convlstm").mkdir()
     (tmp_path / "convlstm" / "history.csv").write_text(HISTORY)  # a run that has not finished
     records = dashboard.load_records(root=tmp_path)
-    lrcn, convlstm, lrcn_t, convlstm_t = records
+    lrcn, convlstm, lrcn_s, convlstm_s, lrcn_t, convlstm_t = records
     assert lrcn.complete and lrcn.size_bytes == 2_500_000 and lrcn.benchmark["forward_ms"] == 6.5
     assert convlstm.problems == [f"{tmp_path.name}/convlstm is incomplete (training unfinished?): no config.json, "
                                  "model.keras, metrics.json."]
     assert convlstm.history is not None and convlstm.label == "ConvLSTM"
     assert lrcn_t.label == "LRCN (tutorial)" and "does not exist" in lrcn_t.problems[0]
+    assert convlstm_s.label == "ConvLSTM (from scratch)" and "does not exist" in convlstm_s.problems[0]
 
     notice = dashboard.notice(records)
     assert "**ConvLSTM**" in notice and "no config.json" in notice and "**ConvLSTM (tutorial)**" in notice
     assert "**LRCN**:" not in notice
 
     table = dashboard.summary_table(records)
-    assert list(table["Model"]) == ["LRCN", "ConvLSTM", "LRCN (tutorial)", "ConvLSTM (tutorial)"]
+    assert list(table["Model"]) == ["LRCN", "ConvLSTM", "LRCN (from scratch)", "ConvLSTM (from scratch)",
+                                   "LRCN (tutorial)", "ConvLSTM (tutorial)"]
     row = table.iloc[0]
     assert (row["Test accuracy"], row["Parameters"], row["Size on disk"]) == ("0.833", "123,456", "2.5 MB")
     assert (row["Forward pass, ms/clip"], row["Epochs (best)"], row["Training time"]) == ("6.5 (cpu)", "3 (3)",
@@ -101,7 +103,7 @@ def test_nothing_stored_still_renders(tmp_path):
     for make in (dashboard.curves_figure, dashboard.per_class_figure, dashboard.confusion_figure):
         fig = make(records)
         assert not fig.data and "No " in fig.layout.annotations[0].text
-    assert dashboard.summary_table(records)["Test accuracy"].tolist() == ["—"] * 4
+    assert dashboard.summary_table(records)["Test accuracy"].tolist() == ["—"] * 6
 
 
 def test_timeline_and_segments_of_a_result():
