@@ -47,6 +47,9 @@ sys.path.insert(0, str(REPO / "tests"))
 
 import corpus  # noqa: E402  (tests/corpus.py: the bad files and their messages)
 
+sys.path.insert(0, str(REPO))
+from har.export import ORT_SESSION_FILE  # noqa: E402
+
 BAD = ("zero-bytes", "random-bytes", "text", "png", "audio-only", "truncated-index-last", "too-long")
 MIX = ("example", "bad", "example", "example", "bad", "example", "long", "example")  # repeated up to N requests
 
@@ -359,7 +362,7 @@ def leftovers(app: App) -> list[str]:
     (``.name.tmp.mp4`` of the annotated copy, Gradio's ``.name.xxxx`` staging copies), empty output folders."""
     found = []
     if app.tmp and app.tmp.exists():
-        found += [str(p) for p in app.tmp.iterdir()]
+        found += [str(p) for p in app.tmp.iterdir() if p.name != ORT_SESSION_FILE]
     if app.cache and app.cache.exists():
         found += [str(p) for p in app.cache.rglob(".*") if p.is_file()]
         found += [str(p) for p in app.cache.glob("har-*") if p.is_dir() and not any(p.iterdir())]

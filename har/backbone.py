@@ -89,7 +89,8 @@ def load_imagenet(model: keras.Model, path: Path = WEIGHTS) -> None:
     try:
         archive = np.load(path)
     except OSError as exc:
-        raise ModelError(f"The ImageNet weights of the frame encoder are missing or unreadable ({path}): {exc}") from exc
+        raise ModelError(f"The ImageNet weights of the frame encoder are missing or unreadable ({path}): {exc}"
+                         ) from exc
     with archive:
         for layer in model.layers:
             if not layer.weights:

@@ -32,6 +32,11 @@ TOLERANCE = 1e-4  # largest difference in any class probability between the copy
 RUNTIMES = ("auto", "keras", "onnx")
 
 
+# ONNX Runtime writes a session id to TMPDIR/.ses when it is imported: one small file of that fixed name, rewritten,
+# never one per request. Checks for leftover temporaries leave it out.
+ORT_SESSION_FILE = ".ses"
+
+
 def checked_runtime(runtime: str) -> str:
     """``runtime`` when it is one of RUNTIMES; a :class:`ModelError` naming them otherwise."""
     if runtime not in RUNTIMES:

@@ -384,7 +384,8 @@ _PER_FRAME = ("TimeDistributed", "Rescaling", "Dropout", "Activation", "ReLU")  
 
 
 # Layers that treat every item of a batch on its own when serving (no statistics across the batch at inference).
-_PER_ITEM = ("Conv2D", "DepthwiseConv2D", "Add", "BatchNormalization", "GroupNormalization", "ReLU", "Activation", "GlobalAveragePooling2D",
+_PER_ITEM = ("Conv2D", "DepthwiseConv2D", "Add", "BatchNormalization",  # + nested models of these (_per_item)
+             "GroupNormalization", "ReLU", "Activation", "GlobalAveragePooling2D",
              "MaxPooling2D", "AveragePooling2D", "Dropout", "Flatten", "Rescaling", "Dense")
 
 

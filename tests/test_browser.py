@@ -19,7 +19,7 @@ CHROMIUM = Path(os.environ.get("HAR_CHROMIUM", "/usr/bin/chromium"))
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
 SHOTS = REPO / "artifacts" / "screenshots"
-UPLOAD = ("PlayingPiano", REPO / "examples" / "v_PlayingPiano_g18_c03.mp4")  # shipped, from a test group
+UPLOAD = ("PlayingPiano", REPO / "examples" / "v_PlayingPiano_g18_c02.mp4")  # shipped, from a test group
 EXAMPLE = "Surfing"  # the example button clicked (its clip is from a test group too)
 RESULT_TIMEOUT_MS = 120_000  # the first request of a session also warms the caches
 
