@@ -253,8 +253,9 @@ def compare_tab(records: list[dashboard.ModelRecord]) -> None:
     notice = dashboard.notice(records)
     if notice:
         gr.Markdown(notice, elem_id="compare-notice")
-    gr.Dataframe(dashboard.summary_table(records), label="Summary (from scratch: the same architectures without the "
-                 "ImageNet encoder; tutorial: the original write-ups' networks; all trained and tested on the same split)", interactive=False, elem_id="summary")
+    gr.Dataframe(dashboard.summary_table(records), label="Summary (from scratch: the same architectures without "
+                 "the ImageNet encoder; tutorial: the original write-ups' networks; all trained and tested on the "
+                 "same split)", interactive=False, elem_id="summary")
     gr.Plot(dashboard.curves_figure(main), label="Training curves (solid: train, dashed: validation"
             + (", dotted: the shipped refit on train + validation groups)" if dashboard.refit_shipped(records)
                else ")"), elem_id="curves")
@@ -318,8 +319,9 @@ outside. The groups of each split (from the model's `config.json`):
 **How to retrain.** With the data beside the repository (`../shared/data/ucf101-6`):
 
 ```bash
-python -m har train --arch lrcn     --preset imagenet --mixup 0.4 --refit --data ../shared/data/ucf101-6 --out models/lrcn
-python -m har train --arch convlstm --preset imagenet --refit --data ../shared/data/ucf101-6 --out models/convlstm
+python -m har train --arch lrcn --preset imagenet --refit --data ../shared/data/ucf101-6 --out models/lrcn
+python -m har train --arch convlstm --preset imagenet --refit --data ../shared/data/ucf101-6 \\
+    --out models/convlstm
 python -m har evaluate --model lrcn --data DIR --json      # score on any folder-per-class dataset
 ```
 
