@@ -71,6 +71,10 @@ def encoder(blocks: int = 11, size: int = 64, head: bool = False, name: str = "e
     return keras.Model(inputs, x, name=name)
 
 
+# Arrays of each kind of weighted layer in the archive, in the order of the Keras layer's weights.
+KEYS = {"conv": ("weight",), "dense": ("weight", "bias"), "bn": ("weight", "bias", "running_mean", "running_var")}
+
+
 def _names(layer: str) -> tuple[str, str]:
     """Our layer name -> (PyTorch module prefix, kind) in the converted archive."""
     if layer.startswith("stem_"):
@@ -96,10 +100,8 @@ def load_imagenet(model: keras.Model, path: Path = WEIGHTS) -> None:
             if not layer.weights:
                 continue
             prefix, kind = _names(layer.name)
-            keys = {"conv": ["weight"], "dense": ["weight", "bias"],
-                    "bn": ["weight", "bias", "running_mean", "running_var"]}[kind]
             try:
-                values = [archive[f"{prefix}.{k}"] for k in keys]
+                values = [archive[f"{prefix}.{k}"] for k in KEYS[kind]]
                 layer.set_weights(values)
             except (KeyError, ValueError) as exc:
                 raise ModelError(f"{path.name} has no weights for layer {layer.name} ({prefix}) in its shape: {exc}"

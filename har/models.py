@@ -53,9 +53,10 @@ def build(arch: str, preset: str, num_classes: int, frames: int = 20, size: int 
     return {"lrcn": lrcn_tutorial, "convlstm": convlstm_tutorial}[arch](num_classes, frames, size)
 
 
-def _input(frames: int, size: int) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+def _input(frames: int, size: int, scale: float = 1.0 / 255, offset: float = 0.0
+           ) -> tuple[keras.KerasTensor, keras.KerasTensor]:
     inputs = keras.Input((frames, size, size, 3), dtype="uint8", name="frames")  # (batch, frames, H, W, 3) uint8
-    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)  # -> float in [0, 1]
+    x = layers.Rescaling(scale, offset, name="rescale")(inputs)  # -> float in [0, 1] by default
     return inputs, x
 
 
@@ -147,8 +148,7 @@ def _encoded(frames: int, size: int) -> tuple[keras.KerasTensor, keras.KerasTens
     """uint8 input -> per-frame ImageNet feature maps ``(batch, frames, 4, 4, 80)`` at 64 px (frozen encoder)."""
     from har import backbone
 
-    inputs = keras.Input((frames, size, size, 3), dtype="uint8", name="frames")
-    x = layers.Rescaling(backbone.SCALE, backbone.OFFSET, name="rescale")(inputs)  # the checkpoint's (x - 127) / 128
+    inputs, x = _input(frames, size, backbone.SCALE, backbone.OFFSET)  # the checkpoint's (x - 127) / 128
     encoder = backbone.pretrained_encoder(ENCODER_BLOCKS, size)
     return inputs, layers.TimeDistributed(encoder, name="encoder")(x)
 

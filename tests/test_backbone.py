@@ -26,8 +26,7 @@ def test_every_weight_of_the_encoder_comes_from_the_archive_and_none_is_left_ove
         if not layer.weights:
             continue
         prefix, kind = backbone._names(layer.name)
-        keys = ["weight"] if kind == "conv" else ["weight", "bias", "running_mean", "running_var"]
-        for key, weight in zip(keys, layer.get_weights(), strict=True):
+        for key, weight in zip(backbone.KEYS[kind], layer.get_weights(), strict=True):
             np.testing.assert_array_equal(weight, arrays[f"{prefix}.{key}"])
             used.add(f"{prefix}.{key}")
     assert used == set(arrays)  # 165 arrays: the stem and blocks 0-10, nothing unread, nothing missing
