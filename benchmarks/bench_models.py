@@ -6,7 +6,9 @@ For each model: load it through ``har.infer.Recognizer`` (compiled ``tf.function
 ``probabilities`` on one uint8 clip ``(1, 20, 64, 64, 3)`` ``--runs`` times, interleaving the models round-robin so
 machine noise hits all of them alike. Prints median and p90 ms per clip, parameters and size on disk; with
 ``--write`` also stores ``benchmark.json`` in each model directory (the dashboard's "forward ms per clip").
-Targets on the 2-core CPU: LRCN <= 15 ms, ConvLSTM <= 60 ms.
+Targets on the 2-core CPU: LRCN <= 15 ms, ConvLSTM <= 60 ms, judged on the runtime the app and CLI serve on this
+machine (``runtime="auto"``: ONNX Runtime when the model has a current ``model.onnx`` and no GPU is seen, else
+TensorFlow); the table says which one that is, and shows both.
 
 The same is measured for the ONNX copy (``model.onnx``, ONNX Runtime: what the command line serves), and for both
 runtimes the time per clip in batches of 16 (how timeline windows go to the model).
@@ -28,6 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from har.errors import ModelError  # noqa: E402
+from har.export import serving_session  # noqa: E402
 from har.infer import Recognizer  # noqa: E402
 from har.runtime import device_name  # noqa: E402
 
@@ -76,27 +79,29 @@ def main() -> None:
 
     device = device_name()
     print(f"forward pass, one clip (1x20x64x64x3 uint8), {args.runs} runs, device {device}, {os.cpu_count()} CPUs")
-    print(f"| {'model':<18} | {'params':>8} | {'size MB':>7} | {'p50 ms':>7} | {'p90 ms':>7} | target | "
-          f"batch {BATCH}, ms/clip | ONNX p50 ms | ONNX batch {BATCH}, ms/clip |")
-    print(f"|{'-' * 20}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 9}|--------|---:|---:|---:|")
+    print(f"| {'model':<18} | {'params':>8} | {'size MB':>7} | {'p50 ms':>7} | {'p90 ms':>7} | "
+          f"batch {BATCH}, ms/clip | ONNX p50 ms | ONNX batch {BATCH}, ms/clip | served | target (served p50) |")
+    print(f"|{'-' * 20}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 9}|---:|---:|---:|---|---|")
     for r, d in zip(recs, dirs, strict=True):
         p50, p90 = float(np.median(times[r.name, "keras"])), float(np.percentile(times[r.name, "keras"], 90))
-        target = TARGET_MS.get(r.name)
-        verdict = "" if target is None else (f"<= {target:.0f} {'ok' if p50 <= target else 'MISSED'}")
         model_mb = (d / "model.keras").stat().st_size / 1e6
         b16 = float(np.median(batched[r.name, "keras"]))
         o50 = float(np.median(times[r.name, "onnx"])) if r.name in onnx else None
         o16 = float(np.median(batched[r.name, "onnx"])) if r.name in onnx else None
+        served = "keras" if o50 is None or serving_session(d, "auto") is None else "onnx"  # as the app chooses
+        target = TARGET_MS.get(r.name)
+        s50 = o50 if served == "onnx" else p50
+        verdict = "" if target is None else f"<= {target:.0f}: {s50:.1f} {'ok' if s50 <= target else 'MISSED'}"
         print(f"| {r.name:<18} | {r.model.count_params():>8,} | {model_mb:>7.2f} | {p50:>7.1f} | {p90:>7.1f} | "
-              f"{verdict} | {b16:.1f} | {'—' if o50 is None else f'{o50:.1f}'} | "
-              f"{'—' if o16 is None else f'{o16:.1f}'} |")
+              f"{b16:.1f} | {'—' if o50 is None else f'{o50:.1f}'} | {'—' if o16 is None else f'{o16:.1f}'} | "
+              f"{served} | {verdict} |")
         if args.write:
             (d / "benchmark.json").write_text(json.dumps({
                 "forward_ms": round(p50, 2), "forward_ms_p90": round(p90, 2), "batch": 1, "runs": args.runs,
                 f"forward_ms_per_clip_batch{BATCH}": round(b16, 2),
                 **({} if o50 is None else {"onnx_forward_ms": round(o50, 2),
                                            f"onnx_forward_ms_per_clip_batch{BATCH}": round(o16, 2)}),
-                "device": device, "cpus": os.cpu_count(), "machine": platform.machine(),
+                "served": served, "device": device, "cpus": os.cpu_count(), "machine": platform.machine(),
                 "measured": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "model_bytes": (d / "model.keras").stat().st_size, "dir_bytes": dir_size(d),
             }, indent=2) + "\n")

@@ -52,7 +52,7 @@ class ModelRecord:
     history: pd.DataFrame | None = None  # one row per epoch, HISTORY_COLUMNS at least
     refit_history: pd.DataFrame | None = None  # a model refit on training + validation groups: its epochs
     metrics: dict[str, Any] | None = None  # har.evaluate schema, on the test groups
-    benchmark: dict[str, Any] | None = None  # {"forward_ms", "batch", "device", "measured"}
+    benchmark: dict[str, Any] | None = None  # {"forward_ms", "onnx_forward_ms", "batch", "device", "measured"}
     size_bytes: int | None = None  # model.keras on disk
     problems: list[str] = field(default_factory=list)  # one sentence per missing or unreadable file
 
@@ -165,8 +165,11 @@ def summary_table(records: Sequence[ModelRecord]) -> pd.DataFrame:
     rows = []
     for r in records:
         m, c, b = r.metrics, r.config, r.benchmark
-        if b and isinstance(b.get("forward_ms"), (int, float)):
-            forward = f"{b['forward_ms']:.1f}" + (f" ({b['device']})" if b.get("device") else "")
+        if b and isinstance(b.get("forward_ms"), (int, float)):  # TensorFlow; ONNX Runtime too when measured
+            forward = f"{b['forward_ms']:.1f}"
+            if isinstance(b.get("onnx_forward_ms"), (int, float)):
+                forward = f"TensorFlow {forward}, ONNX Runtime {b['onnx_forward_ms']:.1f}"
+            forward += f" ({b['device']})" if b.get("device") else ""
         else:
             forward = NOT_MEASURED
         span = _averaged(c) if c else None

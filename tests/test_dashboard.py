@@ -57,6 +57,10 @@ def test_complete_incomplete_and_missing_directories(tmp_path):
     assert (row["Forward pass, ms/clip"], row["Epochs (best)"], row["Training time"]) == ("6.5 (cpu)", "3 (3)",
                                                                                          "2 min")
     assert table.iloc[1]["Test accuracy"] == "—" and table.iloc[1]["Forward pass, ms/clip"] == "not measured"
+    (tmp_path / "lrcn" / "benchmark.json").write_text(json.dumps({"forward_ms": 23.3, "onnx_forward_ms": 10.9,
+                                                                  "device": "cpu"}))
+    table = dashboard.summary_table(dashboard.load_records(root=tmp_path))
+    assert table.iloc[0]["Forward pass, ms/clip"] == "TensorFlow 23.3, ONNX Runtime 10.9 (cpu)"
 
     main = records[:2]
     assert not dashboard.refit_shipped(records)
