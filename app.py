@@ -287,9 +287,10 @@ def about_tab(records: list[dashboard.ModelRecord]) -> None:
 {frames} RGB frames of {size}x{size} pixels taken at equal intervals over a clip, and both see each frame through
 the same encoder: the first four stages of EfficientNet-Lite0, a small image network trained on ImageNet (its
 weights, Apache-2.0, ship inside the models; they are not changed by our training). **LRCN** pools each frame's
-features to one vector and runs an LSTM over the sequence; **ConvLSTM** runs a convolutional LSTM over the
-frames' feature maps, keeping where things are. The two differ only in how they model time. Over a longer video
-they slide a {window}-second window (the median length of the training clips) every second and report segments.
+features to one vector, sets it beside its change since the previous frame and runs an LSTM over the sequence;
+**ConvLSTM** runs a convolutional LSTM over the frames' feature maps, keeping where things are. The two differ
+only in how they model time. Over a longer video they slide a {window}-second window (the median length of the
+training clips) every second and report segments.
 
 **Data.** UCF101 (Soomro, Zamir and Shah, *UCF101: A Dataset of 101 Human Actions Classes From Videos in The
 Wild*, CRCV-TR-12-01, 2012), six classes, groups g08–g25: 529 clips. UCF101 is distributed by the University of

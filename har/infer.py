@@ -425,32 +425,34 @@ def fold_time(model) -> int:
 
 
 def split_per_frame(model, frames: int, size: int):
-    """``(frame_model, head_model)`` when ``model`` is a chain whose first layers act frame by frame and whose
-    last per-frame layer gives one vector per frame: ``frame_model`` maps uint8 ``(n, size, size, 3)`` to
-    ``(n, dim)``, ``head_model`` maps ``(n, frames, dim)`` to class probabilities. None for any other graph
-    (ConvLSTM: the first real layer is already recurrent). The caller checks that the halves agree."""
+    """``(frame_model, head_model)`` when ``model`` starts with a chain of layers that act frame by frame and the
+    chain's last layer gives one vector per frame: ``frame_model`` maps uint8 ``(n, size, size, 3)`` to
+    ``(n, dim)``, ``head_model`` maps ``(n, frames, dim)`` to class probabilities; the head is the rest of the graph,
+    whatever its shape (our ImageNet LRCN branches there into each vector and its change from the previous frame).
+    None for any other graph (ConvLSTM: the first real layer is already recurrent; a later layer that reads the
+    frames themselves). The caller checks that the halves agree."""
     import keras
 
     chain = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
+    cut = 0
     try:
-        linear = all(b.input is a.output for a, b in zip(chain, chain[1:], strict=False))
+        while (cut < len(chain) and type(chain[cut]).__name__ in _PER_FRAME
+               and (chain[cut].input is (model.inputs[0] if cut == 0 else chain[cut - 1].output))):
+            cut += 1
     except (AttributeError, ValueError):  # a layer used more than once has no single input/output
         return None
-    cut = 0
-    while cut < len(chain) and type(chain[cut]).__name__ in _PER_FRAME:
-        cut += 1
-    if not linear or cut == len(chain) or not any(type(x).__name__ == "TimeDistributed" for x in chain[:cut]):
+    if cut == len(chain) or not any(type(x).__name__ == "TimeDistributed" for x in chain[:cut]):
         return None
     if len(chain[cut - 1].output.shape) != 3:  # (batch, frames, dim): one vector per frame
+        return None
+    try:  # the graph from the per-frame output on; raises when a later layer also reads an earlier tensor
+        head_model = keras.Model(chain[cut - 1].output, model.outputs[0])
+    except ValueError:
         return None
     x = inputs = keras.Input((size, size, 3), dtype="uint8")
     for layer in chain[:cut]:
         x = (layer.layer if type(layer).__name__ == "TimeDistributed" else layer)(x)  # same weights, per frame
-    frame_model = keras.Model(inputs, x)
-    y = feats = keras.Input((frames, int(chain[cut - 1].output.shape[-1])))
-    for layer in chain[cut:]:
-        y = layer(y)
-    return frame_model, keras.Model(feats, y)
+    return keras.Model(inputs, x), head_model
 
 
 def _chunks(n: int, batch: int) -> list[int]:

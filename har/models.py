@@ -13,8 +13,8 @@ Presets:
   beat it on a group-held-out split while keeping the forward pass within budget on a 2-core CPU.
 * ``imagenet`` is ours with a pretrained frame encoder: the first stages of EfficientNet-Lite0 with ImageNet
   weights (``har.backbone``; frozen), the same for both architectures, so that they differ only in how they model
-  time: the LRCN pools each frame's feature map to a vector and runs an LSTM over the vectors, the ConvLSTM runs
-  ConvLSTM2D over the feature maps themselves.
+  time: the LRCN pools each frame's feature map to a vector, sets it beside its change from the previous frame
+  and runs an LSTM over those, the ConvLSTM runs ConvLSTM2D over the feature maps themselves.
 """
 
 from __future__ import annotations
@@ -156,9 +156,15 @@ def _encoded(frames: int, size: int) -> tuple[keras.KerasTensor, keras.KerasTens
 def lrcn_imagenet(num_classes: int, frames: int = 20, size: int = 64) -> keras.Model:
     inputs, x = _encoded(frames, size)
     x = layers.TimeDistributed(layers.GlobalAveragePooling2D(), name="gap")(x)  # (batch, T, 80)
+    # Each frame's vector beside its change from the previous sampled frame, as the from-scratch LRCN pairs pixels
+    # with their differences: (batch, T-1, 160). 4-fold cross-validation over the non-test groups: 89.0 % pooled
+    # validation accuracy with it, 87.8 % without (README, What we tried).
+    later = layers.Cropping1D((1, 0), name="later")(x)  # frames 1..T-1
+    earlier = layers.Cropping1D((0, 1), name="earlier")(x)  # frames 0..T-2
+    x = layers.Concatenate(name="features_motion")([later, layers.Subtract(name="motion")([later, earlier])])
     x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="bn_features")(x)
     x = layers.Dropout(0.5, name="drop_frames")(x)
-    x = layers.LSTM(64, return_sequences=True, name="lstm")(x)  # (batch, T, 64)
+    x = layers.LSTM(64, return_sequences=True, name="lstm")(x)  # (batch, T-1, 64)
     x = layers.GlobalAveragePooling1D(name="time_pool")(x)
     x = layers.Dropout(0.3, name="drop_clip")(x)
     return keras.Model(inputs, _head(x, num_classes), name="lrcn")

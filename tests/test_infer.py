@@ -112,18 +112,33 @@ def test_output_size_caps_at_720p_and_is_even():
     assert output_size(3840, 1080) == (1280, 360)
 
 
-def test_models_that_start_frame_by_frame_split_in_halves_that_agree():
+@pytest.mark.parametrize("preset", ["tutorial", "imagenet"])  # a chain after the CNN; a branching head
+def test_models_that_start_frame_by_frame_split_in_halves_that_agree(preset):
     from har import models
 
     x = np.random.default_rng(0).integers(0, 256, (2, 8, 64, 64, 3), np.uint8)
-    model = models.build("lrcn", "tutorial", 4, frames=8, size=64)
+    model = models.build("lrcn", preset, 4, frames=8, size=64)
     frame_model, head = split_per_frame(model, 8, 64)
     feats = np.asarray(frame_model(x.reshape(-1, 64, 64, 3), training=False)).reshape(2, 8, -1)
     assert np.allclose(head(feats, training=False), model(x, training=False), atol=1e-5)
-    # models that look at two frames at once (our LRCN pairs each frame with its motion) or are recurrent from the
-    # first layer (ConvLSTM) run whole
-    assert split_per_frame(models.build("lrcn", "default", 4, frames=8, size=64), 8, 64) is None
-    assert split_per_frame(models.build("convlstm", "default", 4, frames=8, size=64), 8, 64) is None
+
+
+def test_models_that_look_at_more_than_one_frame_early_run_whole():
+    import keras
+    from keras import layers
+
+    from har import models
+
+    # our from-scratch LRCN pairs each frame's pixels with their motion; ConvLSTM is recurrent from the first layer
+    for arch, preset in [("lrcn", "default"), ("convlstm", "default"), ("convlstm", "imagenet")]:
+        assert split_per_frame(models.build(arch, preset, 4, frames=8, size=64), 8, 64) is None
+    # per-frame vectors whose head also reads the frames themselves: no head can be cut from the vectors alone
+    frames = keras.Input((8, 64, 64, 3), dtype="uint8")
+    x = layers.Rescaling(1 / 255)(frames)
+    vectors = layers.TimeDistributed(layers.GlobalAveragePooling2D())(x)
+    peaks = layers.TimeDistributed(layers.GlobalMaxPooling2D())(x)
+    probs = layers.Dense(2, activation="softmax")(layers.Flatten()(layers.Concatenate()([vectors, peaks])))
+    assert split_per_frame(keras.Model(frames, probs), 8, 64) is None
 
 
 @pytest.mark.parametrize("name", ["lrcn", "lrcn_scratch", "lrcn_tutorial", "convlstm"])
