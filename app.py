@@ -68,7 +68,7 @@ def load_recognizers(into: dict, missing: dict) -> None:
         t0 = time.perf_counter()
         try:
             # ONNX Runtime when the model's model.onnx is current and no GPU is present (HAR_RUNTIME overrides):
-            # the ImageNet LRCN's clip took 7.6 ms there, 19.2 ms in TensorFlow (bench_models, this CPU).
+            # the ImageNet LRCN's clip took 4.3 ms there, 12.5 ms in TensorFlow (bench_models, 2-core CPU).
             into[choice] = Recognizer(name, runtime="auto")
             log.info("%s loaded and warmed up in %.1f s (%s)", choice, time.perf_counter() - t0,
                      into[choice].runtime)
