@@ -106,13 +106,18 @@ def lrcn_default(num_classes: int, frames: int = 20, size: int = 64, norm: str =
         x = layers.TimeDistributed(_norm(norm, filters), name=f"bn{i}")(x)
         x = layers.TimeDistributed(layers.ReLU(), name=f"relu{i}")(x)
     x = layers.TimeDistributed(layers.GlobalAveragePooling2D(), name="gap")(x)  # (batch, T-1, 128)
+    return keras.Model(inputs, lstm_head(x, num_classes), name="lrcn")
+
+
+def lstm_head(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
+    """Our LRCNs' part after the per-frame CNN: ``(batch, steps, features)`` -> class probabilities. As in Donahue
+    et al.'s LRCN, the clip's answer pools the LSTM's outputs over all time steps rather than trusting the last one
+    alone."""
     x = layers.Dropout(0.5, name="drop_frames")(x)
-    # As in Donahue et al.'s LRCN, the clip's answer pools the LSTM's outputs over all time steps rather than
-    # trusting the last one alone.
-    x = layers.LSTM(64, return_sequences=True, name="lstm")(x)  # (batch, T-1, 64)
+    x = layers.LSTM(64, return_sequences=True, name="lstm")(x)  # (batch, steps, 64)
     x = layers.GlobalAveragePooling1D(name="time_pool")(x)  # (batch, 64)
     x = layers.Dropout(0.3, name="drop_clip")(x)
-    return keras.Model(inputs, _head(x, num_classes), name="lrcn")
+    return _head(x, num_classes)
 
 
 def convlstm_tutorial(num_classes: int, frames: int = 20, size: int = 64) -> keras.Model:
@@ -163,11 +168,7 @@ def lrcn_imagenet(num_classes: int, frames: int = 20, size: int = 64) -> keras.M
     earlier = layers.Cropping1D((0, 1), name="earlier")(x)  # frames 0..T-2
     x = layers.Concatenate(name="features_motion")([later, layers.Subtract(name="motion")([later, earlier])])
     x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="bn_features")(x)
-    x = layers.Dropout(0.5, name="drop_frames")(x)
-    x = layers.LSTM(64, return_sequences=True, name="lstm")(x)  # (batch, T-1, 64)
-    x = layers.GlobalAveragePooling1D(name="time_pool")(x)
-    x = layers.Dropout(0.3, name="drop_clip")(x)
-    return keras.Model(inputs, _head(x, num_classes), name="lrcn")
+    return keras.Model(inputs, lstm_head(x, num_classes), name="lrcn")
 
 
 def convlstm_imagenet(num_classes: int, frames: int = 20, size: int = 64) -> keras.Model:

@@ -62,11 +62,7 @@ def lrcn_variant(variant: str):
             peaks = layers.TimeDistributed(layers.GlobalMaxPooling2D(), name="gmp")(x)
             v = layers.Concatenate(name="avg_max")([v, peaks])
         v = layers.BatchNormalization(momentum=models.BN_MOMENTUM, name="bn_features")(v)
-        v = layers.Dropout(0.5, name="drop_frames")(v)
-        v = layers.LSTM(64, return_sequences=True, name="lstm")(v)
-        v = layers.GlobalAveragePooling1D(name="time_pool")(v)
-        v = layers.Dropout(0.3, name="drop_clip")(v)
-        return keras.Model(inputs, models._head(v, num_classes), name="lrcn")
+        return keras.Model(inputs, models.lstm_head(v, num_classes), name="lrcn")
 
     return build
 
