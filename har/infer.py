@@ -268,7 +268,7 @@ class Recognizer:
         self._forward(np.zeros((1, c.frames, c.size, c.size, 3), np.uint8))  # trace now, not in a user's call
         # A model that first works frame by frame (LRCN) is also run as two halves, so overlapping timeline
         # windows share the per-frame work: features once per grid frame, then the sequence head per window.
-        halves = split_per_frame(self._model, c.frames, c.size) if self._share_frames else None
+        halves = split_per_frame(self._model, c.size) if self._share_frames else None
         if halves is not None:
             frame_model, head_model = halves
             dim = head_model.input_shape[-1]
@@ -424,11 +424,12 @@ def fold_time(model) -> int:
     return folded
 
 
-def split_per_frame(model, frames: int, size: int):
+def split_per_frame(model, size: int):
     """``(frame_model, head_model)`` when ``model`` starts with a chain of layers that act frame by frame and the
     chain's last layer gives one vector per frame: ``frame_model`` maps uint8 ``(n, size, size, 3)`` to
-    ``(n, dim)``, ``head_model`` maps ``(n, frames, dim)`` to class probabilities; the head is the rest of the graph,
-    whatever its shape (our ImageNet LRCN branches there into each vector and its change from the previous frame).
+    ``(n, dim)``, ``head_model`` maps ``(n, frames, dim)`` (the model's frames) to class probabilities; the head is
+    the rest of the graph, whatever its shape (our ImageNet LRCN branches there into each vector and its change
+    from the previous frame).
     None for any other graph (ConvLSTM: the first real layer is already recurrent; a later layer that reads the
     frames themselves). The caller checks that the halves agree."""
     import keras

@@ -118,7 +118,7 @@ def test_models_that_start_frame_by_frame_split_in_halves_that_agree(preset):
 
     x = np.random.default_rng(0).integers(0, 256, (2, 8, 64, 64, 3), np.uint8)
     model = models.build("lrcn", preset, 4, frames=8, size=64)
-    frame_model, head = split_per_frame(model, 8, 64)
+    frame_model, head = split_per_frame(model, 64)
     feats = np.asarray(frame_model(x.reshape(-1, 64, 64, 3), training=False)).reshape(2, 8, -1)
     assert np.allclose(head(feats, training=False), model(x, training=False), atol=1e-5)
 
@@ -131,14 +131,14 @@ def test_models_that_look_at_more_than_one_frame_early_run_whole():
 
     # our from-scratch LRCN pairs each frame's pixels with their motion; ConvLSTM is recurrent from the first layer
     for arch, preset in [("lrcn", "default"), ("convlstm", "default"), ("convlstm", "imagenet")]:
-        assert split_per_frame(models.build(arch, preset, 4, frames=8, size=64), 8, 64) is None
+        assert split_per_frame(models.build(arch, preset, 4, frames=8, size=64), 64) is None
     # per-frame vectors whose head also reads the frames themselves: no head can be cut from the vectors alone
     frames = keras.Input((8, 64, 64, 3), dtype="uint8")
     x = layers.Rescaling(1 / 255)(frames)
     vectors = layers.TimeDistributed(layers.GlobalAveragePooling2D())(x)
     peaks = layers.TimeDistributed(layers.GlobalMaxPooling2D())(x)
     probs = layers.Dense(2, activation="softmax")(layers.Flatten()(layers.Concatenate()([vectors, peaks])))
-    assert split_per_frame(keras.Model(frames, probs), 8, 64) is None
+    assert split_per_frame(keras.Model(frames, probs), 64) is None
 
 
 @pytest.mark.parametrize("name", ["lrcn", "lrcn_scratch", "lrcn_tutorial", "convlstm"])

@@ -47,7 +47,7 @@ def fold_split(index, fold: int, folds: int, seed: int = 0) -> dict[str, list[st
     return {"train": sorted(train), "validation": sorted(val), "test": sorted(val)}
 
 
-def lrcn_variant(variant: str):
+def lrcn_variant(variant: str, shipped):
     import keras
     from keras import layers
 
@@ -55,7 +55,7 @@ def lrcn_variant(variant: str):
 
     def build(num_classes: int, frames: int = 20, size: int = 64) -> keras.Model:
         if variant == "shipped":
-            return models.lrcn_imagenet_shipped(num_classes, frames, size)
+            return shipped(num_classes, frames, size)
         inputs, x = models._encoded(frames, size)
         v = layers.TimeDistributed(layers.GlobalAveragePooling2D(), name="gap")(x)
         if variant == "avg-max":
@@ -73,8 +73,7 @@ def run(variant: str, fold: int, folds: int, data: Path, out: Path) -> None:
     from har.train import TrainOptions, train
 
     har.data.split_groups = lambda index, seed=0, **_: fold_split(index, fold, folds, seed)
-    models.lrcn_imagenet_shipped = models.lrcn_imagenet
-    models.lrcn_imagenet = lrcn_variant(variant)
+    models.lrcn_imagenet = lrcn_variant(variant, models.lrcn_imagenet)
     train(TrainOptions(arch="lrcn", preset="imagenet", data=data, out=out / f"{variant}_f{fold}"))
 
 
@@ -87,7 +86,8 @@ def summary(out: Path) -> None:
         rows = list(csv.DictReader(open(d / "history.csv")))
         losses = [float(r["val_loss"]) for r in rows]
         m = json.loads((d / "metrics.json").read_text())
-        runs[variant].append((int(fold), min(losses), losses.index(min(losses)) + 1, sum(losses[-10:]) / 10,
+        last = losses[-10:]
+        runs[variant].append((int(fold), min(losses), losses.index(min(losses)) + 1, sum(last) / len(last),
                               m["accuracy"], m["clips"]))
     for variant, rs in runs.items():
         for fold, best, epoch, last10, acc, clips in sorted(rs):
