@@ -2,7 +2,7 @@
 
     python app.py    # serves on $GRADIO_SERVER_NAME:$GRADIO_SERVER_PORT (default 127.0.0.1:7860), or on $PORT
 
-The models load once at start-up, warmed up, and every request shares them (``har.infer.Recognizer`` is
+The models load once at start-up, warmed up, and every request shares them (``har.Recognizer`` is
 thread-safe). Handlers call ``har`` and turn its :class:`HarError` into ``gr.Error`` with the library's message;
 anything else is a bug, logged here and shown to a visitor as a bare "Error", never as a traceback.
 
@@ -59,7 +59,7 @@ def check_models() -> dict[str, str]:
 def load_recognizers(into: dict, missing: dict) -> None:
     """Load and warm up every available model into ``into`` (``{choice: Recognizer}``); a model that fails to load
     joins ``missing`` with the reason. A missing model does not stop the app: choosing it gives that reason."""
-    from har.infer import Recognizer
+    from har import Recognizer
 
     for choice, name in MODELS.items():
         if choice in missing:
@@ -125,8 +125,8 @@ def recognize(recognizers: dict, missing: dict, video: str | None, url: str, mod
               start_s: float | None, end_s: float | None, progress) -> tuple:
     """Analyse an uploaded/recorded video or a link with one model or both. Returns the Recognize tab's outputs:
     (first label, second label, annotated video, timeline figure, segments table, notice, JSON file)."""
+    from har import analyze, annotate
     from har.fetch import fetched
-    from har.infer import analyze, annotate
 
     url = (url or "").strip()
     if not video and not url:

@@ -186,8 +186,8 @@ def main() -> int:
     ap.add_argument("--no-long", action="store_true", help="skip the 10-minute 720p memory run")
     args = ap.parse_args()
 
+    from har import Recognizer
     from har.data import index_dataset
-    from har.infer import Recognizer
     from har.runtime import device_name
 
     args.scratch.mkdir(parents=True, exist_ok=True)

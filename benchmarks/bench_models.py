@@ -2,7 +2,7 @@
 
     python benchmarks/bench_models.py [--models models] [--runs 50] [--write]
 
-For each model: load it through ``har.infer.Recognizer`` (compiled ``tf.function``, warmed up), then time
+For each model: load it through ``har.Recognizer`` (compiled ``tf.function``, warmed up), then time
 ``probabilities`` on one uint8 clip ``(1, 20, 64, 64, 3)`` ``--runs`` times, interleaving the models round-robin so
 machine noise hits all of them alike. Prints median and p90 ms per clip, parameters and size on disk; with
 ``--write`` also stores ``benchmark.json`` in each model directory (the dashboard's "forward ms per clip").
@@ -29,9 +29,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from har import Recognizer  # noqa: E402
+from har.backends import serving_session  # noqa: E402
 from har.errors import ModelError  # noqa: E402
-from har.export import serving_session  # noqa: E402
-from har.infer import Recognizer  # noqa: E402
 from har.runtime import device_name  # noqa: E402
 
 TARGET_MS = {"lrcn": 15.0, "convlstm": 60.0}
@@ -92,7 +92,7 @@ def main() -> None:
         target = TARGET_MS.get(r.name)
         s50 = o50 if served == "onnx" else p50
         verdict = "" if target is None else f"<= {target:.0f}: {s50:.1f} {'ok' if s50 <= target else 'MISSED'}"
-        print(f"| {r.name:<18} | {r.model.count_params():>8,} | {model_mb:>7.2f} | {p50:>7.1f} | {p90:>7.1f} | "
+        print(f"| {r.name:<18} | {r.keras_model.count_params():>8,} | {model_mb:>7.2f} | {p50:>7.1f} | {p90:>7.1f} | "
               f"{b16:.1f} | {'—' if o50 is None else f'{o50:.1f}'} | {'—' if o16 is None else f'{o16:.1f}'} | "
               f"{served} | {verdict} |")
         if args.write:

@@ -48,7 +48,7 @@ sys.path.insert(0, str(REPO / "tests"))
 import corpus  # noqa: E402  (tests/corpus.py: the bad files and their messages)
 
 sys.path.insert(0, str(REPO))
-from har.export import ORT_SESSION_FILE  # noqa: E402
+from har.backends import ORT_SESSION_FILE  # noqa: E402
 
 BAD = ("zero-bytes", "random-bytes", "text", "png", "audio-only", "truncated-index-last", "too-long")
 MIX = ("example", "bad", "example", "example", "bad", "example", "long", "example")  # repeated up to N requests

@@ -124,7 +124,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     with source as path:
         # TensorFlow starts only now (a bad file or link is refused in about a second, not after its start-up),
         # on a thread: its import and the model's warm-up run while the video decodes.
-        from har.infer import UNCERTAIN, Recognizer, analyze
+        from har import UNCERTAIN, Recognizer, analyze
 
         recognizer = Recognizer(args.model, background=True, runtime=args.runtime)
         try:

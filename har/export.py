@@ -1,20 +1,19 @@
 """An ONNX copy of a model directory's ``model.keras``, for serving without TensorFlow.
 
 ``python -m har export --model lrcn`` (training does it too) writes ``model.onnx`` beside ``model.keras``: the same
-graph with time folded into the batch (:func:`har.infer.fold_time`) and convolutional recurrences unrolled,
+graph with time folded into the batch (:func:`har.surgery.fold_time`) and convolutional recurrences unrolled,
 converted by Keras' own exporter (tf2onnx).
-Its metadata keeps the SHA-256 of the ``model.keras`` it was made from, so a model retrained since is never served
-from a stale copy (:func:`onnx_session`). The export is checked before it is kept: ONNX Runtime and Keras must
-agree on real-looking clips to within ``TOLERANCE``.
+Its metadata keeps the SHA-256 of the ``model.keras`` it was made from, so a model retrained since is never
+served from a stale copy (:func:`har.backends.onnx_session`). The export is checked before it is kept: ONNX Runtime
+and Keras must agree on real-looking clips to within ``TOLERANCE``.
 
 Why: importing TensorFlow takes about 4 s of a command-line run; ONNX Runtime imports in 0.3 s. The app, which
-loads once, and any machine with a GPU keep serving through TensorFlow (see :func:`serving_session`).
+loads once, and any machine with a GPU keep serving through TensorFlow (see :func:`har.backends.serving_session`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -29,20 +28,6 @@ log = logging.getLogger(__name__)
 ONNX_FILE = "model.onnx"
 DIGEST_KEY = "har.keras_sha256"  # ONNX metadata: the model.keras this copy was made from
 TOLERANCE = 1e-4  # largest difference in any class probability between the copy and the Keras model
-RUNTIMES = ("auto", "keras", "onnx")
-
-
-# ONNX Runtime writes a session id to TMPDIR/.ses when it is imported: one small file of that fixed name, rewritten,
-# never one per request. Checks for leftover temporaries leave it out.
-ORT_SESSION_FILE = ".ses"
-
-
-def checked_runtime(runtime: str) -> str:
-    """``runtime`` when it is one of RUNTIMES; a :class:`ModelError` naming them otherwise."""
-    if runtime not in RUNTIMES:
-        raise ModelError(f"Unknown runtime '{runtime}': use one of {', '.join(RUNTIMES)}.")
-    return runtime
-
 
 def keras_digest(directory: Path) -> str:
     return hashlib.sha256((Path(directory) / MODEL_FILE).read_bytes()).hexdigest()
@@ -54,9 +39,9 @@ def export_onnx(model: str | os.PathLike) -> Path:
     import onnx
     import onnxruntime as ort
 
-    from har.infer import fold_time
     from har.modeldir import load_model
     from har.runtime import load_tensorflow
+    from har.surgery import fold_time
 
     load_tensorflow()
     directory = resolve_model_dir(model)
@@ -91,52 +76,3 @@ def export_onnx(model: str | os.PathLike) -> Path:
         tmp.unlink(missing_ok=True)
     log.info("%s: wrote %s (largest difference from Keras %.2g)", directory.name, ONNX_FILE, diff)
     return directory / ONNX_FILE
-
-
-def onnx_session(directory: Path):
-    """An ONNX Runtime session on ``directory``'s ``model.onnx`` when that was made from its present
-    ``model.keras``; None when it is absent, stale or unreadable (a warning says which)."""
-    import onnxruntime as ort
-
-    path = Path(directory) / ONNX_FILE
-    if not path.is_file():
-        return None
-    try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own error types for a damaged file
-        log.warning("%s is unreadable (%s): serving model.keras", path, exc)
-        return None
-    if session.get_modelmeta().custom_metadata_map.get(DIGEST_KEY) != keras_digest(directory):
-        log.warning("%s was not made from the present model.keras: serving model.keras (run `python -m har "
-                    "export --model %s` to renew it)", path, directory)
-        return None
-    return session
-
-
-def gpu_present() -> bool:
-    """An NVIDIA GPU on this machine (without importing TensorFlow): then TensorFlow serves, on the GPU."""
-    gpus = Path("/proc/driver/nvidia/gpus")
-    return gpus.is_dir() and any(gpus.iterdir())
-
-
-def serving_session(directory: Path, runtime: str = "auto"):
-    """The ONNX Runtime session to serve ``directory`` with, or None for TensorFlow (Keras).
-
-    ``auto`` (or the ``HAR_RUNTIME`` environment variable when set) serves ONNX when the directory has a current
-    ``model.onnx``, ``onnxruntime`` is installed and no GPU is present; TensorFlow otherwise. ``onnx`` where that
-    cannot be honoured is a :class:`ModelError`; ``keras`` is always TensorFlow."""
-    if runtime == "auto":
-        runtime = os.environ.get("HAR_RUNTIME") or "auto"
-    if checked_runtime(runtime) == "keras":
-        return None
-    if importlib.util.find_spec("onnxruntime") is None:
-        if runtime == "onnx":
-            raise ModelError("The onnx runtime needs the onnxruntime package: pip install -r requirements.txt.")
-        return None
-    if runtime == "auto" and gpu_present():
-        return None
-    session = onnx_session(directory)
-    if session is None and runtime == "onnx":
-        raise ModelError(f"{Path(directory).name} has no usable {ONNX_FILE} made from its model.keras: run "
-                         f"`python -m har export --model {directory}`.")
-    return session

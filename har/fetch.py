@@ -35,14 +35,16 @@ import shutil
 import socket
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from har.errors import FetchError, HarError, VideoError
+from har.ffmpeg import ffmpeg_exe
 from har.limits import DEFAULT_MAX_VIDEO_SECONDS, max_video_seconds
+from har.progress import Progress, silent
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +61,6 @@ FORMAT = (
     f"/bv*[height<=?{MAX_HEIGHT}][ext=mp4]/bv*[height<=?{MAX_HEIGHT}]/wv*/w"
 )
 _HOSTS_ENV = "HAR_ALLOWED_HOSTS"
-
-Progress = Callable[[float | None, str], None]  # (fraction done in [0, 1] or None when unknown, message)
-
 
 @dataclass(frozen=True)
 class FetchLimits:
@@ -373,15 +372,10 @@ class _YtdlpLogger:
 
 
 def _ffmpeg_location() -> str | None:
-    """System ffmpeg, else the binary of the imageio-ffmpeg wheel (a Space may only have that one)."""
-    found = shutil.which("ffmpeg")
-    if found:
-        return found
+    """The ffmpeg binary (:func:`har.ffmpeg.ffmpeg_exe`), or None to let yt-dlp look for one itself."""
     try:
-        import imageio_ffmpeg
-
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except (ImportError, RuntimeError):
+        return ffmpeg_exe()
+    except HarError:
         return None
 
 
@@ -567,7 +561,7 @@ def download(url: str, dest_dir: str | os.PathLike, *, start_s: float | None = N
     import yt_dlp
 
     limits = limits or FetchLimits.from_env()
-    report = progress or (lambda fraction, message: None)
+    report = progress or silent
     _check_section(start_s, end_s, limits)
     report(None, "Checking the link")
     normalized, _, _ = _parse(url, limits)

@@ -211,7 +211,8 @@ def to_model_frame(bgr: np.ndarray, size: int) -> np.ndarray:
     return cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
 
 
-def _no_frames(path: Path) -> VideoError:
+def no_frame_error(path: Path) -> VideoError:
+    """The error for a file that opens but yields no video frame (audio-only, truncated, corrupt)."""
     return VideoError(
         f"{_describe(path)} has no decodable video frame: it may be audio-only, truncated before the first "
         "frame, or corrupt."
@@ -239,12 +240,14 @@ def _pass(path: Path, wanted: np.ndarray | None, size: int) -> tuple[int, dict[i
     return n, got
 
 
-def _fill(indices: np.ndarray, got: dict[int, np.ndarray]) -> np.ndarray:
-    """Stack ``got[i]`` for each index; an index whose retrieve failed takes the nearest retrieved frame."""
-    have = np.array(sorted(got))
+def gather(indices: np.ndarray, got: dict[int, np.ndarray]) -> np.ndarray:
+    """Stack ``got[i]`` for each index: ``(n, size, size, 3)``; an index whose retrieve failed takes the nearest
+    retrieved frame."""
+    have = None
     out = []
     for i in indices.tolist():
         if i not in got:
+            have = np.array(sorted(got)) if have is None else have
             i = int(have[np.argmin(np.abs(have - i))])
         out.append(got[i])
     return np.stack(out)
@@ -264,7 +267,7 @@ def sample_clip(path: str | os.PathLike, frames: int = 20, size: int = 64) -> np
     wanted = sample_indices(guess, frames) if guess > 0 else None
     total, got = _pass(p, wanted, size)
     if total == 0 or not got:
-        raise _no_frames(p)
+        raise no_frame_error(p)
     indices = sample_indices(total, frames)
     if wanted is not None and total != guess:
         # The container lied about its length: the frames we retrieved were planned on the wrong count.
@@ -274,8 +277,8 @@ def sample_clip(path: str | os.PathLike, frames: int = 20, size: int = 64) -> np
             total2, got = _pass(p, None, size)
             indices = sample_indices(max(total2, 1), frames)
         if total2 == 0 or not got:
-            raise _no_frames(p)
-    return _fill(indices, got)
+            raise no_frame_error(p)
+    return gather(indices, got)
 
 
 @dataclass(frozen=True)
@@ -319,7 +322,7 @@ def iter_frames(path: str | os.PathLike, size: int | None = 64, every_s: float |
     finally:
         cap.release()
     if n == 0:
-        raise _no_frames(p)
+        raise no_frame_error(p)
 
 
 def count_frames(path: str | os.PathLike) -> tuple[int, float]:
@@ -336,6 +339,6 @@ def count_frames(path: str | os.PathLike) -> tuple[int, float]:
     finally:
         cap.release()
     if n == 0:
-        raise _no_frames(p)
+        raise no_frame_error(p)
     duration = max(n / fps, t_last + 1.0 / fps if np.isfinite(t_last) else 0.0)
     return n, duration

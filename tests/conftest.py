@@ -135,8 +135,8 @@ def tiny_model(tiny_dataset, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_recognizer(tiny_model):
-    """A :class:`har.infer.Recognizer` on :func:`tiny_model`, loaded and warmed up once for the session."""
-    from har.infer import Recognizer
+    """A :class:`har.Recognizer` on :func:`tiny_model`, loaded and warmed up once for the session."""
+    from har import Recognizer
 
     return Recognizer(tiny_model)
 

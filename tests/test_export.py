@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from conftest import REPO, run_cli
 
+from har import Recognizer
+from har.backends import serving_session
 from har.errors import ModelError
-from har.export import DIGEST_KEY, ONNX_FILE, export_onnx, keras_digest, serving_session
-from har.infer import Recognizer
+from har.export import DIGEST_KEY, ONNX_FILE, export_onnx, keras_digest
 from har.modeldir import load_model
 from har.video import sample_clip
 

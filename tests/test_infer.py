@@ -1,4 +1,4 @@
-"""har.infer: window planning, smoothing, classify/timeline/analyze on real clips, threads, the uncertain path,
+"""Recognition (har.recognizer, har.timeline, har.analysis, har.annotation): window planning, smoothing, classify/timeline/analyze on real clips, threads, the uncertain path,
 the annotated H.264 copy, the predict CLI, and segments found on clips of different classes stitched together."""
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,22 +15,15 @@ import numpy as np
 import pytest
 from conftest import REPO, read_index, run_cli, write_video
 
-from har import models
+from har import UNCERTAIN, Recognizer, analyze, annotate, models
+from har.annotation import output_size
+from har.backends import Backend
 from har.config import ModelConfig
 from har.errors import HarError, VideoError
-from har.infer import (
-    UNCERTAIN,
-    Recognizer,
-    analyze,
-    annotate,
-    ffmpeg_exe,
-    output_size,
-    per_second,
-    plan_windows,
-    segments_of,
-    split_per_frame,
-)
+from har.ffmpeg import ffmpeg_exe
 from har.modeldir import MODEL_FILE
+from har.surgery import split_per_frame
+from har.timeline import per_second, plan_windows, segments_of
 from har.video import count_frames, probe, sample_clip, sample_indices
 
 CLASSES = ("Archery", "PlayingPiano", "Surfing")  # tiny_model's classes
@@ -143,8 +135,8 @@ def test_models_that_look_at_more_than_one_frame_early_run_whole():
 
 @pytest.mark.parametrize("name", ["lrcn", "lrcn_scratch", "lrcn_tutorial", "convlstm"])
 def test_folding_time_into_the_batch_serves_identical_numbers(name):
-    from har.infer import fold_time
     from har.modeldir import load_model
+    from har.surgery import fold_time
 
     saved, _ = load_model(REPO / "models" / name)
     served, _ = load_model(REPO / "models" / name)
@@ -156,27 +148,25 @@ def test_folding_time_into_the_batch_serves_identical_numbers(name):
                                rtol=1e-5, atol=1e-6)
 
 
-class SpyRecognizer(Recognizer):
-    """The pass and the bookkeeping of a real Recognizer, with a "model" that reads back which frames it got (the
-    test videos show their frame index in stripes): whole windows, or per-frame features and a head."""
+class SpyBackend(Backend):
+    """A "model" that reads back which frames it got (the test videos show their frame index in stripes): whole
+    windows, or per-frame features and a head; served by a real Recognizer, so the pass and its bookkeeping are
+    the real ones."""
+
+    runtime = "spy"
 
     def __init__(self, per_frame: bool):
-        self.config = ModelConfig(arch="lrcn", preset="default", classes=("a", "b"), frames=8, size=64,
-                                  window_s=2.0, hop_s=1.0)
-        self.name, self.uncertain_below, self.batch_size = "spy", 0.5, 4
-        self._frame_fn = self._head_fn = (lambda: None) if per_frame else None
-        self._error, self._ready = None, threading.Event()
-        self._ready.set()
+        self.per_frame, self.feature_dim = per_frame, 1
         self.windows: list[list[int]] = []
 
-    def probabilities(self, clips):  # windows (whole-model path) and the whole-clip sample
-        self.windows += [[read_index(f) for f in clip] for clip in clips]
-        return np.tile(np.float32([0.6, 0.4]), (len(clips), 1))
+    def clips(self, x):  # windows (whole-model path) and the whole-clip sample
+        self.windows += [[read_index(f) for f in clip] for clip in x]
+        return np.tile(np.float32([0.6, 0.4]), (len(x), 1))
 
-    def frame_features(self, frames):
-        return np.float32([[read_index(f)] for f in frames])
+    def frames(self, x):
+        return np.float32([[read_index(f)] for f in x])
 
-    def _window_probs_from_features(self, features):
+    def head(self, features):
         self.windows += features[:, :, 0].astype(int).tolist()
         return np.tile(np.float32([0.6, 0.4]), (len(features), 1))
 
@@ -189,8 +179,10 @@ def test_every_window_gets_exactly_its_planned_frames_even_when_the_container_li
     lying.write_bytes(data[: len(data) * 3 // 4])  # the header still says 200 frames
     for video in (full, lying):
         real, _ = count_frames(video)
-        spy = SpyRecognizer(per_frame)
-        tl = spy.timeline(video)
+        spy = SpyBackend(per_frame)
+        config = ModelConfig(arch="lrcn", preset="default", classes=("a", "b"), frames=8, size=64, window_s=2.0,
+                             hop_s=1.0)
+        tl = Recognizer.serving(spy, config, "spy", batch_size=4).timeline(video)
         plan = plan_windows(real, 25.0, 8, 2.0, 1.0)
         # the last pass's windows and whole-clip sample (a lying container costs a first, discarded pass)
         got = spy.windows[-len(plan.indices) - 1:]
@@ -206,7 +198,7 @@ def test_classify_is_the_training_sampling_through_the_model(tiny_recognizer, ti
     clip = ucf_clips(ucf)[0]
     pred = tiny_recognizer.classify(clip, top_k=2)
     assert tiny_recognizer.name == "lrcn" and tiny_recognizer.config.classes == CLASSES
-    expected = np.asarray(tiny_recognizer.model.predict_on_batch(sample_clip(clip, 20, 64)[None]))[0]
+    expected = np.asarray(tiny_recognizer.keras_model.predict_on_batch(sample_clip(clip, 20, 64)[None]))[0]
     assert np.allclose(pred.probs, expected, atol=1e-5)
     d = pred.to_dict()
     assert [s["label"] for s in d["top"]] == [CLASSES[i] for i in np.argsort(-expected)[:2]]
@@ -398,7 +390,7 @@ def test_each_frame_of_the_annotated_copy_shows_the_caption_of_its_time(tiny_rec
                                                                          tmp_path):
     import cv2
 
-    from har.infer import _caption_runs, _Overlay
+    from har.annotation import _caption_runs, _Overlay
 
     src = clip_with_audio
     tl = tiny_recognizer.timeline(src, window_s=1.0)

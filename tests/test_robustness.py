@@ -21,11 +21,11 @@ from corpus import ITEMS, SOURCE, build, serve
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
+from har import UNCERTAIN, analyze
+from har.backends import ORT_SESSION_FILE
 from har.config import ModelConfig
 from har.errors import FetchError, HarError, VideoError
-from har.export import ORT_SESSION_FILE
 from har.fetch import FetchLimits, fetched
-from har.infer import UNCERTAIN, analyze
 from har.video import count_frames, probe, sample_clip
 
 pytestmark = pytest.mark.slow

@@ -1,0 +1,191 @@
+"""The runtimes a model directory is served on: one small interface, one class per runtime, chosen once at load.
+
+A :class:`Backend` answers three calls on uint8 input, whatever serves it:
+
+* ``clips(x)``: class probabilities ``(n, classes)`` float32 of clips ``(n, frames, size, size, 3)``;
+* ``frames(x)`` and ``head(f)``, only when ``per_frame`` is True: the model's per-frame half, features ``(n, dim)``
+  of frames ``(n, size, size, 3)``, and the rest of it, probabilities of windows of features ``(n, frames, dim)``.
+  Overlapping timeline windows then share each frame's features (same numbers, less work).
+
+:class:`KerasBackend` is TensorFlow (on a GPU when it sees one), :class:`OnnxBackend` is ONNX Runtime on the
+directory's ``model.onnx`` (no TensorFlow import: 0.3 s to start instead of about 4). :func:`load_backend` picks
+one (``auto``: ONNX when the copy is current and no GPU is present). The code that uses a backend never asks which
+one it has, except to report it (``runtime``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from har.config import ModelConfig
+from har.errors import ModelError
+from har.export import DIGEST_KEY, ONNX_FILE, keras_digest
+
+log = logging.getLogger(__name__)
+
+RUNTIMES = ("auto", "keras", "onnx")
+
+# ONNX Runtime writes a session id to TMPDIR/.ses when it is imported: one small file of that fixed name, rewritten,
+# never one per request. Checks for leftover temporaries leave it out.
+ORT_SESSION_FILE = ".ses"
+
+
+def checked_runtime(runtime: str) -> str:
+    """``runtime`` when it is one of RUNTIMES; a :class:`ModelError` naming them otherwise."""
+    if runtime not in RUNTIMES:
+        raise ModelError(f"Unknown runtime '{runtime}': use one of {', '.join(RUNTIMES)}.")
+    return runtime
+
+
+class Backend:
+    """A loaded model's forward pass. Subclasses set ``runtime`` and implement ``clips`` (and, with
+    ``per_frame``, ``frames`` and ``head``); every call is safe from many threads at once."""
+
+    runtime = ""  # "keras" or "onnx"
+    per_frame = False  # True when frames() and head() serve the model in two halves
+    feature_dim = 0  # size of a per-frame feature vector (per_frame only)
+
+    def clips(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def frames(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} does not serve per-frame features")
+
+    def head(self, features: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} does not serve per-frame features")
+
+
+class OnnxBackend(Backend):
+    """ONNX Runtime on a session of the directory's current ``model.onnx`` (whole windows only)."""
+
+    runtime = "onnx"
+
+    def __init__(self, session):
+        self.session = session
+        self._input = session.get_inputs()[0].name
+
+    def clips(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self._input: np.ascontiguousarray(x, np.uint8)})[0]
+
+
+class KerasBackend(Backend):
+    """TensorFlow on ``model.keras``, time folded into the batch (:func:`har.surgery.fold_time`), compiled once
+    with a free batch size. With ``share_frames``, a model that starts frame by frame is also served in halves
+    (:func:`har.surgery.split_per_frame`), kept only when the halves agree with the whole model."""
+
+    runtime = "keras"
+
+    def __init__(self, directory: Path, config: ModelConfig, share_frames: bool = True):
+        from har.modeldir import load_model
+        from har.runtime import load_tensorflow
+        from har.surgery import fold_time, split_per_frame
+
+        tf = load_tensorflow()  # quiet import; GPUs (when seen) grow memory on demand, shared by several models
+        self.model, _ = load_model(directory)  # keras.Model
+        fold_time(self.model)
+        c = config
+        spec = tf.TensorSpec((None, c.frames, c.size, c.size, 3), tf.uint8)  # (batch, frames, H, W, 3) uint8
+        # One signature with a free batch size: traced once, then callable from many threads at once.
+        # (autograph=False: plain calls, nothing for AutoGraph to convert, and lambdas it cannot parse.)
+        self._forward = tf.function(lambda x: self.model(x, training=False), input_signature=[spec],
+                                    autograph=False)
+        self._forward(np.zeros((1, c.frames, c.size, c.size, 3), np.uint8))  # trace now, not in a user's call
+        halves = split_per_frame(self.model, c.size) if share_frames else None
+        if halves is None:
+            return
+        frame_model, head_model = halves
+        dim = head_model.input_shape[-1]
+        frame_fn = tf.function(lambda x: tf.cast(frame_model(x, training=False), tf.float32),
+                               input_signature=[tf.TensorSpec((None, c.size, c.size, 3), tf.uint8)],
+                               autograph=False)
+        head_fn = tf.function(lambda f: head_model(f, training=False),
+                              input_signature=[tf.TensorSpec((None, c.frames, dim), tf.float32)], autograph=False)
+        probe = np.random.default_rng(0).integers(0, 256, (2, c.frames, c.size, c.size, 3), np.uint8)
+        whole = self.clips(probe)
+        split = head_fn(frame_fn(probe.reshape(-1, c.size, c.size, 3)).numpy().reshape(2, c.frames, dim)).numpy()
+        if not np.allclose(whole, split, atol=1e-4):  # a graph we misread: never serve different numbers
+            log.warning("%s: per-frame split disagrees with the model (%.2g); not used", Path(directory).name,
+                        float(np.abs(whole - split).max()))
+            return
+        self._frame_fn, self._head_fn = frame_fn, head_fn
+        self.per_frame, self.feature_dim = True, int(dim)
+
+    def clips(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self._forward(x))
+
+    def frames(self, x: np.ndarray) -> np.ndarray:
+        return self._frame_fn(x).numpy()
+
+    def head(self, features: np.ndarray) -> np.ndarray:
+        return self._head_fn(features).numpy()
+
+
+def load_backend(directory: Path, config: ModelConfig, runtime: str = "keras", share_frames: bool = True) -> Backend:
+    """The backend serving ``directory`` on ``runtime`` (see :func:`serving_session` for ``auto``), warmed up."""
+    t0 = time.perf_counter()
+    session = None if checked_runtime(runtime) == "keras" else serving_session(directory, runtime)
+    if session is not None:  # ONNX Runtime: no TensorFlow import at all
+        backend: Backend = OnnxBackend(session)
+        c = config
+        backend.clips(np.zeros((1, c.frames, c.size, c.size, 3), np.uint8))
+        log.info("%s: ONNX Runtime on %s, warmed up in %.2f s", directory.name, directory, time.perf_counter() - t0)
+        return backend
+    backend = KerasBackend(directory, config, share_frames)
+    log.info("%s: loaded from %s, warmed up in %.2f s (per-frame split: %s)", directory.name, directory,
+             time.perf_counter() - t0, backend.per_frame)
+    return backend
+
+
+def onnx_session(directory: Path):
+    """An ONNX Runtime session on ``directory``'s ``model.onnx`` when that was made from its present
+    ``model.keras``; None when it is absent, stale or unreadable (a warning says which)."""
+    import onnxruntime as ort
+
+    path = Path(directory) / ONNX_FILE
+    if not path.is_file():
+        return None
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own error types for a damaged file
+        log.warning("%s is unreadable (%s): serving model.keras", path, exc)
+        return None
+    if session.get_modelmeta().custom_metadata_map.get(DIGEST_KEY) != keras_digest(directory):
+        log.warning("%s was not made from the present model.keras: serving model.keras (run `python -m har "
+                    "export --model %s` to renew it)", path, directory)
+        return None
+    return session
+
+
+def gpu_present() -> bool:
+    """An NVIDIA GPU on this machine (without importing TensorFlow): then TensorFlow serves, on the GPU."""
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return gpus.is_dir() and any(gpus.iterdir())
+
+
+def serving_session(directory: Path, runtime: str = "auto"):
+    """The ONNX Runtime session to serve ``directory`` with, or None for TensorFlow (Keras).
+
+    ``auto`` (or the ``HAR_RUNTIME`` environment variable when set) serves ONNX when the directory has a current
+    ``model.onnx``, ``onnxruntime`` is installed and no GPU is present; TensorFlow otherwise. ``onnx`` where that
+    cannot be honoured is a :class:`ModelError`; ``keras`` is always TensorFlow."""
+    if runtime == "auto":
+        runtime = os.environ.get("HAR_RUNTIME") or "auto"
+    if checked_runtime(runtime) == "keras":
+        return None
+    if importlib.util.find_spec("onnxruntime") is None:
+        if runtime == "onnx":
+            raise ModelError("The onnx runtime needs the onnxruntime package: pip install -r requirements.txt.")
+        return None
+    if runtime == "auto" and gpu_present():
+        return None
+    session = onnx_session(directory)
+    if session is None and runtime == "onnx":
+        raise ModelError(f"{Path(directory).name} has no usable {ONNX_FILE} made from its model.keras: run "
+                         f"`python -m har export --model {directory}`.")
+    return session

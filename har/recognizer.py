@@ -1,0 +1,202 @@
+"""A model directory loaded once and served to any number of calls from any number of threads.
+
+:class:`Recognizer` reads ``config.json`` (classes, frames per clip, frame size, timeline window, uncertainty
+threshold), loads the model on one :class:`har.backends.Backend` (TensorFlow or ONNX Runtime, chosen once) and
+warms it up. It holds no per-call state.
+
+* :meth:`Recognizer.classify` samples the whole video as in training (:func:`har.video.sample_clip`).
+* :meth:`Recognizer.timeline` slides a window over a long video in one decoding pass (:mod:`har.timeline`).
+* :func:`har.analysis.analyze` runs several recognizers over one pass.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from har.backends import Backend, checked_runtime, load_backend
+from har.config import ModelConfig
+from har.limits import check_length
+from har.modeldir import resolve_model_dir
+from har.progress import Progress, silent
+from har.results import ClipPrediction, Timeline, check_top_k
+from har.timeline import scan
+from har.video import probe, sample_clip
+
+BATCH = 32  # windows per forward pass; smaller batches go as power-of-two chunks (few distinct shapes)
+
+
+class Recognizer:
+    """A loaded, warmed-up model; safe to share between threads.
+
+    ``model``: a shipped model name (``lrcn``, ``convlstm``) or a model directory.
+    ``uncertain_below``: overrides the config's threshold on the top probability.
+    ``share_frames``: for a model that starts frame by frame (LRCN), let overlapping timeline windows share the
+    per-frame half of the network (same numbers, less work); False always runs the whole model per window.
+    ``background``: return at once (after reading ``config.json``) and load TensorFlow and the model on a thread;
+    calls that need the model wait for it. The CLI decodes the video meanwhile.
+    ``runtime``: ``keras`` (TensorFlow; on a GPU when it sees one), ``onnx`` (ONNX Runtime on the directory's
+    ``model.onnx``, no TensorFlow import) or ``auto`` (ONNX when usable and no GPU is present; see
+    :func:`har.backends.serving_session`). After loading, :attr:`runtime` says which serves.
+    """
+
+    def __init__(self, model: str | os.PathLike = "lrcn", *, uncertain_below: float | None = None,
+                 batch_size: int = BATCH, share_frames: bool = True, background: bool = False,
+                 runtime: str = "keras"):
+        runtime = checked_runtime(runtime)  # a wrong name fails here, not on the loading thread
+        directory = resolve_model_dir(model)
+        config = ModelConfig.load(directory)  # no TensorFlow needed for what the config says
+        self._setup(directory.name, config, directory, uncertain_below, batch_size)
+        self._runtime_asked = runtime
+
+        def load() -> Backend:
+            return load_backend(directory, config, runtime, share_frames)
+
+        if background:  # TensorFlow's import and the warm-up run beside the caller (the CLI decodes meanwhile)
+            threading.Thread(target=self._load, args=(load,), name=f"har-load-{self.name}", daemon=True).start()
+        else:
+            self._load(load)
+            self.wait()
+
+    @classmethod
+    def serving(cls, backend: Backend, config: ModelConfig, name: str, *, uncertain_below: float | None = None,
+                batch_size: int = BATCH) -> Recognizer:
+        """A recognizer on a backend already made (no model directory): for tests and embedding."""
+        rec = cls.__new__(cls)
+        rec._setup(name, config, None, uncertain_below, batch_size)
+        rec._runtime_asked = backend.runtime
+        rec._load(lambda: backend)
+        return rec
+
+    def _setup(self, name: str, config: ModelConfig, directory: Path | None, uncertain_below: float | None,
+               batch_size: int) -> None:
+        self.name = name
+        self.config = config
+        self.directory = directory
+        self.uncertain_below = config.uncertain_below if uncertain_below is None else float(uncertain_below)
+        self.batch_size = batch_size
+        self.backend: Backend | None = None
+        self._keras_model = None
+        self._model_lock = threading.Lock()
+        self._error: BaseException | None = None
+        self._ready = threading.Event()
+
+    def _load(self, load) -> None:
+        try:
+            self.backend = load()
+        except BaseException as exc:  # kept for wait(), which raises it in the caller's thread
+            self._error = exc
+        finally:
+            self._ready.set()
+
+    def wait(self) -> Recognizer:
+        """Block until the model is loaded (at once unless built with ``background=True``); raises the load's
+        error (a :class:`ModelError` for a damaged model) in the caller's thread."""
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+        return self
+
+    @property
+    def ready(self) -> bool:
+        """True once loading has finished (well or not), without waiting."""
+        return self._ready.is_set()
+
+    def settle(self) -> None:
+        """Wait until loading has finished, well or not, without raising its error."""
+        self._ready.wait()
+
+    @property
+    def runtime(self) -> str | None:
+        """``"keras"`` or ``"onnx"`` once loaded; None before."""
+        return self.backend.runtime if self.backend is not None else None
+
+    @property
+    def keras_model(self):
+        """The ``keras.Model`` (waits for a background load; served through ONNX, it is loaded on first use)."""
+        self.wait()
+        with self._model_lock:
+            if self._keras_model is None:
+                from har.modeldir import load_model
+                from har.runtime import load_tensorflow
+
+                model = getattr(self.backend, "model", None)
+                if model is None:
+                    load_tensorflow()
+                    model = load_model(self.directory)[0]
+                self._keras_model = model
+        return self._keras_model
+
+    def __repr__(self) -> str:
+        return (f"Recognizer({self.name!r}, classes={len(self.config.classes)}, frames={self.config.frames}, "
+                f"runtime={self.runtime or self._runtime_asked!r})")
+
+    # --- forward passes, in batches ---------------------------------------------------------------------------
+
+    def probabilities(self, clips: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(n, classes)`` float32 for uint8 clips ``(n, frames, size, size, 3)``."""
+        self.wait()
+        c = self.config
+        assert clips.ndim == 5 and clips.shape[1:] == (c.frames, c.size, c.size, 3), clips.shape
+        out, i = [], 0
+        for n in _chunks(len(clips), self.batch_size):
+            out.append(np.asarray(self.backend.clips(clips[i : i + n])))
+            i += n
+        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, len(c.classes)), np.float32)
+
+    @property
+    def per_frame(self) -> bool:
+        """True when timelines compute per-frame features once per frame and share them between windows."""
+        self.wait()
+        return self.backend.per_frame
+
+    def frame_features(self, frames: np.ndarray) -> np.ndarray:
+        """Per-frame features ``(n, dim)`` float32 for uint8 frames ``(n, size, size, 3)`` (``per_frame`` only)."""
+        assert self.per_frame
+        step = 4 * self.batch_size
+        out = [self.backend.frames(frames[i : i + step]) for i in range(0, len(frames), step)]
+        return np.concatenate(out) if out else np.zeros((0, self.backend.feature_dim), np.float32)
+
+    def head_probabilities(self, features: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(n, classes)`` for per-frame features of windows ``(n, frames, dim)``."""
+        assert self.per_frame
+        step = 8 * self.batch_size
+        out = [self.backend.head(features[i : i + step]) for i in range(0, len(features), step)]
+        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, len(self.config.classes)), np.float32)
+
+    # --- answers ----------------------------------------------------------------------------------------------
+
+    def prediction(self, probs: np.ndarray, top_k: int = 5) -> ClipPrediction:
+        return ClipPrediction(self.name, self.config.classes, np.asarray(probs, np.float32), self.uncertain_below,
+                              check_top_k(top_k))
+
+    def classify(self, path: str | os.PathLike, top_k: int = 5, progress: Progress | None = None) -> ClipPrediction:
+        """Top-k classes of the whole video at ``path``. Raises :class:`VideoError` for an unusable video."""
+        progress = progress or silent
+        check_top_k(top_k)
+        check_length(Path(path), probe(path).duration_s)
+        progress(0.0, f"{self.name}: sampling {self.config.frames} frames")
+        clip = sample_clip(path, self.config.frames, self.config.size)
+        progress(0.8, f"{self.name}: classifying")
+        pred = self.prediction(self.probabilities(clip[None])[0], top_k)
+        progress(1.0, f"{self.name}: {pred.label}")
+        return pred
+
+    def timeline(self, path: str | os.PathLike, window_s: float | None = None, hop_s: float | None = None,
+                 progress: Progress | None = None, top_k: int = 5) -> Timeline:
+        """Windows of ``window_s`` seconds (default: the config's, the median training clip) every ``hop_s``
+        seconds (default 1 s) over the whole video, in one decoding pass."""
+        return scan(Path(path), [self], window_s, hop_s, top_k, progress or silent)[0]
+
+
+def _chunks(n: int, batch: int) -> list[int]:
+    """Split ``n`` into full batches, then powers of two (few distinct shapes for a GPU's kernel autotuning):
+    ``_chunks(45, 32) == [32, 8, 4, 1]``."""
+    out = [batch] * (n // batch)
+    rest = n % batch
+    out += [2**i for i in reversed(range(rest.bit_length())) if rest >> i & 1]
+    return out
+

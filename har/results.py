@@ -1,0 +1,144 @@
+"""What recognition returns: a clip's class probabilities, a long video's timeline and segments, one model's view.
+
+Every result names the model that made it (``model``: the recognizer's name, e.g. ``"lrcn"``), carries the class
+names in output order, and turns into plain JSON with ``to_dict()`` (the CLI's ``--json``, the app's JSON file).
+A top probability under the model's ``uncertain_below`` reads :data:`UNCERTAIN`: the models know six actions only,
+and anything else must not look like an answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from har.errors import HarError
+
+UNCERTAIN = "none of the known actions"
+
+
+def check_top_k(top_k: int) -> int:
+    """``top_k`` as an int when it is a whole number of at least 1; a :class:`HarError` otherwise."""
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise HarError(f"top-k must be a whole number of at least 1, not {top_k!r}.")
+    return int(top_k)
+
+
+@dataclass(frozen=True)
+class Score:
+    label: str
+    score: float  # softmax probability in [0, 1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "score": round(float(self.score), 4)}
+
+
+@dataclass(frozen=True)
+class ClipPrediction:
+    """Class probabilities for a whole clip, sampled as in training."""
+
+    model: str  # recognizer name, e.g. "lrcn"
+    classes: tuple[str, ...]
+    probs: np.ndarray  # (classes,) float32, sums to 1
+    uncertain_below: float  # threshold on the top probability
+    top_k: int = 5
+
+    @property
+    def top(self) -> tuple[Score, ...]:
+        """The ``top_k`` most probable classes, best first."""
+        order = np.argsort(-self.probs, kind="stable")[: self.top_k]
+        return tuple(Score(self.classes[i], float(self.probs[i])) for i in order)
+
+    @property
+    def uncertain(self) -> bool:
+        return float(self.probs.max()) < self.uncertain_below
+
+    @property
+    def label(self) -> str:
+        """The best class, or :data:`UNCERTAIN` when its probability is under the threshold."""
+        return UNCERTAIN if self.uncertain else self.classes[int(self.probs.argmax())]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "top": [s.to_dict() for s in self.top], "uncertain": self.uncertain,
+                "label": self.label, "uncertain_below": self.uncertain_below}
+
+
+@dataclass(frozen=True)
+class Segment:
+    start_s: float
+    end_s: float
+    label: str  # a class, or UNCERTAIN
+    score: float  # mean per-second probability of the label (of the best class when UNCERTAIN)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start_s": round(self.start_s, 2), "end_s": round(self.end_s, 2), "label": self.label,
+                "score": round(float(self.score), 4)}
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """What a model sees over a long video: window scores, per-second probabilities and segments."""
+
+    model: str
+    clip: ClipPrediction  # the whole video sampled as in training, from the same decoding pass
+    duration_s: float  # frames / fps
+    fps: float
+    frame_count: int  # frames that really decode
+    window_s: float  # window length used (the video's length when shorter)
+    hop_s: float
+    window_starts: np.ndarray  # (windows,) seconds
+    window_probs: np.ndarray  # (windows, classes) float32
+    seconds: np.ndarray  # (S,) start of each second: 0, 1, ..., ceil(duration) - 1
+    probs: np.ndarray  # (S, classes) float32 per-second class probabilities
+    segments: tuple[Segment, ...] = field(default=())
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.clip.classes
+
+    def label_at(self, t: float) -> tuple[str, float]:
+        """``(label, probability)`` shown at time ``t``: the segment's label, that second's probability of it."""
+        j = min(max(int(t), 0), len(self.seconds) - 1)
+        seg = next((s for s in self.segments if s.start_s <= t < s.end_s), self.segments[-1])
+        if seg.label == UNCERTAIN:
+            return UNCERTAIN, float(self.probs[j].max())
+        return seg.label, float(self.probs[j, self.classes.index(seg.label)])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.clip.to_dict(),
+            "duration_s": round(self.duration_s, 3),
+            "window_s": round(self.window_s, 3),
+            "hop_s": round(self.hop_s, 3),
+            "windows": len(self.window_starts),
+            "segments": [s.to_dict() for s in self.segments],
+            "per_second": {"t": [int(t) for t in self.seconds], "classes": list(self.classes),
+                           "probs": np.round(self.probs.astype(float), 4).tolist()},
+        }
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """One model's view of one video: the clip prediction, the timeline (optional), the annotated copy."""
+
+    input: str
+    model: str
+    clip: ClipPrediction
+    timeline: Timeline | None = None
+    annotated: Path | None = None
+
+    @property
+    def label(self) -> str:
+        return self.clip.label
+
+    @property
+    def uncertain(self) -> bool:
+        return self.clip.uncertain
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"input": self.input, **(self.timeline or self.clip).to_dict()}
+        if self.annotated is not None:
+            out["annotated"] = str(self.annotated)
+        return out

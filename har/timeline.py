@@ -1,0 +1,335 @@
+"""The timeline: what a model sees over a long video, from one sequential decoding pass.
+
+A window of ``window_s`` seconds slides by ``hop_s`` over the video. Each window is sampled like a training clip:
+``frames`` frames at equal intervals ``window_s / frames`` apart. The sample times of every window lie on one grid
+of that step (:func:`plan_windows`), so overlapping windows share frames: a pass retrieves about
+``frames / window_s`` frames per second (3 of 25-30) and only grabs the others, decoding the video once and keeping
+model-sized frames only. Complete windows go to the model in batches on a worker thread while decoding goes on; a
+recognizer served in two halves (``per_frame``) gets each grid frame's features once and runs only the head per
+window. Window probabilities become per-second probabilities (:func:`per_second`: each second averages the windows
+that cover it, weighted towards windows centred on it), then segments (:func:`segments_of`: runs shorter than
+:data:`MIN_SEGMENT_S` are merged into a neighbour, so one noisy window does not split a segment).
+
+Frame ``j`` of a video is taken to show time ``j / fps`` (constant frame rate), as :mod:`har.video` does. The
+recognizers are used through ``config``, ``name``, ``uncertain_below``, ``batch_size``, ``ready``, ``per_frame``,
+``probabilities``, ``frame_features``, ``head_probabilities`` and ``prediction`` (:class:`har.Recognizer`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from har.errors import HarError
+from har.limits import check_length, max_frames
+from har.progress import Progress
+from har.results import UNCERTAIN, Segment, Timeline, check_top_k
+from har.video import count_frames, gather, no_frame_error, open_video, probe, sample_indices, to_model_frame
+
+log = logging.getLogger(__name__)
+
+MIN_SEGMENT_S = 2.0  # a run of fewer seconds than this is merged into a neighbour (smoothing)
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Frames a recognizer needs from a video of ``total`` frames: its windows and the whole-clip sample."""
+
+    starts_s: np.ndarray  # (K,) window start, seconds
+    length_s: float  # every window's length (the video's when it is shorter than a window)
+    indices: np.ndarray  # (K, frames) frame indices, ascending in each row and by first index
+    clip: np.ndarray  # (frames,) the whole video sampled as in training
+
+
+def plan_windows(total: int, fps: float, frames: int, window_s: float, hop_s: float) -> WindowPlan:
+    """Windows of ``frames`` samples ``step = window_s / frames`` seconds apart, every ``hop_s`` seconds.
+
+    Sample ``j`` of the video's grid is at ``(j + 0.5) * step`` seconds (the centre of the j-th step, as in
+    :func:`har.video.sample_indices`), i.e. frame ``floor((j + 0.5) * step * fps)``. Window ``k`` takes grid
+    samples ``g_k .. g_k + frames - 1`` with ``g_k = round(k * hop_s / step)``: it spans exactly ``window_s``
+    seconds and starts within half a step of ``k * hop_s``. A last window is aligned to the video's end. A video
+    shorter than a window is one window: the whole clip, as in training.
+    """
+    assert total > 0 and fps > 0 and frames > 0 and window_s > 0 and hop_s > 0, (total, fps, frames, window_s, hop_s)
+    clip = sample_indices(total, frames)
+    duration = total / fps
+    step = window_s / frames
+    grid = int(math.floor(duration / step + 1e-9))  # grid samples whose whole step lies inside the video
+    if grid <= frames:
+        return WindowPlan(np.zeros(1), duration, clip[None, :], clip)
+    last = grid - frames
+    firsts = sorted({min(int(round(k * hop_s / step)), last) for k in range(int(last * step / hop_s) + 2)})
+    firsts = np.array(firsts, dtype=np.int64)
+    g = firsts[:, None] + np.arange(frames)[None, :]  # (K, frames) grid sample numbers
+    indices = np.minimum(np.floor((g + 0.5) * step * fps).astype(np.int64), total - 1)
+    return WindowPlan(firsts * step, window_s, indices, clip)
+
+
+def per_second(starts_s: np.ndarray, length_s: float, window_probs: np.ndarray, duration_s: float):
+    """``(seconds (S,), probs (S, classes))``: each second averages the windows covering its centre, weighted
+    by how close the window's centre is (triangular, 1 at the centre, 0 at the window's edges)."""
+    n = max(1, int(math.ceil(duration_s - 1e-6)))
+    t = np.arange(n, dtype=np.float64)
+    centres = (t + np.minimum(t + 1, duration_s)) / 2  # the last second may be partial
+    dist = np.abs(centres[:, None] - (starts_s + length_s / 2)[None, :])  # (S, K)
+    half = length_s / 2
+    w = np.where(dist < half, 1.0 - dist / half + 1e-3, 0.0)
+    orphan = w.sum(axis=1) == 0  # a hop longer than the window leaves gaps: take the nearest window
+    w[orphan, dist[orphan].argmin(axis=1)] = 1.0
+    probs = (w @ window_probs) / w.sum(axis=1, keepdims=True)
+    return t, probs.astype(np.float32)
+
+
+def segments_of(probs: np.ndarray, duration_s: float, classes: Sequence[str], uncertain_below: float,
+                min_s: float = MIN_SEGMENT_S) -> tuple[Segment, ...]:
+    """Runs of equal per-second labels (a class, or UNCERTAIN under the threshold); runs shorter than ``min_s``
+    join the neighbour that explains them better, shortest first."""
+    conf = probs.max(axis=1)
+    labels = np.where(conf >= uncertain_below, probs.argmax(axis=1), -1)  # -1: uncertain
+    runs = _runs(labels)
+
+    def support(label: int, a: int, b: int) -> float:  # how well ``label`` explains seconds a..b-1
+        return float((1.0 - conf[a:b]).mean()) if label < 0 else float(probs[a:b, label].mean())
+
+    while len(runs) > 1:
+        i = min(range(len(runs)), key=lambda r: (runs[r][2] - runs[r][1], r))
+        _, a, b = runs[i]
+        if b - a >= min_s:
+            break
+        near = [j for j in (i - 1, i + 1) if 0 <= j < len(runs)]
+        j = max(near, key=lambda j: support(runs[j][0], a, b))
+        labels[a:b] = runs[j][0]
+        runs = _runs(labels)
+    out = []
+    for label, a, b in runs:
+        name = UNCERTAIN if label < 0 else classes[label]
+        out.append(Segment(float(a), float(min(b, duration_s)), name, support(label, a, b) if label >= 0
+                           else float(conf[a:b].mean())))
+    return tuple(out)
+
+
+def _runs(labels: np.ndarray) -> list[tuple[int, int, int]]:
+    """``[(label, start, end), ...]`` of equal consecutive values."""
+    cuts = np.flatnonzero(np.diff(labels)) + 1
+    bounds = [0, *cuts.tolist(), len(labels)]
+    return [(int(labels[a]), a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# One decoding pass for any number of recognizers
+
+
+def scan(path: Path, recognizers: Sequence, window_s: float | None, hop_s: float | None, top_k: int,
+         progress: Progress) -> list[Timeline]:
+    """Timelines (with whole-clip predictions) of every recognizer from one sequential decoding pass (two when
+    the container's frame count is wrong: the windows are planned again on the count that really decodes)."""
+    check_top_k(top_k)
+    window_s, hop_s = _seconds("window", window_s), _seconds("hop", hop_s)
+    info = probe(path)
+    check_length(path, info.duration_s)
+    fps = info.fps or 25.0
+    total = info.frame_count
+    if total <= 0:  # the container does not say: count first (grab only), then plan
+        progress(0.0, "counting frames")
+        total, _ = count_frames(path)
+        check_length(path, total / fps)
+    names = ", ".join(r.name for r in recognizers)
+    with ThreadPoolExecutor(1, thread_name_prefix="har-forward") as pool:
+        jobs = _jobs(recognizers, total, fps, window_s, hop_s, pool)
+        found = _decode(path, jobs, total, fps, names, progress)
+        if found != total:  # the container lied about its length, as sample_clip also finds
+            log.debug("%s: container says %d frames, %d decode; second pass", path.name, total, found)
+            for job in jobs:
+                job.cancel()
+            jobs = _jobs(recognizers, found, fps, window_s, hop_s, pool)
+            found = _decode(path, jobs, found, fps, names, progress)
+        clips = [pool.submit(job.rec.probabilities, gather(job.plan.clip, job.clip)[None]) for job in jobs]
+        progress(0.95, f"{names}: scoring windows")
+        timelines = [_timeline(job, clip.result()[0], found, fps, hop_s, top_k)
+                     for job, clip in zip(jobs, clips, strict=True)]
+    progress(1.0, f"{names}: timeline ready")
+    return timelines
+
+
+def _jobs(recognizers: Sequence, total: int, fps: float, window_s: float | None, hop_s: float | None,
+          pool: ThreadPoolExecutor) -> list[_Job]:
+    """Each recognizer's windows planned on ``total`` frames: a job that takes the frames they need."""
+    jobs: list[_Job] = []
+    for rec in recognizers:
+        c = rec.config
+        plan = plan_windows(total, fps, c.frames, window_s or c.window_s, hop_s or c.hop_s)
+        # A model still loading in the background is run whole per window: always right, and no waiting here.
+        jobs.append((_FrameJob if rec.ready and rec.per_frame else _WindowJob)(rec, plan, pool))
+    return jobs
+
+
+def _decode(path: Path, jobs: Sequence[_Job], total: int, fps: float, names: str, progress: Progress) -> int:
+    """Grab every frame once, retrieve only those some job needs (at each size wanted), hand them over; return
+    how many frames really decode. Raises :class:`VideoError` for a video without a decodable frame or longer
+    than the limit."""
+    limit = max_frames(fps)
+    sizes_at: dict[int, set[int]] = {}  # frame index -> sizes some job wants it at
+    for job in jobs:
+        for i in job.needed:
+            sizes_at.setdefault(i, set()).add(job.rec.config.size)
+    progress(0.0, f"{names}: decoding {total} frames")
+    cap = open_video(path)
+    n = retrieved = 0
+    last_report = time.monotonic()
+    try:
+        while cap.grab():
+            sizes = sizes_at.get(n)
+            if sizes:
+                ok, img = cap.retrieve()
+                if ok and img is not None and img.size:
+                    retrieved += 1
+                    small = {s: to_model_frame(img, s) for s in sizes}
+                    for job in jobs:
+                        job.take(n, small[job.rec.config.size])
+            for job in jobs:
+                job.advance(n)
+            n += 1
+            if n % 64 == 0:
+                if n > limit:
+                    check_length(path, n / fps)
+                if time.monotonic() - last_report > 0.25:
+                    progress(0.95 * min(n / total, 1.0), f"{names}: decoded {n} of {total} frames")
+                    last_report = time.monotonic()
+    finally:
+        cap.release()
+    if n == 0 or retrieved == 0:
+        raise no_frame_error(path)
+    return n
+
+
+def _timeline(job: _Job, clip_probs: np.ndarray, frames: int, fps: float, hop_s: float | None,
+              top_k: int) -> Timeline:
+    """One recognizer's timeline from its job after the pass and its whole-clip probabilities."""
+    rec, plan = job.rec, job.plan
+    wp = job.window_probs()
+    duration = frames / fps
+    t, probs = per_second(plan.starts_s, plan.length_s, wp, duration)
+    segs = segments_of(probs, duration, rec.config.classes, rec.uncertain_below)
+    return Timeline(rec.name, rec.prediction(clip_probs, top_k), duration, fps, frames, plan.length_s,
+                    hop_s or rec.config.hop_s, plan.starts_s, wp, t, probs, segs)
+
+
+class _Job:
+    """What one recognizer needs from a pass: its windows' frames and its whole-clip sample (kept to the end)."""
+
+    def __init__(self, rec, plan: WindowPlan, pool: ThreadPoolExecutor):
+        self.rec, self.plan, self.pool = rec, plan, pool
+        self.wanted = set(np.unique(plan.indices).tolist())
+        self.clip_wanted = set(plan.clip.tolist())
+        self.needed = self.wanted | self.clip_wanted
+        self.clip: dict[int, np.ndarray] = {}  # index -> (size, size, 3) of the whole-clip sample
+        self.futures: list[Future] = []
+
+    def take(self, index: int, frame: np.ndarray) -> None:
+        if index in self.wanted:
+            self.add(index, frame)
+        if index in self.clip_wanted:
+            self.clip[index] = frame
+
+    def add(self, index: int, frame: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def advance(self, done: int) -> None:
+        """Every frame up to ``done`` has been decoded."""
+
+    def cancel(self) -> None:
+        for f in self.futures:
+            f.cancel()
+
+    def window_probs(self) -> np.ndarray:
+        """``(windows, classes)`` after the pass."""
+        raise NotImplementedError
+
+
+class _WindowJob(_Job):
+    """One recognizer's windows during a pass, for a model run whole: each window's frames are gathered as they
+    decode and complete windows go to the model in batches on the worker thread."""
+
+    def __init__(self, rec, plan: WindowPlan, pool: ThreadPoolExecutor):
+        super().__init__(rec, plan, pool)
+        self.frames: dict[int, np.ndarray] = {}  # index -> (size, size, 3), only until no unsent window needs it
+        self.next = 0  # first window not yet sent
+        self.pending: list[np.ndarray] = []  # complete windows waiting for a full batch
+
+    def add(self, index: int, frame: np.ndarray) -> None:
+        self.frames[index] = frame
+
+    def advance(self, done: int, final: bool = False) -> None:
+        """Send every window whose frames are all decoded (all frames ``<= done``; every window when final)."""
+        idx = self.plan.indices
+        sent = self.next
+        while self.next < len(idx) and (final or idx[self.next, -1] <= done):
+            self.pending.append(gather(idx[self.next], self.frames))
+            self.next += 1
+            if len(self.pending) == self.rec.batch_size:
+                self._flush()
+        if final:
+            self._flush()
+        if sent < self.next < len(idx):  # forget frames no unsent window needs (keep the newest for a recount)
+            keep_from, newest = int(idx[self.next, 0]), max(self.frames, default=-1)
+            for i in [i for i in self.frames if i < keep_from and i != newest]:
+                del self.frames[i]
+
+    def _flush(self) -> None:
+        if self.pending:
+            self.futures.append(self.pool.submit(self.rec.probabilities, np.stack(self.pending)))
+            self.pending = []
+
+    def window_probs(self) -> np.ndarray:
+        self.advance(-1, final=True)
+        return np.concatenate([f.result() for f in self.futures])
+
+
+class _FrameJob(_Job):
+    """One recognizer's windows during a pass, for a model split in halves: per-frame features of each grid frame
+    once (in batches, on the worker thread), then the head over every window's features at the end."""
+
+    def __init__(self, rec, plan: WindowPlan, pool: ThreadPoolExecutor):
+        super().__init__(rec, plan, pool)
+        self.batch: list[np.ndarray] = []
+        self.indices: list[int] = []  # frames retrieved, in decoding order
+
+    def add(self, index: int, frame: np.ndarray) -> None:
+        self.batch.append(frame)
+        self.indices.append(index)
+        if len(self.batch) == 4 * self.rec.batch_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.batch:
+            self.futures.append(self.pool.submit(self.rec.frame_features, np.stack(self.batch)))
+            self.batch = []
+
+    def window_probs(self) -> np.ndarray:
+        self._flush()
+        features = np.concatenate([f.result() for f in self.futures])  # (retrieved, dim)
+        have = np.asarray(self.indices)
+        # each window frame's row; a frame that failed to decode takes the nearest decoded one
+        pos = np.clip(np.searchsorted(have, self.plan.indices), 0, len(have) - 1)
+        left = np.clip(pos - 1, 0, len(have) - 1)
+        rows = np.where(np.abs(have[left] - self.plan.indices) < np.abs(have[pos] - self.plan.indices), left, pos)
+        return self.rec.head_probabilities(features[rows])  # (windows, frames, dim) -> (windows, classes)
+
+
+def _seconds(name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = math.nan
+    if not (math.isfinite(v) and v > 0):
+        raise HarError(f"The {name} length must be a positive number of seconds, not {value!r}.")
+    return v
