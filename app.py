@@ -27,8 +27,8 @@ from pathlib import Path
 import gradio as gr
 import gradio.utils
 
-from har import __version__, dashboard
-from har.errors import HarError
+from har import HarError, __version__, dashboard, modelcard
+from har.progress import scaled
 from har.video import VIDEO_EXTENSIONS
 
 log = logging.getLogger("har.app")
@@ -125,8 +125,7 @@ def recognize(recognizers: dict, missing: dict, video: str | None, url: str, mod
               start_s: float | None, end_s: float | None, progress) -> tuple:
     """Analyse an uploaded/recorded video or a link with one model or both. Returns the Recognize tab's outputs:
     (first label, second label, annotated video, timeline figure, segments table, notice, JSON file)."""
-    from har import analyze, annotate
-    from har.fetch import fetched
+    from har import analyze, annotate, fetched
 
     url = (url or "").strip()
     if not video and not url:
@@ -141,8 +140,8 @@ def recognize(recognizers: dict, missing: dict, video: str | None, url: str, mod
     out = _output_dir()
 
     def step(a: float, b: float):
-        # har's progress(fraction in [0, 1] or None, message) -> one gr.Progress bar over the whole request
-        return lambda f, msg: progress(None if f is None else a + (b - a) * f, desc=msg)
+        # har's progress(fraction in [0, 1] or None, message) -> the share [a, b] of one gr.Progress bar
+        return scaled(lambda f, msg: progress(f, desc=msg), a, b)
 
     t0 = time.perf_counter()
     try:
@@ -271,67 +270,13 @@ def compare_tab(records: list[dashboard.ModelRecord]) -> None:
 
 
 def about_tab(records: list[dashboard.ModelRecord]) -> None:
-    ref = next((r for r in records if r.name in dashboard.MAIN and r.config), None)
-    cfg = ref.config if ref else None
-    classes = ", ".join(cfg.classes if cfg else example_clips())
-    frames, size = (cfg.frames, cfg.size) if cfg else (20, 64)
-    window = f"{cfg.window_s:g}" if cfg else "7"
-    threshold = f"{cfg.uncertain_below:.0%}" if cfg else "50%"
-    refit_note = (" Once validation had set the length of training, the shipped models were trained again from "
-                  "scratch on the training and validation groups together (the test groups stay unseen)."
-                  if dashboard.refit_shipped(records) else "")
-    gr.Markdown(f"""
-## Model card
-
-**What it does.** Two video classifiers name which of six actions a video shows: **{classes}**. Both read
-{frames} RGB frames of {size}x{size} pixels taken at equal intervals over a clip, and both see each frame through
-the same encoder: the first four stages of EfficientNet-Lite0, a small image network trained on ImageNet (its
-weights, Apache-2.0, ship inside the models; they are not changed by our training). **LRCN** pools each frame's
-features to one vector, sets it beside its change since the previous frame and runs an LSTM over the sequence;
-**ConvLSTM** runs a convolutional LSTM over the frames' feature maps, keeping where things are. The two differ
-only in how they model time. Over a longer video they slide a {window}-second window (the median length of the
-training clips) every second and report segments.
-
-**Data.** UCF101 (Soomro, Zamir and Shah, *UCF101: A Dataset of 101 Human Actions Classes From Videos in The
-Wild*, CRCV-TR-12-01, 2012), six classes, groups g08–g25: 529 clips. UCF101 is distributed by the University of
-Central Florida for research use; its clips come from YouTube and remain their uploaders'. The example clips on
-the *Recognize* tab are six of them, from test groups, some trimmed to 4 s; they were picked among clips both
-models get right, so they show how the app works, not how often it is right (that is *Compare models*).
-
-**Protocol.** All clips of one UCF101 group are cut from one long video (same actor, same place), so whole groups
-go to one side of a split: per class, seeded, about 60 % of groups train, 15 % validate (early stopping and model
-choice), 20 % test.{refit_note} The test numbers on *Compare models* are on groups never seen before. Groups g01–g07
-(UCF101's official split-1 test groups) are withheld from us entirely and used to score the shipped models from
-outside. The groups of each split (from the model's `config.json`):
-""")
+    before, after = modelcard.sections(records, list(example_clips()))
+    gr.Markdown(before)
+    ref = modelcard.reference(records)
     if ref is not None:
         gr.Dataframe(dashboard.split_table(ref), interactive=False, label=f"{ref.label}: groups per split",
                      elem_id="split")
-    gr.Markdown(f"""
-**What the models cannot do.**
-- Name anything but these six actions. A video of something else still gets six probabilities; when the best is
-  under {threshold} the app says *none of the known actions*, but a confident wrong answer remains possible.
-- See detail: {size}x{size} pixels and {frames} frames per window lose small objects, fast motion and hands.
-- Generalise far from UCF101: amateur YouTube footage from around 2007, one action per clip, mostly filmed from
-  the side or the stands. New viewpoints, cameras, crops (portrait phone video) and settings cost accuracy.
-- Tell who or where: there is no localisation, tracking or identity, and several actions at once get one label.
-- Decide anything about people. This is a teaching and comparison demo, not a monitoring tool.
-
-**How to retrain.** With the data beside the repository (`../shared/data/ucf101-6`):
-
-```bash
-python -m har train --arch lrcn --preset imagenet --refit --data ../shared/data/ucf101-6 --out models/lrcn
-python -m har train --arch convlstm --preset imagenet --refit --data ../shared/data/ucf101-6 \\
-    --out models/convlstm
-python -m har evaluate --model lrcn --data DIR --json      # score on any folder-per-class dataset
-```
-
-Each run writes `model.keras`, `config.json`, `history.csv` and `metrics.json`; this app reads them at start-up.
-
-**How to deploy.** Push the repository to a Hugging Face Space (Gradio SDK; the README's front matter configures
-it) or run `pip install -r requirements.txt && python app.py` on any machine; see the README's *Deploy* section.
-HAR Studio {__version__}.
-""")
+    gr.Markdown(after)
 
 
 def build_app(recognizers: dict, missing: dict, records: list[dashboard.ModelRecord]) -> gr.Blocks:

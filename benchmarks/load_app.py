@@ -26,14 +26,11 @@ import math
 import os
 import re
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +43,7 @@ WILD = REPO.parent / "shared" / "data" / "wild"
 sys.path.insert(0, str(REPO / "tests"))
 
 import corpus  # noqa: E402  (tests/corpus.py: the bad files and their messages)
+import launcher  # noqa: E402  (tests/launcher.py: python app.py on a free port)
 
 sys.path.insert(0, str(REPO))
 from har.backends import ORT_SESSION_FILE  # noqa: E402
@@ -226,53 +224,22 @@ class App:
     after_stop: dict = field(default_factory=dict)  # filled when a launched app has stopped
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def launched_app(workdir: Path, **env: str) -> Iterator[App]:
-    """``python app.py`` on 127.0.0.1 and a free port, with its own TMPDIR and Gradio cache under ``workdir``."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    tmp, cache, log = workdir / "tmp", workdir / "gradio", workdir / "app.log"
-    tmp.mkdir(exist_ok=True)
-    port = _free_port()
-    full = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "TMPDIR": str(tmp),
-            "GRADIO_TEMP_DIR": str(cache), "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1",
-            "HAR_MAX_UPLOAD_MB": str(corpus.UPLOAD_LIMIT_MB), **env}
-    full.pop("PORT", None)
-    app = App(f"http://127.0.0.1:{port}/", tmp=tmp, cache=cache, log=log)
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=full, stdout=out, stderr=subprocess.STDOUT)
-    app.pid = proc.pid
+    """``python app.py`` (tests/launcher.py) with uploads up to the corpus' limit; after it stops, ``after_stop``
+    says its exit status and how many request files it left in its cache."""
     at_start: set[Path] = set()
+    env = {"HAR_MAX_UPLOAD_MB": str(corpus.UPLOAD_LIMIT_MB), **env}
     try:
-        t0 = time.monotonic()
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"app.py exited with status {proc.returncode}:\n{log.read_text()[-3000:]}")
-            if time.monotonic() - t0 > 300:
-                raise SystemExit(f"app.py did not answer within 300 s:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(app.url + "gradio_api/info", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.3)
-        print(f"app.py answering after {time.monotonic() - t0:.1f} s at {app.url}", file=sys.stderr)
-        at_start = _files(cache)  # the example clips and figures the page itself shows stay in the cache
-        yield app
-    finally:
-        proc.terminate()  # SIGTERM: the app shuts down as on Ctrl-C, emptying Gradio's cache
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        app.after_stop = {"exit status": proc.returncode,
-                          "request files left in the cache": len(_files(cache) - at_start)}
+        with launcher.launched_app(workdir, env, timeout_s=300) as launched:
+            print(f"app.py answering after {launched.startup_s:.1f} s at {launched.url}", file=sys.stderr)
+            app = App(launched.url, pid=launched.pid, tmp=launched.tmp, cache=launched.cache, log=launched.log)
+            at_start = _files(launched.cache)  # the example clips and figures the page itself shows stay in the cache
+            yield app
+    except launcher.AppDidNotStart as exc:
+        raise SystemExit(str(exc)) from exc
+    app.after_stop = {"exit status": launched.returncode,
+                      "request files left in the cache": len(_files(app.cache) - at_start)}
 
 
 def _files(root: Path) -> set[Path]:

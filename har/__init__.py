@@ -22,15 +22,16 @@ TensorFlow or yt-dlp are imported). The library never imports gradio. One module
 ``video``                 decode and sample (one sequential pass, no seeks)
 ``data``                  index a folder per class, split by group, cache frames
 ``models``, ``backbone``  build the networks; the ImageNet frame encoder
-``train``, ``evaluate``   fit and log; score a model directory
+``train``, ``evaluate``   fit and log (``checkpoints``: resume state); score a model directory
 ``export``                the ONNX copy of a model directory
 ``surgery``, ``backends`` graph surgery for serving; the runtimes a model is served on
 ``recognizer``            a loaded model: classify, timeline
 ``timeline``              windows, the one decoding pass, per-second probabilities, segments
 ``analysis``              several models, one call
-``annotation``             the annotated H.264 copy
+``annotation``            the annotated H.264 copy
 ``fetch``                 download links safely
 ``dashboard``             stored logs -> tables and figures
+``modelcard``             the model card (About tab, docs/model-card.md)
 ========================  ===========================================================================
 """
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m har index|train|evaluate|download ...``.
+"""Command line: ``python -m har index|train|evaluate|predict|export|docs|download ...``.
 
 Errors a user caused (our :class:`HarError`) print one line ``error: <message>`` on stderr and exit 1, no
 traceback. Machine-readable output (``--json``) is one JSON object on the last line of stdout.
@@ -85,8 +85,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_docs(args: argparse.Namespace) -> int:
+    from har import dashboard, modelcard
+
+    path = Path(args.out) if args.out else modelcard.DOC
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(modelcard.markdown(dashboard.load_records()))
+    print(path)
+    return 0
+
+
 def cmd_download(args: argparse.Namespace) -> int:
-    from har.fetch import download
+    from har import download
 
     def progress(fraction: float | None, message: str) -> None:
         if sys.stderr.isatty():  # a live status line for people, nothing for scripts and logs
@@ -222,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("export", help="write model.onnx beside a model's model.keras (checked against it)")
     s.add_argument("--model", default="lrcn", help="lrcn, convlstm or a model directory")
     s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("docs", help="write docs/model-card.md from the stored models (the About tab's text)")
+    s.add_argument("--out", default=None, help="file to write (default: docs/model-card.md in the repository)")
+    s.set_defaults(func=cmd_docs)
 
     s = sub.add_parser("download", help="download a video from a link (YouTube, ...) with yt-dlp, within the limits")
     s.add_argument("url", help="video link; allowed hosts: HAR_ALLOWED_HOSTS (default YouTube)")

@@ -15,7 +15,6 @@ killed run from its last finished epoch, with early stopping and best-checkpoint
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -23,25 +22,31 @@ import os
 import platform
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from har.checkpoints import (
+    AVG_WEIGHTS,
+    BEST_WEIGHTS,
+    LAST_FILE,
+    REFIT_DIR,
+    RESUME_DIR,
+    STATE_FILE,
+    EpochLog,
+    ResumableEarlyStopping,
+    avg_count,
+    load_average,
+    read_history,
+)
 from har.config import ModelConfig, Sampling
 from har.errors import HarError
 from har.modeldir import HISTORY_FILE, METRICS_FILE, MODEL_FILE, REFIT_HISTORY_FILE
 
 log = logging.getLogger(__name__)
-
-RESUME_DIR = "_resume"
-LAST_FILE = "last.keras"
-STATE_FILE = "state.json"
-BEST_WEIGHTS = "best.weights.h5"
-AVG_WEIGHTS = "average.npz"
-REFIT_DIR = "refit"  # inside _resume/: the refit phase's own resume state
-HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds")
 
 
 @dataclass(frozen=True)
@@ -115,193 +120,238 @@ def pick_strategy(name: str):
     return tf.distribute.OneDeviceStrategy("/gpu:0")
 
 
-def _read_history(path: Path) -> list[dict[str, float]]:
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-def _write_history(path: Path, rows: list[dict[str, float]]) -> None:
-    """The columns of HISTORY_FIELDS the rows have (a refit phase has no validation columns)."""
-    fields = [k for k in HISTORY_FIELDS if not rows or k in rows[0]]
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (int(r[k]) if k == "epoch" else f"{r[k]:.6g}") for k in fields})
-    os.replace(tmp, path)
-
-
 def train(opts: TrainOptions) -> ModelConfig:
     """Run one training; returns the config written next to the model. Raises :class:`HarError` on bad input."""
-    import tensorflow as tf
+    _check(opts)
+    with _process_state(opts.seed) as device:
+        out, resume_dir = _prepare(opts)
+        data = _Data.load(opts)
+        strategy = pick_strategy(opts.strategy)
+        started = time.perf_counter()
+        rows = _fit(opts, data, strategy)
+        train_seconds = sum(r["epoch_seconds"] for r in rows)
+        best = int(np.argmin([r["val_loss"] for r in rows]))
+        refit = None
+        if opts.refit:  # phase 2: training + validation groups, as many epochs as the validated phase's best
+            refit = _refit(opts, data, strategy, best + 1)
+            train_seconds += refit["seconds"]
+        final, averaged = _final_model(opts, data, rows, best)
+        final.save(out / MODEL_FILE)
+        test_metrics = _test(opts, data, final)
+        config = ModelConfig(
+            arch=opts.arch, preset=opts.preset, classes=data.index.classes, frames=opts.frames, size=opts.size,
+            window_s=round(float(np.median(data.durations)), 2) if data.durations else 7.0, seed=opts.seed,
+            data=Path(opts.data).resolve().name, split=data.split, epochs=len(rows), best_epoch=best + 1,
+            train_seconds=round(train_seconds, 1), params=int(final.count_params()),
+            hyper=_hyper(opts, refit, averaged, device), versions=versions(),
+        )
+        config.save(out)
+        _export(out)
+        shutil.rmtree(resume_dir)
+        log.info("trained %s in %.0f s (this call %.0f s): test accuracy %.3f, macro-F1 %.3f", out, train_seconds,
+                 time.perf_counter() - started, test_metrics["accuracy"], test_metrics["macro_f1"])
+    return config
 
-    from har import augment, models
-    from har.data import class_counts, clip_durations, clips_of, index_dataset, load_frames, make_dataset, split_groups
-    from har.evaluate import metrics, predict_frames
 
-    keras.utils.set_random_seed(opts.seed)  # the one seed: python, numpy, tf
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    else:
-        tf.config.experimental.enable_op_determinism()  # reproducible on CPU given the seed
-
+def _check(opts: TrainOptions) -> None:
     if not 0 <= opts.average_last <= opts.epochs:
         raise HarError(f"--average-last {opts.average_last}: it must be between 0 and the number of epochs "
                        f"({opts.epochs}).")
     if opts.refit and opts.average_last:
         raise HarError("--refit and --average-last do not go together: the refit phase ships its last epoch.")
+    if opts.resume and not (Path(opts.out) / RESUME_DIR / STATE_FILE).is_file():
+        raise HarError(f"Nothing to resume in {opts.out}: no unfinished run there (no {RESUME_DIR}/{STATE_FILE}).")
+
+
+@contextmanager
+def _process_state(seed: int):
+    """The process-wide state of a training run, set for it and put back after it: the one seed (python, numpy,
+    tf), mixed precision on a GPU, deterministic ops on the CPU (reproducible given the seed). Yields the
+    device kind, ``"gpu"`` or ``"cpu"``."""
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config  # the public API can only turn determinism on
+
+    policy = keras.mixed_precision.global_policy()
+    deterministic = tf_config.is_op_determinism_enabled()
+    keras.utils.set_random_seed(seed)
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    else:
+        tf.config.experimental.enable_op_determinism()
+    try:
+        yield "gpu" if gpus else "cpu"
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+        if not deterministic:
+            tf_config.disable_op_determinism()
+
+
+def _prepare(opts: TrainOptions) -> tuple[Path, Path]:
+    """The model directory and its ``_resume/``: an earlier unfinished run is forgotten unless resumed."""
     out = Path(opts.out)
     resume_dir = out / RESUME_DIR
-    if opts.resume and not (resume_dir / STATE_FILE).is_file():
-        raise HarError(f"Nothing to resume in {out}: no unfinished run there (no {RESUME_DIR}/{STATE_FILE}).")
     if not opts.resume and resume_dir.exists():
         shutil.rmtree(resume_dir)  # a fresh run: forget an earlier unfinished one
     if not opts.resume:
         (out / REFIT_HISTORY_FILE).unlink(missing_ok=True)  # an earlier run's refit log would mislabel this one
     out.mkdir(parents=True, exist_ok=True)
     resume_dir.mkdir(exist_ok=True)
+    return out, resume_dir
 
-    index = index_dataset(opts.data)
-    split = split_groups(index, seed=opts.seed, validation=opts.validation, test=opts.test)
-    parts = {s: clips_of(index, g) for s, g in split.items()}
-    if opts.max_clips:
-        rng = np.random.default_rng(opts.seed)
-        parts = {s: [c[i] for i in sorted(rng.permutation(len(c))[: opts.max_clips])] for s, c in parts.items()}
-    for s, clips in parts.items():
-        if not clips:
-            raise HarError(f"The {s} split is empty: the dataset needs at least three groups per class.")
-        log.info("%s: %d clips %s", s, len(clips), class_counts(index, clips))
 
-    # Cached frames: train/validation dense (DENSE candidates per segment, for position jitter), test as served.
-    dense = Sampling(opts.frames * augment.DENSE, opts.size)
-    x_train = load_frames(parts["train"], dense, opts.cache_dir, desc="train frames")
-    x_val = load_frames(parts["validation"], dense, opts.cache_dir, desc="validation frames")
-    y_train, y_val = index.labels(parts["train"]), index.labels(parts["validation"])
+@dataclass
+class _Data:
+    """The split and the cached frames of one run: training and validation clips with dense candidates per
+    segment (for position jitter), test clips loaded later as served."""
+
+    index: object  # har.data.DatasetIndex
+    split: dict[str, list[str]]  # "train"/"validation"/"test" -> group keys
+    parts: dict[str, list]  # the same -> clips
+    x_train: np.ndarray  # (n, frames * DENSE, size, size, 3) uint8
+    x_val: np.ndarray
+    y_train: np.ndarray  # (n,) int class indices
+    y_val: np.ndarray
+    durations: list[float]  # seconds of each training clip
+
+    @classmethod
+    def load(cls, opts: TrainOptions) -> _Data:
+        from har import augment
+        from har.data import class_counts, clip_durations, clips_of, index_dataset, load_frames, split_groups
+
+        index = index_dataset(opts.data)
+        split = split_groups(index, seed=opts.seed, validation=opts.validation, test=opts.test)
+        parts = {s: clips_of(index, g) for s, g in split.items()}
+        if opts.max_clips:
+            rng = np.random.default_rng(opts.seed)
+            parts = {s: [c[i] for i in sorted(rng.permutation(len(c))[: opts.max_clips])] for s, c in parts.items()}
+        for s, clips in parts.items():
+            if not clips:
+                raise HarError(f"The {s} split is empty: the dataset needs at least three groups per class.")
+            log.info("%s: %d clips %s", s, len(clips), class_counts(index, clips))
+        dense = Sampling(opts.frames * augment.DENSE, opts.size)
+        x_train = load_frames(parts["train"], dense, opts.cache_dir, desc="train frames")
+        x_val = load_frames(parts["validation"], dense, opts.cache_dir, desc="validation frames")
+        return cls(index, split, parts, x_train, x_val, index.labels(parts["train"]),
+                   index.labels(parts["validation"]), clip_durations(parts["train"]))
+
+
+def _train_dataset(opts: TrainOptions, x: np.ndarray, y: np.ndarray, classes: int):
+    """Shuffled, augmented batches (mixed up with ``opts.mixup``: soft labels)."""
+    from har import augment
+    from har.data import make_dataset
+
     n = opts.frames
-    ds_train = make_dataset(
-        x_train, y_train, opts.batch_size, shuffle_seed=opts.seed, map_fn=lambda x, s: augment.augment_clip(x, s, n)
-    )
-    ds_val = make_dataset(x_val, y_val, opts.batch_size, map_fn=lambda x: augment.centre(x, n))
-    k = len(index.classes)
-    if opts.mixup > 0:  # soft labels: one-hot everywhere, mixed in training batches
-        ds_train = augment.mixup(ds_train, k, opts.mixup, opts.seed)
-        ds_val = ds_val.map(lambda x, y: (x, tf.one_hot(y, k)))
+    ds = make_dataset(x, y, opts.batch_size, shuffle_seed=opts.seed, map_fn=lambda x, s: augment.augment_clip(x, s, n))
+    return augment.mixup(ds, classes, opts.mixup, opts.seed) if opts.mixup > 0 else ds
 
-    strategy = pick_strategy(opts.strategy)
+
+def _fit(opts: TrainOptions, data: _Data, strategy) -> list[dict[str, float]]:
+    """The validated phase: fit on the training groups, validate on the validation groups, resumable; returns
+    every epoch's history row (a resumed run's earlier epochs included)."""
+    import tensorflow as tf
+
+    from har import augment
+    from har.data import make_dataset
+
+    out, resume_dir = Path(opts.out), Path(opts.out) / RESUME_DIR
+    k = len(data.index.classes)
+    ds_train = _train_dataset(opts, data.x_train, data.y_train, k)
+    ds_val = make_dataset(data.x_val, data.y_val, opts.batch_size, map_fn=lambda x: augment.centre(x, opts.frames))
+    if opts.mixup > 0:  # soft labels: one-hot everywhere
+        ds_val = ds_val.map(lambda x, y: (x, tf.one_hot(y, k)))
     history_path = out / HISTORY_FILE
     state = json.loads((resume_dir / STATE_FILE).read_text()) if opts.resume else {"epoch": 0}
-    prior = _read_history(history_path)[: state["epoch"]] if opts.resume else []
+    prior = read_history(history_path)[: state["epoch"]] if opts.resume else []
     with strategy.scope():
         if opts.resume:
             model = keras.saving.load_model(resume_dir / LAST_FILE, safe_mode=True)
             log.info("resuming %s after epoch %d", out, state["epoch"])
         else:
             model = _compiled(opts, k)
-
     # Averaging the last epochs runs the schedule to its end: no early stopping then.
     stopping = [] if opts.average_last else [
-        _ResumableEarlyStopping([r["val_loss"] for r in prior], monitor="val_loss", mode="min", patience=opts.patience,
-                                start_from_epoch=opts.stop_from_epoch)]
+        ResumableEarlyStopping([r["val_loss"] for r in prior], monitor="val_loss", mode="min", patience=opts.patience,
+                               start_from_epoch=opts.stop_from_epoch)]
     callbacks = [
         keras.callbacks.LearningRateScheduler(lambda epoch: lr_at(epoch, opts)),
         *stopping,
-        _EpochLog(out, prior, average_from=opts.epochs - opts.average_last if opts.average_last else None),
+        EpochLog(out, prior, average_from=opts.epochs - opts.average_last if opts.average_last else None),
     ]
-    verbose = 1 if os.isatty(2) else 2
-    started = time.perf_counter()
     if state["epoch"] < opts.epochs and not state.get("stopped"):
         model.fit(ds_train, validation_data=ds_val, epochs=opts.epochs, initial_epoch=state["epoch"],
-                  callbacks=callbacks, verbose=verbose)
-    rows = _read_history(history_path)
-    train_seconds = sum(r["epoch_seconds"] for r in rows)
-    best = int(np.argmin([r["val_loss"] for r in rows]))
+                  callbacks=callbacks, verbose=_verbose())
+    return read_history(history_path)
 
-    refit = None
-    if opts.refit:  # phase 2: training + validation groups, as many epochs as the validated phase's best
-        del model
-        x_all, y_all = np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val])
-        ds_all = make_dataset(x_all, y_all, opts.batch_size, shuffle_seed=opts.seed,
-                              map_fn=lambda x, s: augment.augment_clip(x, s, n))
-        if opts.mixup > 0:
-            ds_all = augment.mixup(ds_all, k, opts.mixup, opts.seed)
-        refit_rows = _refit(opts, strategy, ds_all, k, best + 1, verbose)
-        refit = {"epochs": len(refit_rows), "clips": len(x_all),
-                 "seconds": round(sum(r["epoch_seconds"] for r in refit_rows), 1)}
-        train_seconds += refit["seconds"]
 
-    # The shipped model in a fresh, uncompiled model (no optimizer state to ship): the best epoch's weights, or
-    # the average of the last epochs' with batch-norm statistics recomputed on the (augmented) training clips.
-    final = models.build(opts.arch, opts.preset, len(index.classes), opts.frames, opts.size, opts.norm)
-    averaged = None
-    if refit is not None:
+def _verbose() -> int:
+    return 1 if os.isatty(2) else 2  # a progress bar on a terminal, one line per epoch in a log
+
+
+def _final_model(opts: TrainOptions, data: _Data, rows: list[dict[str, float]],
+                 best: int) -> tuple[keras.Model, dict | None]:
+    """The shipped model in a fresh, uncompiled model (no optimizer state to ship): the refit phase's last epoch,
+    the average of the last epochs' weights with batch-norm statistics recomputed on the (augmented) training
+    clips, or the best epoch's weights. Returns it and, for an average, its validation figures."""
+    import tensorflow as tf
+
+    from har import augment, models
+    from har.evaluate import predict_frames
+
+    resume_dir = Path(opts.out) / RESUME_DIR
+    n = opts.frames
+    final = models.build(opts.arch, opts.preset, len(data.index.classes), opts.frames, opts.size, opts.norm)
+    if opts.refit:
         final.set_weights(keras.saving.load_model(resume_dir / REFIT_DIR / LAST_FILE, safe_mode=True).get_weights())
-    elif opts.average_last and (resume_dir / AVG_WEIGHTS).is_file():
-        final.set_weights([w.astype(v.dtype) for w, v in zip(_load_average(resume_dir), final.get_weights(),
-                                                              strict=True)])
-        # one augmented pass over the training clips, as the statistics were gathered in training
-        recompute_batch_norm(final, np.stack([
-            augment.augment_clip(tf.constant(x), tf.constant([opts.seed, i], tf.int64), n).numpy()
-            for i, x in enumerate(x_train)]))
-        p_val = predict_frames(final, np.stack([augment.centre(x, n).numpy() for x in x_val]))
-        averaged = {
-            "epochs": [len(rows) - _avg_count(resume_dir) + 1, len(rows)],
-            "val_loss": float(-np.mean(np.log(np.maximum(p_val[np.arange(len(y_val)), y_val], 1e-7)))),
-            "val_accuracy": float(np.mean(p_val.argmax(axis=1) == y_val)),
-        }
-        log.info("shipping the average of epochs %d-%d: val_loss %.4f, val_accuracy %.4f (best epoch %d: %.4f)",
-                 *averaged["epochs"], averaged["val_loss"], averaged["val_accuracy"], best + 1, rows[best]["val_loss"])
-    else:
+        return final, None
+    if not (opts.average_last and (resume_dir / AVG_WEIGHTS).is_file()):
         final.load_weights(resume_dir / BEST_WEIGHTS)
-    final.save(out / MODEL_FILE)
+        return final, None
+    final.set_weights([w.astype(v.dtype) for w, v in zip(load_average(resume_dir), final.get_weights(), strict=True)])
+    # one augmented pass over the training clips, as the statistics were gathered in training
+    recompute_batch_norm(final, np.stack([
+        augment.augment_clip(tf.constant(x), tf.constant([opts.seed, i], tf.int64), n).numpy()
+        for i, x in enumerate(data.x_train)]))
+    p_val = predict_frames(final, np.stack([augment.centre(x, n).numpy() for x in data.x_val]))
+    y_val = data.y_val
+    averaged = {
+        "epochs": [len(rows) - avg_count(resume_dir) + 1, len(rows)],
+        "val_loss": float(-np.mean(np.log(np.maximum(p_val[np.arange(len(y_val)), y_val], 1e-7)))),
+        "val_accuracy": float(np.mean(p_val.argmax(axis=1) == y_val)),
+    }
+    log.info("shipping the average of epochs %d-%d: val_loss %.4f, val_accuracy %.4f (best epoch %d: %.4f)",
+             *averaged["epochs"], averaged["val_loss"], averaged["val_accuracy"], best + 1, rows[best]["val_loss"])
+    return final, averaged
 
-    x_test = load_frames(parts["test"], Sampling(opts.frames, opts.size), opts.cache_dir, desc="test frames")
+
+def _test(opts: TrainOptions, data: _Data, final: keras.Model) -> dict:
+    """The test groups' metrics, written to ``metrics.json``: the clips sampled as served."""
+    from har.data import load_frames
+    from har.evaluate import metrics, predict_frames
+
+    x_test = load_frames(data.parts["test"], Sampling(opts.frames, opts.size), opts.cache_dir, desc="test frames")
     probs = predict_frames(final, x_test)
-    test_metrics = metrics(index.labels(parts["test"]), probs.argmax(axis=1), index.classes)
+    test_metrics = metrics(data.index.labels(data.parts["test"]), probs.argmax(axis=1), data.index.classes)
     test_metrics["split"] = "test"
-    (out / METRICS_FILE).write_text(json.dumps(test_metrics, indent=2) + "\n")
+    (Path(opts.out) / METRICS_FILE).write_text(json.dumps(test_metrics, indent=2) + "\n")
+    return test_metrics
 
-    durations = clip_durations(parts["train"])
-    config = ModelConfig(
-        arch=opts.arch,
-        preset=opts.preset,
-        classes=index.classes,
-        frames=opts.frames,
-        size=opts.size,
-        window_s=round(float(np.median(durations)), 2) if durations else 7.0,
-        seed=opts.seed,
-        data=Path(opts.data).resolve().name,
-        split=split,
-        epochs=len(rows),
-        best_epoch=best + 1,
-        train_seconds=round(train_seconds, 1),
-        params=int(final.count_params()),
-        hyper={
-            "batch_size": opts.batch_size, "lr": opts.lr, "warmup_epochs": opts.warmup_epochs,
-            "max_epochs": opts.epochs, "patience": opts.patience, "stop_from_epoch": opts.stop_from_epoch,
-            "optimizer": "AdamW", "weight_decay": opts.weight_decay, "mixup": opts.mixup,
-            "shipped": ("refit on training + validation groups, {} epochs".format(refit["epochs"]) if refit
-                        else "best epoch" if averaged is None
-                        else "average of epochs {}-{}".format(*averaged["epochs"])),
-            **({} if refit is None else {"refit": refit}),
-            **({} if averaged is None else {"average_val_loss": round(averaged["val_loss"], 4),
-                                            "average_val_accuracy": round(averaged["val_accuracy"], 4)}),
-            "norm": opts.norm, "validation": opts.validation,
-            "test": opts.test, "augment": "jitter+crop+flip+brightness/contrast/saturation+grey",
-            "strategy": opts.strategy,
-            "device": "gpu" if gpus else "cpu",
-        },
-        versions=versions(),
-    )
-    config.save(out)
-    _export(out)
-    shutil.rmtree(resume_dir)
-    log.info("trained %s in %.0f s (this call %.0f s): test accuracy %.3f, macro-F1 %.3f", out, train_seconds,
-             time.perf_counter() - started, test_metrics["accuracy"], test_metrics["macro_f1"])
-    return config
+
+def _hyper(opts: TrainOptions, refit: dict | None, averaged: dict | None, device: str) -> dict:
+    """``config.hyper``: the recipe as run, and what shipped."""
+    shipped = ("refit on training + validation groups, {} epochs".format(refit["epochs"]) if refit
+               else "best epoch" if averaged is None else "average of epochs {}-{}".format(*averaged["epochs"]))
+    return {
+        "batch_size": opts.batch_size, "lr": opts.lr, "warmup_epochs": opts.warmup_epochs,
+        "max_epochs": opts.epochs, "patience": opts.patience, "stop_from_epoch": opts.stop_from_epoch,
+        "optimizer": "AdamW", "weight_decay": opts.weight_decay, "mixup": opts.mixup, "shipped": shipped,
+        **({} if refit is None else {"refit": refit}),
+        **({} if averaged is None else {"average_val_loss": round(averaged["val_loss"], 4),
+                                        "average_val_accuracy": round(averaged["val_accuracy"], 4)}),
+        "norm": opts.norm, "validation": opts.validation,
+        "test": opts.test, "augment": "jitter+crop+flip+brightness/contrast/saturation+grey",
+        "strategy": opts.strategy, "device": device,
+    }
 
 
 def _export(out: Path) -> None:
@@ -331,14 +381,18 @@ def _compiled(opts: TrainOptions, classes: int) -> keras.Model:
     return model
 
 
-def _refit(opts: TrainOptions, strategy, dataset, classes: int, epochs: int, verbose: int) -> list[dict[str, float]]:
-    """Train a fresh model on ``dataset`` for ``epochs`` epochs of the same schedule, resumable on its own
-    (``_resume/refit/``); its last model is ``_resume/refit/last.keras``. Returns its history rows."""
+def _refit(opts: TrainOptions, data: _Data, strategy, epochs: int) -> dict:
+    """Train a fresh model on the training and validation groups for ``epochs`` epochs of the same schedule,
+    resumable on its own (``_resume/refit/``); its last model is ``_resume/refit/last.keras``. Returns what
+    ``config.hyper["refit"]`` says of it."""
+    x_all, y_all = np.concatenate([data.x_train, data.x_val]), np.concatenate([data.y_train, data.y_val])
+    classes = len(data.index.classes)
+    dataset = _train_dataset(opts, x_all, y_all, classes)
     out = Path(opts.out)
     rdir = out / RESUME_DIR / REFIT_DIR
     rdir.mkdir(exist_ok=True)
     state = json.loads((rdir / STATE_FILE).read_text()) if (rdir / STATE_FILE).is_file() else {"epoch": 0}
-    prior = _read_history(out / REFIT_HISTORY_FILE)[: state["epoch"]] if state["epoch"] else []
+    prior = read_history(out / REFIT_HISTORY_FILE)[: state["epoch"]] if state["epoch"] else []
     with strategy.scope():
         if state["epoch"]:
             model = keras.saving.load_model(rdir / LAST_FILE, safe_mode=True)
@@ -348,100 +402,12 @@ def _refit(opts: TrainOptions, strategy, dataset, classes: int, epochs: int, ver
             model = _compiled(opts, classes)
             log.info("refit phase: training + validation groups, %d epochs", epochs)
     if state["epoch"] < epochs:
-        model.fit(dataset, epochs=epochs, initial_epoch=state["epoch"], verbose=verbose, callbacks=[
+        model.fit(dataset, epochs=epochs, initial_epoch=state["epoch"], verbose=_verbose(), callbacks=[
             keras.callbacks.LearningRateScheduler(lambda epoch: lr_at(epoch, opts)),
-            _EpochLog(out, prior, resume=rdir, history=REFIT_HISTORY_FILE),
+            EpochLog(out, prior, resume=rdir, history=REFIT_HISTORY_FILE),
         ])
-    return _read_history(out / REFIT_HISTORY_FILE)
-
-
-class _EpochLog(keras.callbacks.Callback):
-    """Per epoch, in this order: best weights if val_loss improved, the full last model (for --resume), the
-    history row, then the resume state. A kill at any point leaves a consistent (older or newer) state."""
-
-    def __init__(self, out: Path, prior: list[dict[str, float]], average_from: int | None = None,
-                 resume: Path | None = None, history: str = HISTORY_FILE):
-        super().__init__()
-        self.out = out
-        self.resume = resume or out / RESUME_DIR
-        self.history = history
-        self.rows = list(prior)
-        self.best = min((r["val_loss"] for r in prior if "val_loss" in r), default=math.inf)
-        self.average_from = average_from  # epochs after this one (1-based count) enter the running average
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.t0 = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        dt = time.perf_counter() - self.t0
-        lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        row = {"epoch": epoch + 1, "loss": logs["loss"], "accuracy": logs["accuracy"]}
-        if "val_loss" in logs:  # not in a refit phase
-            row |= {"val_loss": logs["val_loss"], "val_accuracy": logs["val_accuracy"]}
-        row |= {"learning_rate": lr, "epoch_seconds": dt}
-        resume = self.resume
-        if "val_loss" in row and row["val_loss"] < self.best:
-            self.best = row["val_loss"]
-            self.model.save_weights(resume / f"tmp.{BEST_WEIGHTS}")
-            os.replace(resume / f"tmp.{BEST_WEIGHTS}", resume / BEST_WEIGHTS)
-        if self.average_from is not None and epoch + 1 > self.average_from:
-            _update_average(self.model, resume)
-        self.model.save(resume / f"tmp.{LAST_FILE}")
-        os.replace(resume / f"tmp.{LAST_FILE}", resume / LAST_FILE)
-        self.rows.append(row)
-        _write_history(self.out / self.history, self.rows)
-        # EarlyStopping runs before this callback, so stop_training already says whether the run is over.
-        # Training time is the sum of history.csv's epoch_seconds: not kept twice here.
-        state = {"epoch": epoch + 1, "stopped": bool(self.model.stop_training)}
-        (resume / f"tmp.{STATE_FILE}").write_text(json.dumps(state))
-        os.replace(resume / f"tmp.{STATE_FILE}", resume / STATE_FILE)
-
-
-class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """keras EarlyStopping whose wait counter and best value are replayed from the epochs of an earlier run."""
-
-    def __init__(self, prior: list[float], **kwargs):
-        super().__init__(**kwargs)
-        self.prior = prior
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        if self.monitor_op is None:
-            self._set_monitor_op()
-        for epoch, value in enumerate(self.prior):  # the same steps as EarlyStopping.on_epoch_end
-            if epoch < self.start_from_epoch:
-                continue
-            self.wait += 1
-            if self._is_improvement(value, self.best):
-                self.best, self.best_epoch, self.wait = value, epoch, 0
-
-
-def _avg_count(resume: Path) -> int:
-    path = resume / AVG_WEIGHTS
-    if not path.is_file():
-        return 0
-    with np.load(path) as f:
-        return int(f["count"])
-
-
-def _load_average(resume: Path) -> list[np.ndarray]:
-    with np.load(resume / AVG_WEIGHTS) as f:
-        return [f[f"w{i}"] for i in range(len(f.files) - 1)]
-
-
-def _update_average(model: keras.Model, resume: Path) -> None:
-    """Fold the model's current weights into the running average kept in ``resume`` (weights and count in one
-    file, so a resumed run continues it). Written before the epoch's resume state: a kill re-runs the epoch, and
-    the epoch enters the average once (the file is replaced only after the epoch is over)."""
-    count = _avg_count(resume)
-    weights = [np.asarray(w, np.float64) for w in model.get_weights()]
-    if count:
-        weights = [a + (w - a) / (count + 1) for a, w in zip(_load_average(resume), weights, strict=True)]
-    tmp = resume / f"tmp.{AVG_WEIGHTS}"
-    with open(tmp, "wb") as f:
-        np.savez(f, count=count + 1, **{f"w{i}": w for i, w in enumerate(weights)})
-    os.replace(tmp, resume / AVG_WEIGHTS)
+    rows = read_history(out / REFIT_HISTORY_FILE)
+    return {"epochs": len(rows), "clips": len(x_all), "seconds": round(sum(r["epoch_seconds"] for r in rows), 1)}
 
 
 def recompute_batch_norm(model: keras.Model, clips: np.ndarray, batch_size: int = 16) -> None:

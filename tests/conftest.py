@@ -6,14 +6,12 @@ import os
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from launcher import AppDidNotStart, LaunchedApp, launched_app
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -144,60 +142,19 @@ def tiny_recognizer(tiny_model):
 # ---- the app, launched once per session and shared by tests/test_app.py and tests/test_browser.py ---------------
 
 
-@dataclass(frozen=True)
-class AppServer:
-    url: str  # http://127.0.0.1:<port>/
-    startup_s: float  # from process start to the API answering
-    tmp: Path  # the app's TMPDIR: per-request temporaries must not stay there
-    log: Path  # the app's stdout and stderr
-    pid: int  # the server process (its /proc/<pid>/status has the peak RSS, VmHWM)
-    cache: Path  # GRADIO_TEMP_DIR: uploads and the outputs handed to the browser
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+AppServer = LaunchedApp  # what the app_server fixture gives
 
 
 @pytest.fixture(scope="session")
 def app_server(tmp_path_factory) -> AppServer:
-    """``python app.py`` in a subprocess on 127.0.0.1 and a free port, as a visitor's server would run it, allowed
-    to fetch links from 127.0.0.1 (``HAR_ALLOWED_HOSTS``) with a short timeout and no retry, taking uploads up to
-    8 MB (tests/corpus.py has a file just over); ready when its API answers. Models: ``models/`` (or
-    ``$HAR_MODELS_DIR``)."""
-    base = tmp_path_factory.mktemp("app")
-    tmp = base / "tmp"
-    tmp.mkdir()
-    port = free_port()
-    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-           "HAR_ALLOWED_HOSTS": "127.0.0.1", "GRADIO_TEMP_DIR": str(base / "gradio"), "TMPDIR": str(tmp),
-           "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", "HAR_MAX_UPLOAD_MB": "8",
-           "HAR_FETCH_TIMEOUT_S": "3", "HAR_FETCH_RETRIES": "0"}
-    env.pop("PORT", None)
-    env.pop("HAR_MAX_VIDEO_SECONDS", None)  # the default limit (600 s), which tests/corpus.py's long video exceeds
-    log = base / "app.log"
-    url = f"http://127.0.0.1:{port}/"
-    t0 = time.monotonic()
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    """``python app.py`` (tests/launcher.py), allowed to fetch links from 127.0.0.1 (``HAR_ALLOWED_HOSTS``) with a
+    short timeout and no retry, taking uploads up to 8 MB (tests/corpus.py has a file just over). Models:
+    ``models/`` (or ``$HAR_MODELS_DIR``)."""
+    env = {"HAR_ALLOWED_HOSTS": "127.0.0.1", "HAR_MAX_UPLOAD_MB": "8", "HAR_FETCH_TIMEOUT_S": "3",
+           "HAR_FETCH_RETRIES": "0",
+           "HAR_MAX_VIDEO_SECONDS": None}  # the default limit (600 s), which tests/corpus.py's long video exceeds
     try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"app.py exited with status {proc.returncode}:\n{log.read_text()[-4000:]}")
-            if time.monotonic() - t0 > 180:
-                pytest.fail(f"app.py did not answer within 180 s:\n{log.read_text()[-4000:]}")
-            try:
-                with urllib.request.urlopen(url + "gradio_api/info", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.2)
-        yield AppServer(url, time.monotonic() - t0, tmp, log, proc.pid, base / "gradio")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        with launched_app(tmp_path_factory.mktemp("app"), env) as app:
+            yield app
+    except AppDidNotStart as exc:
+        pytest.fail(str(exc))

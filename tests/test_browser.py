@@ -1,6 +1,7 @@
 """The real page in headless Chromium: Debian's ``/usr/bin/chromium`` driven by Playwright (which never downloads a
 browser here). Upload a clip and run it, click an example, open Compare models; each test saves a full-page
-screenshot under ``artifacts/screenshots/`` (git-ignored) for a human to look at. A missing Chromium fails: CI
+screenshot under ``artifacts/screenshots/`` (git-ignored) for a human to look at; the upload test also takes the
+README's picture of the app (``HAR_README_SCREENSHOT``). A missing Chromium fails: CI
 installs it (README's test command), and these tests are part of CI.
 """
 
@@ -19,6 +20,8 @@ CHROMIUM = Path(os.environ.get("HAR_CHROMIUM", "/usr/bin/chromium"))
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
 SHOTS = REPO / "artifacts" / "screenshots"
+# The README's picture of the app: HAR_README_SCREENSHOT=docs/images/app.png python -m pytest tests/test_browser.py
+README_SHOT = Path(os.environ.get("HAR_README_SCREENSHOT") or SHOTS / "readme.png")
 UPLOAD = ("PlayingPiano", REPO / "examples" / "v_PlayingPiano_g18_c02.mp4")  # shipped, from a test group
 EXAMPLE = "Surfing"  # the example button clicked (its clip is from a test group too)
 RESULT_TIMEOUT_MS = 120_000  # the first request of a session also warms the caches
@@ -72,6 +75,8 @@ def test_upload_a_clip_run_it_and_see_label_and_timeline(page):
     expect(page.locator("#segments")).to_contain_text(label)
     expect(page.locator("#result-json")).to_contain_text(".json")
     page.screenshot(path=SHOTS / "recognize-upload.png", full_page=True)
+    README_SHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=README_SHOT)  # the first screen: input, labels, annotated copy
 
 
 def test_one_click_on_an_example_runs_it(page):

@@ -152,3 +152,14 @@ def test_examples_are_short_h264_clips_one_per_class_from_test_groups():
         assert f"{cls}/{group}" in test_groups, f"{p.name} is not from a test group"
         info = probe(p)
         assert 1.5 <= info.duration_s <= 4.1, (p.name, info.duration_s)
+
+
+def test_the_model_card_in_docs_is_the_about_tabs_text():
+    """docs/model-card.md is what `python -m har docs` writes from the stored models: the About tab's words."""
+    from har import modelcard
+
+    assert modelcard.DOC.read_text() == modelcard.markdown(dashboard.load_records()), \
+        "docs/model-card.md is stale: run `python -m har docs`"
+    before, after = modelcard.sections(dashboard.load_records())
+    assert before in modelcard.DOC.read_text() and after in modelcard.DOC.read_text()
+    assert "| Class | train | validation | test |" in modelcard.DOC.read_text()

@@ -1,5 +1,6 @@
-"""Recognition (har.recognizer, har.timeline, har.analysis, har.annotation): window planning, smoothing, classify/timeline/analyze on real clips, threads, the uncertain path,
-the annotated H.264 copy, the predict CLI, and segments found on clips of different classes stitched together."""
+"""Recognition (har.recognizer, har.timeline, har.analysis, har.annotation): window planning, smoothing,
+classify/timeline/analyze on real clips, threads, the uncertain path, the annotated H.264 copy, the predict CLI,
+and segments found on clips of different classes stitched together."""
 
 from __future__ import annotations
 

@@ -15,11 +15,12 @@ import pytest
 from conftest import REPO, run_cli
 
 from har import data
+from har.checkpoints import HISTORY_FIELDS
 from har.config import ModelConfig, Sampling
 from har.errors import DatasetError
 from har.evaluate import metrics, predict_frames
 from har.modeldir import load_model
-from har.train import HISTORY_FIELDS, TrainOptions, lr_at
+from har.train import TrainOptions, lr_at
 
 
 def test_one_epoch_writes_every_artifact(tiny_model, tiny_dataset):
@@ -158,7 +159,7 @@ def test_mixup_and_group_norm_options_train_and_are_recorded(tiny_dataset, tmp_p
 def test_weight_average_is_the_mean_of_the_folded_epochs_and_survives_a_restart(tmp_path):
     import keras
 
-    from har.train import _avg_count, _load_average, _update_average
+    from har.checkpoints import avg_count, load_average, update_average
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     seen = []
@@ -166,9 +167,9 @@ def test_weight_average_is_the_mean_of_the_folded_epochs_and_survives_a_restart(
         weights = [np.full_like(w, k + 1.5) for w in model.get_weights()]
         model.set_weights(weights)
         seen.append(weights)
-        _update_average(model, tmp_path)  # each call reads the file back: a restart in between changes nothing
-    assert _avg_count(tmp_path) == 3
-    for avg, *per_epoch in zip(_load_average(tmp_path), *seen, strict=True):
+        update_average(model, tmp_path)  # each call reads the file back: a restart in between changes nothing
+    assert avg_count(tmp_path) == 3
+    for avg, *per_epoch in zip(load_average(tmp_path), *seen, strict=True):
         np.testing.assert_allclose(avg, np.mean(per_epoch, axis=0))
     assert [p.name for p in tmp_path.iterdir()] == ["average.npz"]
 

@@ -1,0 +1,94 @@
+"""The library's layout: no import cycle in har/, no module over about 450 lines, gradio never imported, and the
+public API at package level without loading TensorFlow or yt-dlp."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+
+from conftest import REPO
+
+HAR = REPO / "har"
+MAX_LINES = 460  # "about 450"
+
+
+def _imports() -> dict[str, set[str]]:
+    """``har.x`` -> the ``har.*`` modules it imports anywhere in its body (function-level imports too)."""
+    modules = {f"har.{p.stem}" if p.stem != "__init__" else "har": p for p in HAR.glob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            deps |= {t for t in targets if t in modules and t != name}
+        graph[name] = deps
+    # the package's lazy names (har/__init__.py's _LAZY) are imports too
+    init = ast.parse((HAR / "__init__.py").read_text())
+    lazy = next(n.value for n in ast.walk(init) if isinstance(n, ast.Assign)
+                and getattr(n.targets[0], "id", "") == "_LAZY")
+    graph["har"] |= {ast.literal_eval(v) for v in lazy.values}
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle among modules other than the package itself (every module may import ``har``'s
+    eagerly loaded names, the errors), or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str) -> list[str] | None:
+        state[m] = 1
+        stack.append(m)
+        for d in sorted(graph[m] - {"har"}):
+            if state.get(d) == 1:
+                return stack[stack.index(d):] + [d]
+            if d not in state and (found := visit(d)):
+                return found
+        stack.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m != "har" and m not in state and (found := visit(m)):
+            return found
+    return None
+
+
+def test_no_import_cycle_in_har():
+    graph = _imports()
+    assert "har.recognizer" in graph["har"] and "har.export" in graph["har.backends"]  # the walk sees imports
+    assert _cycle(graph) is None, " -> ".join(_cycle(graph))
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycle({"har": set(), "har.a": {"har.b"}, "har.b": {"har.c"}, "har.c": {"har.a"}}) == [
+        "har.a", "har.b", "har.c", "har.a"]
+    assert _cycle({"har": {"har.a"}, "har.a": {"har"}}) is None
+
+
+def test_no_module_is_too_long_and_none_imports_gradio():
+    for path in HAR.glob("*.py"):
+        text = path.read_text()
+        assert len(text.splitlines()) <= MAX_LINES, f"{path.name}: {len(text.splitlines())} lines"
+        tree = ast.parse(text)
+        names = {a.name for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+                 for a in n.names} | {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert not any(str(n).split(".")[0] == "gradio" for n in names), path.name
+
+
+def test_the_public_api_imports_from_the_package_without_tensorflow():
+    code = ("import sys\nfrom har import Recognizer, analyze, annotate, download, ClipPrediction, Timeline, Segment, "
+            "Analysis, UNCERTAIN\nimport har\n"
+            "assert callable(analyze) and callable(annotate) and callable(download) and isinstance(Recognizer, type)\n"
+            "assert sorted(har.__all__) == sorted(dir(har))\n"
+            "print(sorted(m for m in ('tensorflow', 'keras', 'yt_dlp', 'gradio', 'onnxruntime') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+    # yt-dlp loads with the first download; TensorFlow or ONNX Runtime with the first model
+    assert done.stdout.strip() == "[]", done.stdout
