@@ -92,3 +92,27 @@ def test_the_public_api_imports_from_the_package_without_tensorflow():
     assert done.returncode == 0, done.stderr
     # yt-dlp loads with the first download; TensorFlow or ONNX Runtime with the first model
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_the_readme_is_a_short_page_whose_links_exist():
+    import re
+
+    text = (REPO / "README.md").read_text()
+    lines = text.splitlines()
+    assert lines[0] == "---" and "sdk: gradio" in text.split("---")[1]  # the Space card first
+    assert len(lines) < 200
+    body = text.split("---", 2)[2]
+    blocks = re.findall(r"```bash\n(.*?)\n```", body, re.S)
+    # right after the description: the app's command, then the tests' (the one .ci/run reads)
+    assert blocks[0] == "pip install -r requirements.txt && python app.py"
+    assert blocks[1].startswith("apt-get") and blocks[1].endswith("python -m pytest")
+    assert body.index("<!-- test-command -->") < body.index(blocks[1]) < body.index("## ")
+    targets = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text)
+    assert "docs/images/app.png" in targets
+    for target in targets:
+        if "://" not in target:
+            assert (REPO / target).is_file(), target
+    for page in (REPO / "docs").glob("*.md"):
+        for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" not in target:
+                assert (page.parent / target).resolve().is_file(), f"{page.name}: {target}"
