@@ -122,9 +122,10 @@ def _uncertain_notice(results: dict[str, dict]) -> str:
 
 
 def recognize(recognizers: dict, missing: dict, video: str | None, url: str, model: str,
-              start_s: float | None, end_s: float | None, progress) -> tuple:
+              start_s: float | None, end_s: float | None, progress, explain: bool = False) -> tuple:
     """Analyse an uploaded/recorded video or a link with one model or both. Returns the Recognize tab's outputs:
-    (first label, second label, annotated video, timeline figure, segments table, notice, JSON file)."""
+    (first label, second label, annotated video, timeline figure, segments table, notice, JSON file, explanation
+    strip, explanation in words); with ``explain`` off, the last two are empty."""
     from har import analyze, annotate, fetched
 
     url = (url or "").strip()
@@ -155,7 +156,9 @@ def recognize(recognizers: dict, missing: dict, video: str | None, url: str, mod
             # the copy is drawn here rather than by analyze(), to caption each line with the name a visitor chose
             annotated = annotate(path, out / f"{path.stem}-annotated.mp4",
                                  {names[n]: x.timeline or x.clip for n, x in analyses.items()},
-                                 progress=step(half, 1.0))
+                                 progress=step(half, 0.85 if explain else 1.0))
+            strip, words = _explained(list(recs.values()), names, path, out, step(0.85, 1.0)) if explain \
+                else (None, "")
             source = path.name
     except HarError as exc:
         shutil.rmtree(out, ignore_errors=True)
@@ -180,7 +183,20 @@ def recognize(recognizers: dict, missing: dict, video: str | None, url: str, mod
     threshold = min(r["uncertain_below"] for r in results.values())
     return (labels[0], labels[1] if len(labels) > 1 else None, str(annotated),
             dashboard.timeline_figure(results, threshold), dashboard.segments_table(results),
-            _uncertain_notice(results), str(result_file))
+            _uncertain_notice(results), str(result_file), strip, words)
+
+
+def _explained(recs: list, names: dict, path: Path, out: Path, progress) -> tuple[str, str]:
+    """Each chosen model's reasons on the clip (frames by occlusion, regions by Grad-CAM): one strip image, one line
+    of words per model."""
+    from har.explain import explain, save_strip, strip
+
+    found = []
+    for i, rec in enumerate(recs):
+        progress(i / len(recs), f"explaining {names[rec.name]}")
+        found.append(explain(rec, path))
+    image = save_strip(strip(found, [names[r.name] for r in recs]), out / f"{path.stem}-explained.jpg")
+    return str(image), "\n\n".join(e.summary(names[e.model]) for e in found)
 
 
 # ---- tabs ---------------------------------------------------------------------------------------------------------
@@ -198,6 +214,8 @@ def recognize_tab(recognizers: dict, missing: dict) -> None:
                                     elem_id="start")
                 end_s = gr.Number(label="To second (links only; 0: the end)", value=None, minimum=0, elem_id="end")
             model = gr.Radio(CHOICES, value="LRCN", label="Model", elem_id="model")
+            explain = gr.Checkbox(False, label="Explain: which frames and which parts of them each model relied on "
+                                  "(a few seconds more)", elem_id="explain")
             run = gr.Button("Recognize", variant="primary", elem_id="recognize")
             examples = gr.Examples([[str(p)] for p in example_clips().values()], inputs=[video],
                                    example_labels=list(example_clips()), label="Examples: one click each",
@@ -216,30 +234,35 @@ def recognize_tab(recognizers: dict, missing: dict) -> None:
     with gr.Row():
         segments = gr.Dataframe(label="Segments", interactive=False, elem_id="segments", scale=3)
         result = gr.File(label="Full result (JSON)", interactive=False, elem_id="result-json", scale=1)
+    explanation = gr.Image(label="Why: each sampled frame with where the model looked (Grad-CAM, red is hot) and, "
+                           "below it, how much the answer drops without that frame (occlusion)", interactive=False,
+                           format="jpeg", elem_id="explanation")
+    explanation_words = gr.Markdown(elem_id="explanation-words")
     if not available:
         gr.Markdown("No model is loaded: recognition is unavailable. See *About* for how to train one.")
 
     # ---- events, wired last
-    outputs = [label_a, label_b, annotated, timeline, segments, notice, result]
+    outputs = [label_a, label_b, annotated, timeline, segments, notice, result, explanation, explanation_words]
     # The parameter names are the API's keyword names; a gr.Progress() default is how Gradio hands in the bar.
 
-    def run_recognize(video=None, url="", model="LRCN", start_s=None, end_s=None,
+    def run_recognize(video=None, url="", model="LRCN", start_s=None, end_s=None, explain=False,
                       progress=gr.Progress()):  # noqa: B008
-        return recognize(recognizers, missing, video, url, model, start_s, end_s, progress)
+        return recognize(recognizers, missing, video, url, model, start_s, end_s, progress, bool(explain))
 
-    def run_example(video=None, model="LRCN", progress=gr.Progress()):  # noqa: B008
-        return recognize(recognizers, missing, video, "", model, None, None, progress)
+    def run_example(video=None, model="LRCN", explain=False, progress=gr.Progress()):  # noqa: B008
+        return recognize(recognizers, missing, video, "", model, None, None, progress, bool(explain))
 
     def show_model(model: str):
         both = model == BOTH
         return gr.Label(label="LRCN" if both else model), gr.Label(visible=both)
 
-    run.click(run_recognize, inputs=[video, url, model, start_s, end_s], outputs=outputs, api_name="recognize",
+    run.click(run_recognize, inputs=[video, url, model, start_s, end_s, explain], outputs=outputs, api_name="recognize",
               concurrency_id="inference")
-    url.submit(run_recognize, inputs=[video, url, model, start_s, end_s], outputs=outputs,
+    url.submit(run_recognize, inputs=[video, url, model, start_s, end_s, explain], outputs=outputs,
                api_name="recognize_link", api_visibility="undocumented", concurrency_id="inference")
-    examples.load_input_event.then(run_example, inputs=[video, model], outputs=outputs, api_name="recognize_example",
-                                   api_visibility="undocumented", concurrency_id="inference")
+    examples.load_input_event.then(run_example, inputs=[video, model, explain], outputs=outputs,
+                                   api_name="recognize_example", api_visibility="undocumented",
+                                   concurrency_id="inference")
     model.change(show_model, inputs=[model], outputs=[label_a, label_b], api_name="show_model",
                  api_visibility="undocumented", queue=False)
 
@@ -267,6 +290,11 @@ def compare_tab(records: list[dashboard.ModelRecord]) -> None:
         gr.Image(dashboard.frame_strip(clips, frames=frames, size=size), format="jpeg", interactive=False,
                  label=f"What the model sees: 8 of the {frames} frames sampled from one clip per class, at "
                        f"{size}x{size} pixels", elem_id="frames")
+    for r in main:  # stored by `python -m har explain --model NAME`
+        if r.explained is not None:
+            gr.Image(str(r.explained), format="jpeg", interactive=False, elem_id=f"explained-{r.name}",
+                     label=f"Why {r.label} answers as it does, on one example clip per class: where it looked "
+                           "(Grad-CAM, red is hot) and, under each frame, how much its answer drops without it")
 
 
 def about_tab(records: list[dashboard.ModelRecord]) -> None:

@@ -140,7 +140,7 @@ def references(url: str, jobs: list[Job], downloads: Path) -> dict[Path, Answer]
 
 def check(job: Job, answer: tuple, ref: Answer) -> str:
     """Why ``answer`` (the /recognize outputs) is not the right one for ``job``; "" when it is."""
-    top, _, annotated, _, _, _, result = answer
+    top, _, annotated, _, _, _, result, _, _ = answer
     data = json.loads(Path(result).read_text())
     if data["source"] != job.file.name:
         return f"answer for {data['source']!r}, not for {job.file.name!r}"

@@ -85,6 +85,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from har import Recognizer
+    from har.explain import explain_examples
+    from har.modeldir import resolve_model_dir
+
+    directory = resolve_model_dir(args.model)
+    clips = {p.stem.split("_")[1]: p for p in sorted(Path(args.examples).glob("v_*.*"))}
+    if not clips:
+        raise HarError(f"No example clips (v_<Class>_gGG_cCC.*) in {args.examples}.")
+    _quiet_tensorflow()
+    name = {"lrcn": "LRCN", "convlstm": "ConvLSTM"}.get(directory.name, directory.name)
+    print(explain_examples(Recognizer(directory, runtime=args.runtime), clips, directory, name))
+    return 0
+
+
 def cmd_docs(args: argparse.Namespace) -> int:
     from har import dashboard, modelcard
 
@@ -140,11 +155,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         try:
             result = analyze(path, recognizer, timeline=timeline, annotate_to=args.annotate, top_k=args.top_k,
                              window_s=args.window_s, hop_s=args.hop_s, progress=progress)[recognizer.name]
+            explanation = _explain(recognizer, path, args.explain) if args.explain else None
         except BaseException:
             # The loader silences stderr while TensorFlow imports: let it finish before the error is printed.
             recognizer.settle()
             raise
     out = {**result.to_dict(), "input": args.input, "runtime": recognizer.runtime}
+    if explanation is not None:
+        out["explanation"] = {**explanation.to_dict(), "strip": args.explain}
     if args.json:
         print(json.dumps(out))
         return 0
@@ -163,7 +181,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(f"  {seg.start_s:>7.1f} - {seg.end_s:>7.1f} s  {seg.label:<28}{seg.score:>6.0%}")
     if result.annotated is not None:
         print(f"annotated copy: {result.annotated}")
+    if explanation is not None:
+        print(f"{explanation.summary()}\nexplanation strip: {args.explain}")
     return 0
+
+
+def _explain(recognizer, path: Path, out: str):
+    """The recognizer's reasons on the clip, drawn as a strip into ``out``; returns the explanation."""
+    from har.explain import explain, save_strip, strip
+
+    explanation = explain(recognizer, path)
+    save_strip(strip([explanation]), out)
+    return explanation
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -226,12 +255,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--runtime", choices=("auto", "keras", "onnx"), default="auto",
                    help="auto (default): ONNX Runtime on the model's model.onnx when usable and no GPU is present "
                         "(no TensorFlow start-up), else TensorFlow; keras: always TensorFlow")
+    s.add_argument("--explain", metavar="OUT.png", default=None,
+                   help="write the frames the model relied on (occlusion) with where it looked (Grad-CAM) as an "
+                        "image; needs TensorFlow")
     s.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     s.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("export", help="write model.onnx beside a model's model.keras (checked against it)")
     s.add_argument("--model", default="lrcn", help="lrcn, convlstm or a model directory")
     s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("explain", help="store a model's explanations of one example clip per class (dashboard)")
+    s.add_argument("--model", default="lrcn", help="lrcn, convlstm or a model directory")
+    s.add_argument("--examples", default=str(Path(__file__).resolve().parent.parent / "examples"),
+                   help="folder of v_<Class>_gGG_cCC clips (default: the app's examples)")
+    s.add_argument("--runtime", choices=("auto", "keras", "onnx"), default="auto")
+    s.set_defaults(func=cmd_explain)
 
     s = sub.add_parser("docs", help="write docs/model-card.md from the stored models (the About tab's text)")
     s.add_argument("--out", default=None, help="file to write (default: docs/model-card.md in the repository)")

@@ -26,6 +26,7 @@ from plotly.subplots import make_subplots
 
 from har.config import CONFIG_FILE, ModelConfig
 from har.errors import HarError
+from har.explain import STORED_IMAGE
 from har.modeldir import HISTORY_FILE, METRICS_FILE, MODEL_FILE, MODELS_ROOT, REFIT_HISTORY_FILE
 
 BENCHMARK_FILE = "benchmark.json"
@@ -54,6 +55,7 @@ class ModelRecord:
     metrics: dict[str, Any] | None = None  # har.evaluate schema, on the test groups
     benchmark: dict[str, Any] | None = None  # {"forward_ms", "onnx_forward_ms", "batch", "device", "measured"}
     size_bytes: int | None = None  # model.keras on disk
+    explained: Path | None = None  # explained.jpg: why it answers, one example clip per class (python -m har explain)
     problems: list[str] = field(default_factory=list)  # one sentence per missing or unreadable file
 
     @property
@@ -102,6 +104,8 @@ def load_record(name: str, root: str | os.PathLike | None = None) -> ModelRecord
                                  required=("accuracy", "macro_f1", "classes", "per_class", "confusion"))
     if (directory / BENCHMARK_FILE).is_file():  # optional: absent means "not measured", not a problem
         rec.benchmark = _read_json(directory / BENCHMARK_FILE, shown, rec.problems, required=("forward_ms",))
+    if (directory / STORED_IMAGE).is_file():  # optional: the dashboard shows it when stored
+        rec.explained = directory / STORED_IMAGE
     return rec
 
 

@@ -281,6 +281,29 @@ def sample_clip(path: str | os.PathLike, frames: int = 20, size: int = 64) -> np
     return gather(indices, got)
 
 
+def sample_span(path: str | os.PathLike, frames: int, size: int, start_s: float,
+                end_s: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``frames`` frames at equal intervals over the span ``start_s`` .. ``end_s`` seconds (default: the end),
+    as a timeline window samples it: ``(clip (frames, size, size, 3) uint8, times (frames,) seconds)``. Raises
+    :class:`VideoError` as :func:`sample_clip` does, and for a span outside the video."""
+    p = Path(path)
+    cap = open_video(p)
+    info = _info(cap)
+    cap.release()
+    fps = info.fps or 25.0
+    end = info.duration_s if end_s is None else float(end_s)
+    if not (0 <= start_s < end) or (info.duration_s and start_s >= info.duration_s):
+        raise VideoError(f"The span {start_s:g}-{end:g} s is not inside {_describe(p)} "
+                         f"({info.duration_s:.1f} s long).")
+    step = (end - start_s) / frames
+    times = start_s + (np.arange(frames) + 0.5) * step
+    wanted = np.floor(times * fps).astype(np.int64)
+    total, got = _pass(p, wanted, size)
+    if total == 0 or not got:
+        raise no_frame_error(p)
+    return gather(np.minimum(wanted, total - 1), got), times
+
+
 @dataclass(frozen=True)
 class Frame:
     """One decoded frame of a stream."""

@@ -60,12 +60,14 @@ def test_ready_with_one_public_endpoint(app_server, client):
     assert params["video"] == (True, None)
     assert params["url"] == (True, "")
     assert params["model"] == (True, "LRCN")
+    assert params["explain"] == (True, False)  # off by default: plain recognition pays nothing for it
 
 
 def test_a_shared_clip_is_recognized(client, ucf):
     label, rel = CLIP
     out = client.predict(video=handle_file(ucf / rel), api_name="/recognize")
-    top, second, annotated, timeline, segments, notice, result = out
+    top, second, annotated, timeline, segments, notice, result, strip, words = out
+    assert strip is None and words == ""  # Explain is off by default: no explanation computed
     assert top["label"] == label
     conf = confidences(top)
     assert len(conf) == 6 and abs(sum(conf.values()) - 1) < 0.01 and max(conf, key=conf.get) == label
@@ -88,8 +90,8 @@ def test_a_shared_clip_is_recognized(client, ucf):
 
 def test_both_models_answer_side_by_side(client, ucf):
     label, rel = CLIP
-    top, second, _, timeline, segments, _, result = client.predict(video=handle_file(ucf / rel), model=BOTH,
-                                                                    api_name="/recognize")
+    top, second, _, timeline, segments, _, result, _, _ = client.predict(video=handle_file(ucf / rel), model=BOTH,
+                                                                          api_name="/recognize")
     assert top["label"] == label  # LRCN first, as alone
     conf = confidences(second)
     assert len(conf) == 6 and abs(sum(conf.values()) - 1) < 0.01 and conf != confidences(top)
@@ -122,7 +124,7 @@ def test_inputs_are_checked_with_messages(client):
 
 def test_a_link_is_fetched_recognized_and_its_download_removed(client, link_server, app_server):
     base, label = link_server
-    top, *_, result = client.predict(url=base + "clip.mp4", api_name="/recognize")
+    top, *_, result, _, _ = client.predict(url=base + "clip.mp4", api_name="/recognize")
     assert top["label"] == label
     assert json.loads(open(result).read())["source"] == base + "clip.mp4"
     # a section of the link (ffmpeg cuts it): still the same action
@@ -131,3 +133,15 @@ def test_a_link_is_fetched_recognized_and_its_download_removed(client, link_serv
     assert probe(annotated).duration_s == pytest.approx(2.0, abs=0.3)
     leftovers = [p.name for p in app_server.tmp.iterdir() if p.name.startswith("har-")]
     assert leftovers == [], f"temporary files left after the requests: {leftovers}"
+
+
+def test_explain_shows_each_models_frames_and_regions(client, ucf):
+    label, rel = CLIP
+    *_, notice, result, strip, words = client.predict(video=handle_file(ucf / rel), model=BOTH, explain=True,
+                                                      api_name="/recognize")
+    image = cv2.imread(strip)
+    assert image is not None and image.shape[1] == 20 * 96  # a tile per sampled frame
+    assert image.shape[0] > 2 * 96  # a row per model
+    lines = words.split("\n\n")
+    assert len(lines) == 2 and lines[0].startswith("LRCN (") and lines[1].startswith("ConvLSTM (")
+    assert all(" of the picture." in w or "no single frame" in w for w in lines)

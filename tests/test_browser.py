@@ -101,3 +101,12 @@ def test_compare_models_renders_curves_heatmaps_and_frames(page):
     page.get_by_role("tab", name="About").click()
     expect(page.get_by_text("What the models cannot do.")).to_be_visible()
     page.screenshot(path=SHOTS / "about.png", full_page=True)
+
+
+def test_explain_adds_the_strip_and_the_words(page):
+    page.locator("#explain input[type=checkbox]").check()
+    page.get_by_text("PlayingViolin", exact=True).click()
+    expect(page.locator("#explanation img")).to_be_visible(timeout=RESULT_TIMEOUT_MS)
+    expect(page.locator("#explanation-words")).to_contain_text("LRCN (")
+    expect(page.locator("#explanation-words")).to_contain_text("relied most on")
+    page.screenshot(path=SHOTS / "recognize-explain.png", full_page=True)

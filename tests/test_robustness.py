@@ -156,7 +156,7 @@ def app_log(app_server):
 
 def _answer_is_for(out: tuple, name: str) -> dict:
     """The LRCN answer of a /recognize output, checked to be a whole answer about the file ``name``."""
-    top, _, annotated, _, _, _, result = out
+    top, _, annotated, _, _, _, result, _, _ = out
     conf = {c["label"]: c["confidence"] for c in top["confidences"]}
     data = json.loads(open(result).read())
     assert data["source"] == name
