@@ -97,6 +97,8 @@ def test_compare_models_renders_curves_heatmaps_and_frames(page):
     expect(page.locator("#per-class .js-plotly-plot .barlayer .trace").first).to_be_visible()
     expect(page.locator("#summary")).to_contain_text("ConvLSTM")
     expect(page.locator("#frames img")).to_be_visible()
+    for name in ("lrcn", "convlstm"):  # the stored explanations of the examples (python -m har explain)
+        expect(page.locator(f"#explained-{name} img")).to_be_visible()
     page.screenshot(path=SHOTS / "compare-models.png", full_page=True)
     page.get_by_role("tab", name="About").click()
     expect(page.get_by_text("What the models cannot do.")).to_be_visible()
