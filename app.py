@@ -282,6 +282,11 @@ def compare_tab(records: list[dashboard.ModelRecord]) -> None:
             + (", dotted: the shipped refit on train + validation groups)" if dashboard.refit_shipped(records)
                else ")"), elem_id="curves")
     gr.Plot(dashboard.per_class_figure(main), label="Per class, on the test groups", elem_id="per-class")
+    timelines = dashboard.timeline_table(main)
+    if len(timelines):
+        gr.Dataframe(timelines, interactive=False, elem_id="timeline-scores",
+                     label="Timelines on montages of test-group clips (6 pieces of 2–10 s each, random classes; "
+                           "benchmarks/bench_timeline.py): segments found and where they end")
     gr.Plot(dashboard.confusion_figure(main), label="Confusion matrices (rows: true class)", elem_id="confusion")
     clips = example_clips()
     if clips:

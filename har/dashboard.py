@@ -30,6 +30,7 @@ from har.explain import STORED_IMAGE
 from har.modeldir import HISTORY_FILE, METRICS_FILE, MODEL_FILE, MODELS_ROOT, REFIT_HISTORY_FILE
 
 BENCHMARK_FILE = "benchmark.json"
+TIMELINE_FILE = "timeline.json"  # benchmarks/bench_timeline.py --write
 MAIN = ("lrcn", "convlstm")  # the two shipped models, compared everywhere
 # Shown beside them in the table: the same architectures trained from scratch (no ImageNet encoder; the ships before
 # this one) and the original write-ups' networks.
@@ -55,6 +56,7 @@ class ModelRecord:
     metrics: dict[str, Any] | None = None  # har.evaluate schema, on the test groups
     benchmark: dict[str, Any] | None = None  # {"forward_ms", "onnx_forward_ms", "batch", "device", "measured"}
     size_bytes: int | None = None  # model.keras on disk
+    timeline: dict[str, Any] | None = None  # timeline.json: segments found on test-group montages
     explained: Path | None = None  # explained.jpg: why it answers, one example clip per class (python -m har explain)
     problems: list[str] = field(default_factory=list)  # one sentence per missing or unreadable file
 
@@ -104,6 +106,8 @@ def load_record(name: str, root: str | os.PathLike | None = None) -> ModelRecord
                                  required=("accuracy", "macro_f1", "classes", "per_class", "confusion"))
     if (directory / BENCHMARK_FILE).is_file():  # optional: absent means "not measured", not a problem
         rec.benchmark = _read_json(directory / BENCHMARK_FILE, shown, rec.problems, required=("forward_ms",))
+    if (directory / TIMELINE_FILE).is_file():  # optional: benchmarks/bench_timeline.py --write
+        rec.timeline = _read_json(directory / TIMELINE_FILE, shown, rec.problems, required=("f1", "timeline"))
     if (directory / STORED_IMAGE).is_file():  # optional: the dashboard shows it when stored
         rec.explained = directory / STORED_IMAGE
     return rec
@@ -190,6 +194,25 @@ def summary_table(records: Sequence[ModelRecord]) -> pd.DataFrame:
                               else f"{c.epochs} ({c.best_epoch}) + {refit} refit" if refit
                               else f"{c.epochs} ({c.best_epoch})" if c and c.epochs else "—"),
             "Training time": _duration(c.train_seconds) if c and c.train_seconds else "—",
+        })
+    return pd.DataFrame(rows)
+
+
+def timeline_table(records: Sequence[ModelRecord]) -> pd.DataFrame:
+    """How each model's timeline finds the pieces of montages of test-group clips (``timeline.json``)."""
+    rows = []
+    for r in records:
+        t = r.timeline
+        if not t:
+            continue
+        rows.append({
+            "Model": r.label,
+            "Window / hop (s)": f"{t['timeline']['window_s']:g} / {t['timeline']['hop_s']:g}",
+            "Montages (pieces)": f"{t['montages']} ({t['segments']})",
+            "Segment F1 @ IoU 0.5": f"{t['f1']:.3f}",
+            "Precision / recall": f"{t['precision']:.3f} / {t['recall']:.3f}",
+            "Mean boundary error": f"{t['mean_boundary_error_s']:.2f} s",
+            "2–3 s pieces found": f"{t['short_recall']:.0%} of {t['short_pieces']}",
         })
     return pd.DataFrame(rows)
 
