@@ -3,28 +3,24 @@
 Who may be fetched. Only ``http(s)`` links, only to hosts in ``HAR_ALLOWED_HOSTS`` (default: YouTube's), and
 never to a host that resolves to a loopback, private, link-local or otherwise non-public address unless that host
 is listed by its exact name (a public server must not become a way into its own network: 169.254.169.254, the
-router, a database on localhost). :func:`check_url` applies these rules to the link and says which one refused it.
+router, a database on localhost). These rules live in one function, :func:`check_host`: :func:`check_url` applies
+it to the link and says which rule refused it, and every connection of a fetch applies it again.
 
-yt-dlp then makes many connections of its own: redirects, API calls, the CDN that holds the media. While it runs,
-every name it resolves goes through a guard (:class:`_Guard`, installed on ``socket.getaddrinfo`` but only active
-in the thread that is downloading) that refuses non-public addresses *before* any connection is attempted, and
-validates the very addresses that are then connected to (no DNS-rebinding window in Python). When yt-dlp has no
-extractor of its own for the link (its "generic" extractor: a direct file, a page with a ``<video>``), every host
-it contacts must also be in the allow list, so a redirect to another site is refused too. For a site yt-dlp
-knows (YouTube), the media comes from CDN hosts (``*.googlevideo.com``) that are not in the list: there only the
-address rule applies, plus a check that the page yt-dlp ended on is still an allowed host.
-
-Section downloads (``start_s``/``end_s``) are done by ffmpeg, which connects by itself: the media URLs are
-validated before ffmpeg gets them, ffmpeg gets a read timeout, a protocol whitelist and an output size cap, and
-for generic links no redirects.
+yt-dlp then makes many connections of its own: redirects, API calls, the CDN that holds the media, fragments, and
+ffmpeg for sections. :mod:`har.netguard` routes every one of them through :func:`check_host`, whichever thread
+opens it, and connects to the very addresses that were checked (no DNS-rebinding window); ffmpeg reads through a
+relay in this process instead of connecting by itself (see there). When yt-dlp has no extractor of its own for the
+link (its "generic" extractor: a direct file, a page with a ``<video>``), every host it contacts must also be in
+the allow list, so a redirect to another site is refused too. For a site yt-dlp knows (YouTube), the media comes
+from CDN hosts (``*.googlevideo.com``) that are not in the list: there only the address rule applies, plus a check
+that the page yt-dlp ended on is still an allowed host.
 
 Limits come from the environment (see :meth:`FetchLimits.from_env`). Each download happens in its own temporary
-directory (:func:`fetched` removes it whatever happens).
+directory (:func:`fetched` removes it whatever happens). docs/security.md says what is guarded and how it is tested.
 """
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import ipaddress
 import logging
@@ -34,17 +30,20 @@ import re
 import shutil
 import socket
 import tempfile
-import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from har.errors import FetchError, HarError, VideoError
 from har.ffmpeg import ffmpeg_exe
 from har.limits import DEFAULT_MAX_VIDEO_SECONDS, max_video_seconds
 from har.progress import Progress, silent
+
+if TYPE_CHECKING:
+    from har.netguard import Guard
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +59,12 @@ FORMAT = (
     f"b[height<=?{MAX_HEIGHT}][ext=mp4][protocol^=http]/b[height<=?{MAX_HEIGHT}]"
     f"/bv*[height<=?{MAX_HEIGHT}][ext=mp4]/bv*[height<=?{MAX_HEIGHT}]/wv*/w"
 )
+# A section: the same choice among single files that ffmpeg can read through the relay (no fragment playlists).
+SECTION_PROTOCOLS = ("http", "https")
+# Failing that, the usual choice, which match_filter then refuses with CANNOT_CUT (clearer than "no format").
+SECTION_FORMAT = "/".join(f"{alt}[protocol~='^https?$']" for alt in FORMAT.split("/")) + "/" + FORMAT
+CANNOT_CUT = ("This video is only offered in a form that cannot be cut into a section here; fetch it without a "
+              "start and end time.")
 _HOSTS_ENV = "HAR_ALLOWED_HOSTS"
 
 @dataclass(frozen=True)
@@ -183,10 +188,24 @@ def _kind(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
     return "reserved"
 
 
-def _check_infos(host: str, infos: list, limits: FetchLimits, via: str) -> None:
-    """Refuse a host whose resolved addresses include a non-public one, unless the host is listed exactly."""
+def check_host(host: str, port: int | None, limits: FetchLimits, *, strict: bool = True,
+               via: str = "The link goes") -> list[tuple]:
+    """The host rules, in one place: for the link (:func:`check_url`) and for every connection of a fetch
+    (:class:`har.netguard.Guard`). Raises :class:`FetchError` naming the rule that refused ``host``.
+
+    ``strict``: the host must be allowed (``HAR_ALLOWED_HOSTS``). With a ``port`` the host is then resolved, once,
+    here, and unless it is listed by its exact name every address must be public; those addresses are returned, to
+    connect to one of them (never to whatever the name resolves to later). ``port=None`` judges the name only and
+    returns []. A failed lookup raises the resolver's ``OSError`` (``socket.gaierror``).
+    """
+    host = _norm_host(host)
+    if strict and not _host_allowed(host, limits):
+        raise _host_refused(host, limits, via)
+    if port is None:
+        return []
+    infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
     if _listed_exactly(host, limits):
-        return
+        return infos
     for info in infos:
         addr = info[4][0]
         try:
@@ -199,6 +218,7 @@ def _check_infos(host: str, infos: list, limits: FetchLimits, via: str) -> None:
                 f"{via} to {shown} a {_kind(ip)} address: links into a local or reserved network are refused on "
                 f"this server unless the host is listed by its exact name in {_HOSTS_ENV}."
             )
+    return infos
 
 
 def is_url(text: str) -> bool:
@@ -206,8 +226,8 @@ def is_url(text: str) -> bool:
     return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", text.strip()))
 
 
-def _parse(url: str, limits: FetchLimits) -> tuple[str, str, int]:
-    """Scheme and host rules (no network): ``(normalized url, host, port)`` or :class:`FetchError`."""
+def _parse(url: str) -> tuple[str, str, int]:
+    """How the link is written (no network): ``(normalized url, host, port)`` or :class:`FetchError`."""
     text = (url or "").strip()
     shown = text if len(text) <= 80 else text[:77] + "..."
     if not text:
@@ -228,18 +248,7 @@ def _parse(url: str, limits: FetchLimits) -> tuple[str, str, int]:
         host = port = None
     if not host or (port is None and parts.netloc.endswith(":")):
         raise FetchError(f"'{shown}' is not a link: it has no valid host name.")
-    host = _norm_host(host)
-    if not _host_allowed(host, limits):
-        raise _host_refused(host, limits)
-    return parts._replace(scheme=scheme).geturl(), host, port or (443 if scheme == "https" else 80)
-
-
-def _resolve(host: str, port: int) -> list:
-    try:
-        return _real_getaddrinfo(host, port, 0, socket.SOCK_STREAM)
-    except OSError as exc:
-        raise FetchError(f"Could not find the server '{host}' (DNS lookup failed: {exc.strerror or exc}). Check "
-                         "the link; if it is right, this server may have no internet connection.") from exc
+    return parts._replace(scheme=scheme).geturl(), _norm_host(host), port or (443 if scheme == "https" else 80)
 
 
 def check_url(url: str, limits: FetchLimits | None = None) -> str:
@@ -249,61 +258,14 @@ def check_url(url: str, limits: FetchLimits | None = None) -> str:
     ``HAR_ALLOWED_HOSTS``, or a host resolving to a loopback/private/link-local/reserved address.
     """
     limits = limits or FetchLimits.from_env()
-    normalized, host, port = _parse(url, limits)
-    if not _listed_exactly(host, limits):
-        _check_infos(host, _resolve(host, port), limits, "The link goes")
+    normalized, host, port = _parse(url)
+    try:
+        # A host listed by its exact name may resolve anywhere (the operator chose it): judging it needs no lookup.
+        check_host(host, None if _listed_exactly(host, limits) else port, limits)
+    except OSError as exc:
+        raise FetchError(f"Could not find the server '{host}' (DNS lookup failed: {exc.strerror or exc}). Check "
+                         "the link; if it is right, this server may have no internet connection.") from exc
     return normalized
-
-
-# --- the connection guard ------------------------------------------------------------------------------------
-
-_real_getaddrinfo = socket.getaddrinfo
-_active_guard: contextvars.ContextVar[_Guard | None] = contextvars.ContextVar("har_fetch_guard", default=None)
-_install_lock = threading.Lock()
-
-
-class _Refused(socket.gaierror):
-    """Raised inside yt-dlp's networking instead of an address: the connection is never attempted."""
-
-
-@dataclass
-class _Guard:
-    """Checks every name yt-dlp resolves while a download runs in this thread (see the module docstring)."""
-
-    limits: FetchLimits
-    strict: bool  # also require every host to be allowed (generic extractor: redirects, embedded files)
-    refusal: str | None = None  # the first refusal, reported to the user instead of yt-dlp's wrapped error
-    hosts: list[str] = field(default_factory=list)  # every host resolved, for logs and tests
-
-    def getaddrinfo(self, host, port, *args, **kwargs):
-        name = _norm_host(host.decode() if isinstance(host, bytes) else str(host))
-        self.hosts.append(name)
-        try:
-            if self.strict and not _host_allowed(name, self.limits):
-                raise _host_refused(name, self.limits, "The link led")
-            infos = _real_getaddrinfo(host, port, *args, **kwargs)
-            _check_infos(name, infos, self.limits, "The link led")
-        except FetchError as exc:
-            self.refusal = self.refusal or str(exc)
-            # INFO, not WARNING: the refusal is the error the caller gets (the CLI would print it twice)
-            log.info("refused connection to %s: %s", name, exc)
-            raise _Refused(socket.EAI_FAIL, f"refused by HAR Studio: {exc}") from None
-        return infos
-
-
-def _guarded_getaddrinfo(host, port, *args, **kwargs):
-    guard = _active_guard.get()
-    if guard is None:  # any other thread, or this one outside a download
-        return _real_getaddrinfo(host, port, *args, **kwargs)
-    return guard.getaddrinfo(host, port, *args, **kwargs)
-
-
-def _install_guard() -> None:
-    # http.client (socket.create_connection), urllib3 and yt-dlp's own helper all look up socket.getaddrinfo at
-    # call time, so replacing the module attribute covers every connection yt-dlp's Python code makes.
-    with _install_lock:
-        if socket.getaddrinfo is not _guarded_getaddrinfo:
-            socket.getaddrinfo = _guarded_getaddrinfo
 
 
 # --- JavaScript runtime (YouTube) ----------------------------------------------------------------------------
@@ -422,7 +384,7 @@ class _Job:
 
     url: str
     limits: FetchLimits
-    guard: _Guard
+    guard: Guard
     start_s: float | None
     end_s: float | None
     report: Progress
@@ -455,20 +417,11 @@ class _Job:
         size = info.get("filesize") or info.get("filesize_approx")
         if size and not self.section and size > self.limits.max_bytes:
             raise _too_large(self.limits, size)
-        # The media URLs ffmpeg or yt-dlp will open: ffmpeg (sections) connects without our guard.
-        for fmt in info.get("requested_formats") or [info]:
-            media = fmt.get("url")
-            if media and re.match(r"https?://", media):
-                parts = urlsplit(media)
-                host = _norm_host(parts.hostname or "")
-                if self.guard.strict and not _host_allowed(host, self.limits):
-                    raise _host_refused(host, self.limits, "The link led")
-                port = parts.port or (443 if parts.scheme == "https" else 80)
-                if not _listed_exactly(host, self.limits):
-                    _check_infos(host, _resolve(host, port), self.limits, "The link led")
-            elif media and self.section:
-                raise FetchError("This video is only offered in a form that cannot be cut into a section here; "
-                                 "fetch it without a start and end time.")
+        # Every connection is checked as it is made (har.netguard); a section must also be one file that ffmpeg can
+        # read through the relay (not a playlist of fragments it would fetch by itself).
+        if self.section and any(f.get("url") and f.get("protocol") not in SECTION_PROTOCOLS
+                                for f in info.get("requested_formats") or [info]):
+            raise FetchError(CANNOT_CUT)
 
     def progress_hook(self, d: dict) -> None:
         status = d.get("status")
@@ -485,6 +438,8 @@ class _Job:
             self.report(1.0, f"Downloaded {done / 1e6:.1f} MB" if done else "Downloaded")
 
     def options(self, dest: Path, work: Path) -> dict:
+        from har.netguard import ffmpeg_input_args
+
         limits = self.limits
         opts: dict = {
             "format": FORMAT,
@@ -497,7 +452,7 @@ class _Job:
             "fragment_retries": limits.retries,
             "extractor_retries": limits.retries,
             "file_access_retries": 1,
-            "concurrent_fragment_downloads": 1,  # fragments in this thread: the guard is per thread
+            "concurrent_fragment_downloads": 1,  # one at a time: a 2-core server (any thread is checked)
             "logger": _YtdlpLogger(),
             "progress_hooks": [self.progress_hook],
             "noprogress": True,
@@ -511,14 +466,13 @@ class _Job:
             "continuedl": False,
             "writethumbnail": False,
             "proxy": "",  # direct connections only: the guard must see the real host of every connection
+            "external_downloader": {"default": "native"},  # yt-dlp's own, checked connections; ffmpeg: sections only
             "enable_file_urls": False,
             "js_runtimes": {"deno": {}, "node": {}, "bun": {}, "quickjs": {}},  # whichever is installed
             "remote_components": [],  # never fetch solver code from the internet at run time
             "external_downloader_args": {
-                # ffmpeg (sections) reads with a timeout, only over http(s), and writes at most the size limit.
-                "ffmpeg_i": ["-rw_timeout", str(int(limits.socket_timeout_s * 1e6)),
-                             "-protocol_whitelist", "http,https,tcp,tls,crypto",
-                             *(["-max_redirects", "0"] if self.guard.strict else [])],
+                # ffmpeg (sections) reads only from the relay, with a timeout, and writes at most the size limit.
+                "ffmpeg_i": ffmpeg_input_args(limits.socket_timeout_s),
                 "ffmpeg_o": ["-fs", str(limits.max_bytes + 1)],
             },
         }
@@ -528,6 +482,7 @@ class _Job:
         if self.section:
             from yt_dlp.utils import download_range_func
 
+            opts["format"] = SECTION_FORMAT
             opts["download_ranges"] = download_range_func(None, [(self.start_s or 0, self.end_s or math.inf)])
             # Cut exactly where asked: a stream copy starts at the keyframe before the start, which in many videos
             # is seconds (or the whole video) earlier. Re-encoding a section of <= 480p is cheap at this preset.
@@ -560,25 +515,27 @@ def download(url: str, dest_dir: str | os.PathLike, *, start_s: float | None = N
     """
     import yt_dlp
 
+    from har.netguard import Guard, GuardedYDL, Relay
+
     limits = limits or FetchLimits.from_env()
     report = progress or silent
     _check_section(start_s, end_s, limits)
     report(None, "Checking the link")
-    normalized, _, _ = _parse(url, limits)
+    normalized, _, _ = _parse(url)
     extractor = _extractor_key(normalized)
     if extractor.startswith("Youtube"):
         _require_js_runtime()  # before any network: a clear message instead of "no formats"
     normalized = check_url(normalized, limits)
     dest = Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)
-    guard = _Guard(limits, strict=extractor == "Generic")
+    guard = Guard(limits, strict=extractor == "Generic")  # every connection of this fetch, whichever thread opens it
     job = _Job(normalized, limits, guard, start_s, end_s, report)
     work = Path(tempfile.mkdtemp(prefix="har-fetch-"))
-    _install_guard()
-    token = _active_guard.set(guard)
     path: Path | None = None
     try:
-        with yt_dlp.YoutubeDL(job.options(dest, work)) as ydl:
+        # A section is cut by ffmpeg, which reads through the relay (its only way out), never from the site itself.
+        with Relay() if job.section else nullcontext() as relay, \
+                GuardedYDL(job.options(dest, work), guard, relay) as ydl:
             report(None, "Reading the video's details")
             info = ydl.extract_info(normalized, download=False)
             _check_info(info, limits)
@@ -597,7 +554,6 @@ def download(url: str, dest_dir: str | os.PathLike, *, start_s: float | None = N
             path.unlink(missing_ok=True)
         raise
     finally:
-        _active_guard.reset(token)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -607,10 +563,9 @@ def _check_info(info: dict | None, limits: FetchLimits) -> None:
     if info.get("_type") in ("playlist", "multi_video"):
         raise FetchError("The link is a playlist or a channel: paste the link of a single video.")
     page = info.get("webpage_url")
-    if page:
-        host = _norm_host(urlsplit(page).hostname or "")
-        if host and not _host_allowed(host, limits):
-            raise _host_refused(host, limits, "The link led")
+    host = urlsplit(page).hostname if page else None
+    if host:
+        check_host(host, None, limits, via="The link led")
 
 
 def _check_file(path: Path, job: _Job) -> None:
@@ -669,7 +624,7 @@ def _reason(exc: BaseException) -> str:
     return msg if len(msg) <= 300 else msg[:297] + "..."
 
 
-def _explain(exc: Exception, guard: _Guard, extractor: str) -> FetchError:
+def _explain(exc: Exception, guard: Guard, extractor: str) -> FetchError:
     """The FetchError for a yt-dlp failure: our own refusal first, then yt-dlp's error classified."""
     if guard.refusal:
         return FetchError(guard.refusal)
@@ -708,6 +663,9 @@ def _explain(exc: Exception, guard: _Guard, extractor: str) -> FetchError:
             f"{site} asked for a sign-in or a check that this server is not a bot. YouTube blocks many datacenter "
             "addresses (cloud servers, Hugging Face Spaces): try the video on a machine at home, or the operator "
             f"can point HAR_YTDLP_COOKIES to a cookies.txt file exported from a signed-in browser. ({reason})")
+    if "ffmpeg exited" in text:  # a section: the relay's guard refusal came first; this is the file itself
+        return FetchError("ffmpeg could not cut a section from what this link gave: it is not a video file that "
+                          f"can be read here. Fetch it without a start and end time. ({reason})")
     if has(_NO_FORMAT):
         if youtube:
             return FetchError("YouTube offered no downloadable format for this video. yt-dlp may need an update, "

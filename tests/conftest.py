@@ -9,11 +9,38 @@ import sys
 from pathlib import Path
 
 import cv2
+import netns
 import numpy as np
 import pytest
 from launcher import AppDidNotStart, LaunchedApp, launched_app
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+NETNS: str | None = None  # how this session is kept to loopback (tests/netns.py), or None when it is not
+
+
+def pytest_configure(config) -> None:
+    """The whole session, and every process it starts, in a network namespace with loopback only. Required in CI;
+    elsewhere a warning when the kernel refuses (the in-process recorder below remains)."""
+    global NETNS
+    if os.environ.get("HAR_TEST_NETNS", "1") == "0":
+        return
+    if netns.loopback_only():
+        NETNS = "started in one"
+        return
+    try:
+        NETNS = netns.isolate()
+    except OSError as exc:
+        msg = f"cannot run the tests in a loopback-only network namespace: {exc} (HAR_TEST_NETNS=0 to opt out)"
+        if os.environ.get("CI"):
+            raise pytest.UsageError(msg) from exc
+        import warnings
+
+        warnings.warn(msg, stacklevel=1)
+
+
+def pytest_report_header(config) -> str:
+    return f"network: {'loopback only (' + NETNS + ')' if NETNS else 'not isolated'}"
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -100,6 +127,19 @@ def connections(monkeypatch) -> list:
 
     monkeypatch.setattr(socket.socket, "connect", connect)
     return seen
+
+
+@pytest.fixture
+def no_way_out():
+    """Fails the test if any process of the session (the CLI, ffmpeg, the app: children included) tried to reach an
+    address outside loopback while it ran: the namespace's count of attempts without a route (tests/netns.py)."""
+    if NETNS is None:
+        yield
+        return
+    before = netns.attempts_outside()
+    yield
+    tried = netns.attempts_outside() - before
+    assert tried == 0, f"{tried} attempt(s) to reach an address outside loopback during this test (any process)"
 
 
 def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
