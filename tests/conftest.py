@@ -15,6 +15,9 @@ import pytest
 from launcher import AppDidNotStart, LaunchedApp, launched_app
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# gradio_client builds its headers with huggingface_hub, which fetches a registry from huggingface.co for them: the
+# tests talk to 127.0.0.1 only (no_way_out below counts such attempts). Set before anything imports huggingface_hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 NETNS: str | None = None  # how this session is kept to loopback (tests/netns.py), or None when it is not
 
