@@ -108,6 +108,20 @@ def write_video(path: Path, frames: int, fourcc: str = "mp4v", fps: float = 25.0
     return path
 
 
+def unsure_clip(directory: Path) -> Path:
+    """A clip of none of the six actions (3 s of stripes spelling the frame index) that the shipped LRCN is unsure
+    of: its best class scores about 0.3, under its threshold of 0.5 (the app then shows its notice). H.264, so that
+    a browser plays the upload too."""
+    import imageio_ffmpeg
+
+    raw = write_video(directory / "stripes-mp4v.mp4", 75, "mp4v")
+    out = directory / "stripes.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-i", str(raw), "-c:v", "libx264",
+                    "-pix_fmt", "yuv420p", str(out)], check=True, timeout=60)
+    raw.unlink()
+    return out
+
+
 @pytest.fixture
 def index_video(tmp_path):
     """Factory: a video whose frame i shows i in stripes."""
