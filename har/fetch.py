@@ -21,14 +21,11 @@ directory (:func:`fetched` removes it whatever happens). docs/security.md says w
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 import logging
 import math
 import os
 import re
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
@@ -39,19 +36,16 @@ from urllib.parse import urlsplit
 
 from har.errors import FetchError, HarError, VideoError
 from har.ffmpeg import ffmpeg_exe
+from har.hosts import DEFAULT_ALLOWED_HOSTS, HOSTS_ENV, check_host, listed_exactly, norm_entry, norm_host
 from har.limits import DEFAULT_MAX_VIDEO_SECONDS, max_video_seconds
 from har.progress import Progress, silent
+from har.ytdlp_errors import explain, require_js_runtime
 
 if TYPE_CHECKING:
     from har.netguard import Guard
 
 log = logging.getLogger(__name__)
 
-# youtube.com and its www/m/music subdomains, youtu.be, youtube-nocookie.com (embeds live on www.).
-DEFAULT_ALLOWED_HOSTS = (
-    "youtube.com", "www.youtube.com", "m.youtube.com", "music.youtube.com", "youtu.be",
-    "youtube-nocookie.com", "www.youtube-nocookie.com",
-)
 MAX_HEIGHT = 480  # the model sees 64x64: never download more than 480p
 # One progressive file (video and audio together, no merging) at <= 480p, MP4 first; then any single file with
 # video at <= 480p; then the smallest file with video. "<=?" also accepts formats whose height is unknown.
@@ -60,12 +54,8 @@ FORMAT = (
     f"/bv*[height<=?{MAX_HEIGHT}][ext=mp4]/bv*[height<=?{MAX_HEIGHT}]/wv*/w"
 )
 # A section: the same choice among single files that ffmpeg can read through the relay (no fragment playlists).
-SECTION_PROTOCOLS = ("http", "https")
 # Failing that, the usual choice, which match_filter then refuses with CANNOT_CUT (clearer than "no format").
 SECTION_FORMAT = "/".join(f"{alt}[protocol~='^https?$']" for alt in FORMAT.split("/")) + "/" + FORMAT
-CANNOT_CUT = ("This video is only offered in a form that cannot be cut into a section here; fetch it without a "
-              "start and end time.")
-_HOSTS_ENV = "HAR_ALLOWED_HOSTS"
 
 @dataclass(frozen=True)
 class FetchLimits:
@@ -79,7 +69,7 @@ class FetchLimits:
     retries: int = 3  # HTTP, fragment and extractor retries: HAR_FETCH_RETRIES
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "allowed_hosts", tuple(_norm_entry(h) for h in self.allowed_hosts if h.strip()))
+        object.__setattr__(self, "allowed_hosts", tuple(norm_entry(h) for h in self.allowed_hosts if h.strip()))
 
     @property
     def max_bytes(self) -> int:
@@ -92,7 +82,7 @@ class FetchLimits:
         ``HAR_FETCH_RETRIES`` (3). A value that is set but invalid raises :class:`FetchError`."""
         env = os.environ if environ is None else environ
         d = cls()
-        hosts = env.get(_HOSTS_ENV, "").strip()
+        hosts = env.get(HOSTS_ENV, "").strip()
         cookies = env.get("HAR_YTDLP_COOKIES", "").strip()
         if cookies and not Path(cookies).is_file():
             raise FetchError(f"HAR_YTDLP_COOKIES points to '{cookies}', which is not a file: export a cookies.txt "
@@ -132,95 +122,6 @@ def _env_number(env: Mapping[str, str], name: str, default: float, minimum: floa
     return value
 
 
-# --- who may be fetched ---------------------------------------------------------------------------------------
-
-
-def _norm_host(host: str) -> str:
-    host = host.strip().lower().rstrip(".")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    try:
-        return host.encode("idna").decode("ascii")
-    except UnicodeError:
-        return host
-
-
-def _norm_entry(entry: str) -> str:
-    entry = entry.strip()
-    if entry.startswith("*."):
-        return "*." + _norm_host(entry[2:])
-    return entry if entry == "*" else _norm_host(entry)
-
-
-def _host_allowed(host: str, limits: FetchLimits) -> bool:
-    return any(e == "*" or e == host or (e.startswith("*.") and host.endswith(e[1:])) for e in limits.allowed_hosts)
-
-
-def _listed_exactly(host: str, limits: FetchLimits) -> bool:
-    """Hosts named exactly (not through "*" or "*.domain") may resolve to private addresses: the operator chose."""
-    return host in limits.allowed_hosts
-
-
-def _allowed_text(limits: FetchLimits) -> str:
-    return ", ".join(limits.allowed_hosts) or "none"
-
-
-def _host_refused(host: str, limits: FetchLimits, via: str = "The link goes") -> FetchError:
-    return FetchError(
-        f"{via} to '{host}', which is not an allowed host on this server (allowed: {_allowed_text(limits)}). "
-        f"The operator can add hosts to {_HOSTS_ENV}."
-    )
-
-
-def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
-
-
-def _kind(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    for name, flag in (("loopback", ip.is_loopback), ("link-local", ip.is_link_local),
-                       ("private", ip.is_private), ("multicast", ip.is_multicast)):
-        if flag:
-            return name
-    return "reserved"
-
-
-def check_host(host: str, port: int | None, limits: FetchLimits, *, strict: bool = True,
-               via: str = "The link goes") -> list[tuple]:
-    """The host rules, in one place: for the link (:func:`check_url`) and for every connection of a fetch
-    (:class:`har.netguard.Guard`). Raises :class:`FetchError` naming the rule that refused ``host``.
-
-    ``strict``: the host must be allowed (``HAR_ALLOWED_HOSTS``). With a ``port`` the host is then resolved, once,
-    here, and unless it is listed by its exact name every address must be public; those addresses are returned, to
-    connect to one of them (never to whatever the name resolves to later). ``port=None`` judges the name only and
-    returns []. A failed lookup raises the resolver's ``OSError`` (``socket.gaierror``).
-    """
-    host = _norm_host(host)
-    if strict and not _host_allowed(host, limits):
-        raise _host_refused(host, limits, via)
-    if port is None:
-        return []
-    infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
-    if _listed_exactly(host, limits):
-        return infos
-    for info in infos:
-        addr = info[4][0]
-        try:
-            ip = ipaddress.ip_address(addr.split("%", 1)[0])  # drop an IPv6 zone id
-        except ValueError:
-            continue
-        if not _is_public(ip):
-            shown = f"'{host}'," if host == str(ip) else f"'{host}', which resolves to {ip},"
-            raise FetchError(
-                f"{via} to {shown} a {_kind(ip)} address: links into a local or reserved network are refused on "
-                f"this server unless the host is listed by its exact name in {_HOSTS_ENV}."
-            )
-    return infos
-
-
 def is_url(text: str) -> bool:
     """True when ``text`` is written as a link (``scheme://...``), as opposed to a file path."""
     return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", text.strip()))
@@ -248,7 +149,7 @@ def _parse(url: str) -> tuple[str, str, int]:
         host = port = None
     if not host or (port is None and parts.netloc.endswith(":")):
         raise FetchError(f"'{shown}' is not a link: it has no valid host name.")
-    return parts._replace(scheme=scheme).geturl(), _norm_host(host), port or (443 if scheme == "https" else 80)
+    return parts._replace(scheme=scheme).geturl(), norm_host(host), port or (443 if scheme == "https" else 80)
 
 
 def check_url(url: str, limits: FetchLimits | None = None) -> str:
@@ -261,54 +162,11 @@ def check_url(url: str, limits: FetchLimits | None = None) -> str:
     normalized, host, port = _parse(url)
     try:
         # A host listed by its exact name may resolve anywhere (the operator chose it): judging it needs no lookup.
-        check_host(host, None if _listed_exactly(host, limits) else port, limits)
+        check_host(host, None if listed_exactly(host, limits.allowed_hosts) else port, limits.allowed_hosts)
     except OSError as exc:
         raise FetchError(f"Could not find the server '{host}' (DNS lookup failed: {exc.strerror or exc}). Check "
                          "the link; if it is right, this server may have no internet connection.") from exc
     return normalized
-
-
-# --- JavaScript runtime (YouTube) ----------------------------------------------------------------------------
-
-
-@functools.cache
-def js_runtime() -> str | None:
-    """The JavaScript runtime yt-dlp can use for YouTube's challenges (e.g. ``"deno 2.9.8"``), or None.
-
-    yt-dlp (since 2025.11) runs YouTube's player JavaScript in Deno, Node, Bun or QuickJS, with the solver
-    scripts of the ``yt-dlp-ejs`` package; without both, YouTube yields no usable format.
-    """
-    import yt_dlp  # noqa: F401  (registers the runtimes)
-    from yt_dlp.dependencies import yt_dlp_ejs
-    from yt_dlp.globals import supported_js_runtimes
-
-    if yt_dlp_ejs is None:
-        return None
-    for name, cls in supported_js_runtimes.value.items():
-        info = cls().info
-        if info is not None and info.supported:
-            return f"{name} {info.version}"
-    return None
-
-
-def _js_requirements() -> str:
-    try:
-        from yt_dlp.globals import supported_js_runtimes
-
-        parts = [f"{n.capitalize()} >= {'.'.join(map(str, c.MIN_SUPPORTED_VERSION))}"
-                 for n, c in supported_js_runtimes.value.items()]
-        return ", ".join(parts)
-    except (ImportError, AttributeError):  # a yt-dlp without the registry
-        return "Deno, Node, Bun or QuickJS"
-
-
-def _require_js_runtime() -> None:
-    if js_runtime() is None:
-        raise FetchError(
-            "YouTube links cannot be fetched on this server: yt-dlp needs a JavaScript runtime "
-            f"({_js_requirements()}) and the yt-dlp-ejs package, and did not find both. "
-            "The operator can run `pip install deno yt-dlp-ejs` (both are in requirements.txt)."
-        )
 
 
 # --- download ------------------------------------------------------------------------------------------------
@@ -398,6 +256,8 @@ class _Job:
 
         Raising (rather than returning a reason, which yt-dlp only prints) stops the download with our message.
         """
+        from har.netguard import CANNOT_CUT, SECTION_PROTOCOLS
+
         if info.get("_type", "video") != "video":
             return
         if info.get("is_live") or info.get("live_status") in ("is_live", "is_upcoming", "post_live"):
@@ -524,11 +384,11 @@ def download(url: str, dest_dir: str | os.PathLike, *, start_s: float | None = N
     normalized, _, _ = _parse(url)
     extractor = _extractor_key(normalized)
     if extractor.startswith("Youtube"):
-        _require_js_runtime()  # before any network: a clear message instead of "no formats"
+        require_js_runtime()  # before any network: a clear message instead of "no formats"
     normalized = check_url(normalized, limits)
     dest = Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)
-    guard = Guard(limits, strict=extractor == "Generic")  # every connection of this fetch, whichever thread opens it
+    guard = Guard(limits.allowed_hosts, strict=extractor == "Generic")  # every connection of the fetch, any thread
     job = _Job(normalized, limits, guard, start_s, end_s, report)
     work = Path(tempfile.mkdtemp(prefix="har-fetch-"))
     path: Path | None = None
@@ -548,7 +408,7 @@ def download(url: str, dest_dir: str | os.PathLike, *, start_s: float | None = N
         log.info("downloaded %s (%d bytes) from %s", path.name, path.stat().st_size, normalized)
         return path
     except yt_dlp.utils.YoutubeDLError as exc:
-        raise _explain(exc, guard, extractor) from exc
+        raise explain(exc, guard, extractor) from exc
     except BaseException:
         if path is not None:
             path.unlink(missing_ok=True)
@@ -565,7 +425,7 @@ def _check_info(info: dict | None, limits: FetchLimits) -> None:
     page = info.get("webpage_url")
     host = urlsplit(page).hostname if page else None
     if host:
-        check_host(host, None, limits, via="The link led")
+        check_host(host, None, limits.allowed_hosts, via="The link led")
 
 
 def _check_file(path: Path, job: _Job) -> None:
@@ -597,82 +457,3 @@ def fetched(url: str, *, start_s: float | None = None, end_s: float | None = Non
         yield download(url, tmp, start_s=start_s, end_s=end_s, limits=limits, progress=progress)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-# --- yt-dlp's errors into ours -------------------------------------------------------------------------------
-
-_AGE = ("confirm your age", "age-restricted", "age restricted", "inappropriate for some users", "age-gated",
-        "age verification")
-_GONE = ("private video", "this video is private", "has been removed", "video unavailable", "does not exist",
-         "no longer available", "members-only", "members only", "terminated", "copyright", "has been deleted",
-         "http error 404", "http error 410")
-_BOT = ("not a bot", "confirm you're not", "confirm you’re not", "captcha", "http error 429", "too many requests",
-        "sign in to confirm", "login required", "log in", "sign in", "requires authentication", "use --cookies")
-_UNAVAILABLE = ("not available", "unavailable", "not found")
-_NETWORK = ("timed out", "timeout", "unable to download webpage", "unable to download video data",
-            "connection", "name or service not known", "temporary failure in name resolution",
-            "network is unreachable", "no route to host", "getaddrinfo", "ssl", "eof occurred", "incompleteread",
-            "content too short", "http error 5")
-_NO_FORMAT = ("requested format is not available", "only images are available", "no video formats",
-              "signature", "n challenge", "js challenge", "challenge solv")
-
-
-def _reason(exc: BaseException) -> str:
-    msg = str(getattr(exc, "orig_msg", None) or exc)
-    msg = re.sub(r"^(ERROR:\s*)?(\[[\w:]+\]\s*)?([\w-]+:\s+)?", "", msg.strip())
-    msg = re.sub(r"\s+", " ", msg)
-    return msg if len(msg) <= 300 else msg[:297] + "..."
-
-
-def _explain(exc: Exception, guard: Guard, extractor: str) -> FetchError:
-    """The FetchError for a yt-dlp failure: our own refusal first, then yt-dlp's error classified."""
-    if guard.refusal:
-        return FetchError(guard.refusal)
-    from yt_dlp.networking.exceptions import TransportError
-    from yt_dlp.utils import GeoRestrictedError, UnsupportedError
-
-    chain: list[BaseException] = [exc]
-    cause = getattr(exc, "exc_info", None)
-    cause = cause[1] if cause and cause[1] is not None else None
-    while cause is not None and cause not in chain and len(chain) < 8:
-        chain.append(cause)
-        cause = getattr(cause, "cause", None) or cause.__cause__
-    text = " ".join(str(c) for c in chain).lower()
-    reason = _reason(chain[1] if len(chain) > 1 else exc)
-    youtube = extractor.startswith("Youtube")
-
-    def has(words: tuple[str, ...]) -> bool:
-        return any(w in text for w in words)
-
-    if any(isinstance(c, UnsupportedError) for c in chain) or "unsupported url" in text:
-        return FetchError("This site is not supported: yt-dlp found no video it can download at this link. "
-                          "Paste the link of a video page, or of a video file.")
-    if "cookie" in text and ("load" in text or "netscape" in text or "invalid" in text):
-        return FetchError(f"The cookies file in HAR_YTDLP_COOKIES could not be used: {reason}")
-    if has(_AGE):
-        return FetchError("This video is age-restricted: it can only be fetched with the cookies of a signed-in "
-                          "adult account (the operator can point HAR_YTDLP_COOKIES to a cookies.txt file).")
-    if any(isinstance(c, GeoRestrictedError) for c in chain):
-        return FetchError(f"This video is not available in this server's country: {reason}")
-    # "Private video. Sign in if you've been granted access" is about the video, not about this server: first.
-    if has(_GONE):
-        return FetchError(f"The video is unavailable (private, removed, or never existed): {reason}")
-    if has(_BOT):
-        site = "YouTube" if youtube else "The site"
-        return FetchError(
-            f"{site} asked for a sign-in or a check that this server is not a bot. YouTube blocks many datacenter "
-            "addresses (cloud servers, Hugging Face Spaces): try the video on a machine at home, or the operator "
-            f"can point HAR_YTDLP_COOKIES to a cookies.txt file exported from a signed-in browser. ({reason})")
-    if "ffmpeg exited" in text:  # a section: the relay's guard refusal came first; this is the file itself
-        return FetchError("ffmpeg could not cut a section from what this link gave: it is not a video file that "
-                          f"can be read here. Fetch it without a start and end time. ({reason})")
-    if has(_NO_FORMAT):
-        if youtube:
-            return FetchError("YouTube offered no downloadable format for this video. yt-dlp may need an update, "
-                              f"or its JavaScript runtime ({js_runtime() or 'none found'}) failed. ({reason})")
-        return FetchError(f"The site offered no downloadable video format for this link. ({reason})")
-    if has(_UNAVAILABLE):
-        return FetchError(f"The video is unavailable: {reason}")
-    if any(isinstance(c, (TransportError, TimeoutError, ConnectionError)) for c in chain) or has(_NETWORK):
-        return FetchError(f"Network failure or timeout while fetching the video: {reason}. Try again later.")
-    return FetchError(f"The video could not be fetched: {reason}")

@@ -1,4 +1,4 @@
-"""Every connection of one fetch goes to an address that passed :func:`har.fetch.check_host`, whatever opens it.
+"""Every connection of one fetch goes to an address that passed :func:`har.hosts.check_host`, whatever opens it.
 
 Two ways out exist while yt-dlp works, and both are closed here:
 
@@ -47,10 +47,13 @@ from yt_dlp.networking._urllib import (
 from yt_dlp.networking.exceptions import HTTPError, RequestError
 
 from har.errors import FetchError
-from har.fetch import CANNOT_CUT, SECTION_PROTOCOLS, FetchLimits, check_host
+from har.hosts import check_host
 
 log = logging.getLogger(__name__)
 
+SECTION_PROTOCOLS = ("http", "https")  # what a section may be read from: one file, which the relay can pass on
+CANNOT_CUT = ("This video is only offered in a form that cannot be cut into a section here; fetch it without a "
+              "start and end time.")
 # Demuxers ffmpeg may use on a relayed section: containers of one file, none of which opens another URL (the mov
 # demuxer's external references are off by default). Playlists (hls, dash, concat) are not among them.
 FFMPEG_FORMATS = "mov,matroska,flv,mpegts,avi"
@@ -65,7 +68,7 @@ class Refused(OSError):
 class Guard:
     """The rules of one fetch, applied to each connection it opens (any thread)."""
 
-    limits: FetchLimits
+    allowed_hosts: tuple[str, ...]  # HAR_ALLOWED_HOSTS (FetchLimits.allowed_hosts)
     strict: bool  # also require every host to be allowed (generic extractor: redirects, embedded files)
     refusal: str | None = None  # the first refusal, reported to the user instead of yt-dlp's wrapped error
     hosts: list[str] = field(default_factory=list)  # every host connected to or refused, for logs and tests
@@ -78,7 +81,7 @@ class Guard:
         with self._lock:
             self.hosts.append(name)
         try:
-            infos = check_host(name, port, self.limits, strict=self.strict, via="The link led")
+            infos = check_host(name, port, self.allowed_hosts, strict=self.strict, via="The link led")
         except FetchError as exc:
             with self._lock:
                 self.refusal = self.refusal or str(exc)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from har import fetch
+from har import fetch, hosts, ytdlp_errors
 from har.errors import FetchError
 from har.fetch import FetchLimits, check_url, download, fetched, is_url
 from har.netguard import Guard
@@ -222,7 +222,7 @@ def test_limits_from_env(monkeypatch, tmp_path):
 
 
 def test_youtube_without_js_runtime_says_so(monkeypatch, tmp_path):
-    monkeypatch.setattr(fetch, "js_runtime", lambda: None)
+    monkeypatch.setattr(ytdlp_errors, "js_runtime", lambda: None)
     with pytest.raises(FetchError, match=r"YouTube links cannot be fetched .*JavaScript runtime .*yt-dlp-ejs"):
         download("https://www.youtube.com/watch?v=aqz-KE-bpKQ", tmp_path / "out")
     assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
@@ -389,8 +389,8 @@ def two_servers(server, tmp_path):
 @pytest.fixture
 def pretend_public(monkeypatch):
     """The address rule counts 127.0.0.2 as public (and every other loopback address as what it is)."""
-    real = fetch._is_public
-    monkeypatch.setattr(fetch, "_is_public", lambda ip: str(ip) == "127.0.0.2" or real(ip))
+    real = hosts._is_public
+    monkeypatch.setattr(hosts, "_is_public", lambda ip: str(ip) == "127.0.0.2" or real(ip))
 
 
 def _fake_dns(monkeypatch, name: str, answer) -> list:
@@ -510,7 +510,7 @@ def test_ffmpeg_opens_no_url_of_its_own(server, tmp_path, endpoint, message):
 
 
 def test_live_streams_and_known_durations_are_refused_before_downloading():
-    job = fetch._Job("https://youtu.be/x", FetchLimits(max_seconds=60), Guard(FetchLimits(), False),
+    job = fetch._Job("https://youtu.be/x", FetchLimits(max_seconds=60), Guard(FetchLimits().allowed_hosts, False),
                      None, None, lambda f, m: None)
     with pytest.raises(FetchError, match="live stream"):
         job.match_filter({"id": "x", "live_status": "is_live"}, incomplete=True)
@@ -545,7 +545,7 @@ def test_youtube_errors_become_messages_a_user_can_act_on(message, expected):
         raise ExtractorError(message, expected=True, video_id="aqz-KE-bpKQ", ie="youtube")
     except ExtractorError:
         error = DownloadError(f"ERROR: [youtube] aqz-KE-bpKQ: {message}", sys.exc_info())
-    explained = fetch._explain(error, Guard(FetchLimits(), False), "Youtube")
+    explained = ytdlp_errors.explain(error, Guard(FetchLimits().allowed_hosts, False), "Youtube")
     assert isinstance(explained, FetchError)
     assert re.search(expected, str(explained)), str(explained)
 
