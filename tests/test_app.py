@@ -110,7 +110,7 @@ NOTICE = (r"^\*\*LRCN is not sure\*\*: its best guess, (\w+), has probability (\
 
 
 def test_a_clip_the_model_is_unsure_of_gets_the_notice(client, tmp_path):
-    *_, notice, result = client.predict(video=handle_file(unsure_clip(tmp_path)), api_name="/recognize")
+    _, _, _, _, _, notice, result, *_ = client.predict(video=handle_file(unsure_clip(tmp_path)), api_name="/recognize")
     lrcn = json.loads(open(result).read())["models"]["LRCN"]
     assert lrcn["uncertain"], lrcn["top"]  # (else the clip no longer serves this test: pick another)
     best = lrcn["top"][0]
