@@ -339,11 +339,29 @@ def _env_int(name: str, default: int) -> int:
     return value
 
 
+def settings() -> dict[str, int]:
+    """The serving numbers from the environment, and the limits of uploads and links, all checked before anything
+    slow starts: a bad ``HAR_*`` value stops start-up with one line (``error: ...``, status 1), not at the first
+    request."""
+    from har.fetch import FetchLimits
+    from har.limits import max_video_seconds
+
+    try:
+        max_video_seconds()
+        FetchLimits.from_env()
+    except HarError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    # TensorFlow already spreads one forward pass over the cores: a couple of requests at once is plenty.
+    return {"concurrency": _env_int("HAR_CONCURRENCY", max(1, (os.cpu_count() or 2) // 2)),
+            "queue_size": _env_int("HAR_QUEUE_SIZE", 16), "upload_mb": _env_int("HAR_MAX_UPLOAD_MB", 200)}
+
+
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
 def serve() -> None:
+    knobs = settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     t0 = time.perf_counter()
     missing = check_models()
@@ -353,9 +371,8 @@ def serve() -> None:
         loading = pool.submit(load_recognizers, recognizers, missing)
         demo = build_app(recognizers, missing, dashboard.load_records())
         loading.result()
-    # TensorFlow already spreads one forward pass over the cores: a couple of requests at once is plenty.
-    concurrency = _env_int("HAR_CONCURRENCY", max(1, (os.cpu_count() or 2) // 2))
-    demo.queue(default_concurrency_limit=concurrency, max_size=_env_int("HAR_QUEUE_SIZE", 16))
+    concurrency = knobs["concurrency"]
+    demo.queue(default_concurrency_limit=concurrency, max_size=knobs["queue_size"])
     port = os.environ.get("PORT", "").strip()  # platforms that route to $PORT (Deta Space, most PaaS)
     log.info("built in %.1f s; %d recognition(s) at once", time.perf_counter() - t0, concurrency)
     # Platforms and service managers stop a server with SIGTERM, which would end Python on the spot: shut down as on
@@ -364,7 +381,7 @@ def serve() -> None:
     demo.launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if port else None),
         server_port=int(port) if port else None,  # None: $GRADIO_SERVER_PORT, else 7860
-        max_file_size=f"{_env_int('HAR_MAX_UPLOAD_MB', 200)}mb",
+        max_file_size=f"{knobs['upload_mb']}mb",
         show_error=False,  # gr.Error messages still show; other exceptions stay in the log
         footer_links=["api"],
     )

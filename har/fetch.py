@@ -3,56 +3,49 @@
 Who may be fetched. Only ``http(s)`` links, only to hosts in ``HAR_ALLOWED_HOSTS`` (default: YouTube's), and
 never to a host that resolves to a loopback, private, link-local or otherwise non-public address unless that host
 is listed by its exact name (a public server must not become a way into its own network: 169.254.169.254, the
-router, a database on localhost). :func:`check_url` applies these rules to the link and says which one refused it.
+router, a database on localhost). These rules live in one function, :func:`check_host`: :func:`check_url` applies
+it to the link and says which rule refused it, and every connection of a fetch applies it again.
 
-yt-dlp then makes many connections of its own: redirects, API calls, the CDN that holds the media. While it runs,
-every name it resolves goes through a guard (:class:`_Guard`, installed on ``socket.getaddrinfo`` but only active
-in the thread that is downloading) that refuses non-public addresses *before* any connection is attempted, and
-validates the very addresses that are then connected to (no DNS-rebinding window in Python). When yt-dlp has no
-extractor of its own for the link (its "generic" extractor: a direct file, a page with a ``<video>``), every host
-it contacts must also be in the allow list, so a redirect to another site is refused too. For a site yt-dlp
-knows (YouTube), the media comes from CDN hosts (``*.googlevideo.com``) that are not in the list: there only the
-address rule applies, plus a check that the page yt-dlp ended on is still an allowed host.
-
-Section downloads (``start_s``/``end_s``) are done by ffmpeg, which connects by itself: the media URLs are
-validated before ffmpeg gets them, ffmpeg gets a read timeout, a protocol whitelist and an output size cap, and
-for generic links no redirects.
+yt-dlp then makes many connections of its own: redirects, API calls, the CDN that holds the media, fragments, and
+ffmpeg for sections. :mod:`har.netguard` routes every one of them through :func:`check_host`, whichever thread
+opens it, and connects to the very addresses that were checked (no DNS-rebinding window); ffmpeg reads through a
+relay in this process instead of connecting by itself (see there). When yt-dlp has no extractor of its own for the
+link (its "generic" extractor: a direct file, a page with a ``<video>``), every host it contacts must also be in
+the allow list, so a redirect to another site is refused too. For a site yt-dlp knows (YouTube), the media comes
+from CDN hosts (``*.googlevideo.com``) that are not in the list: there only the address rule applies, plus a check
+that the page yt-dlp ended on is still an allowed host.
 
 Limits come from the environment (see :meth:`FetchLimits.from_env`). Each download happens in its own temporary
-directory (:func:`fetched` removes it whatever happens).
+directory (:func:`fetched` removes it whatever happens). docs/security.md says what is guarded and how it is tested.
 """
 
 from __future__ import annotations
 
-import contextvars
-import functools
-import ipaddress
 import logging
 import math
 import os
 import re
 import shutil
-import socket
 import tempfile
-import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from har.errors import FetchError, HarError, VideoError
 from har.ffmpeg import ffmpeg_exe
+from har.hosts import DEFAULT_ALLOWED_HOSTS, HOSTS_ENV, check_host, listed_exactly, norm_entry, norm_host
 from har.limits import DEFAULT_MAX_VIDEO_SECONDS, max_video_seconds
 from har.progress import Progress, silent
+from har.ytdlp_errors import explain, require_js_runtime
+
+if TYPE_CHECKING:
+    from har.netguard import Guard
 
 log = logging.getLogger(__name__)
 
-# youtube.com and its www/m/music subdomains, youtu.be, youtube-nocookie.com (embeds live on www.).
-DEFAULT_ALLOWED_HOSTS = (
-    "youtube.com", "www.youtube.com", "m.youtube.com", "music.youtube.com", "youtu.be",
-    "youtube-nocookie.com", "www.youtube-nocookie.com",
-)
 MAX_HEIGHT = 480  # the model sees 64x64: never download more than 480p
 # One progressive file (video and audio together, no merging) at <= 480p, MP4 first; then any single file with
 # video at <= 480p; then the smallest file with video. "<=?" also accepts formats whose height is unknown.
@@ -60,7 +53,9 @@ FORMAT = (
     f"b[height<=?{MAX_HEIGHT}][ext=mp4][protocol^=http]/b[height<=?{MAX_HEIGHT}]"
     f"/bv*[height<=?{MAX_HEIGHT}][ext=mp4]/bv*[height<=?{MAX_HEIGHT}]/wv*/w"
 )
-_HOSTS_ENV = "HAR_ALLOWED_HOSTS"
+# A section: the same choice among single files that ffmpeg can read through the relay (no fragment playlists).
+# Failing that, the usual choice, which match_filter then refuses with CANNOT_CUT (clearer than "no format").
+SECTION_FORMAT = "/".join(f"{alt}[protocol~='^https?$']" for alt in FORMAT.split("/")) + "/" + FORMAT
 
 @dataclass(frozen=True)
 class FetchLimits:
@@ -74,7 +69,7 @@ class FetchLimits:
     retries: int = 3  # HTTP, fragment and extractor retries: HAR_FETCH_RETRIES
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "allowed_hosts", tuple(_norm_entry(h) for h in self.allowed_hosts if h.strip()))
+        object.__setattr__(self, "allowed_hosts", tuple(norm_entry(h) for h in self.allowed_hosts if h.strip()))
 
     @property
     def max_bytes(self) -> int:
@@ -87,7 +82,7 @@ class FetchLimits:
         ``HAR_FETCH_RETRIES`` (3). A value that is set but invalid raises :class:`FetchError`."""
         env = os.environ if environ is None else environ
         d = cls()
-        hosts = env.get(_HOSTS_ENV, "").strip()
+        hosts = env.get(HOSTS_ENV, "").strip()
         cookies = env.get("HAR_YTDLP_COOKIES", "").strip()
         if cookies and not Path(cookies).is_file():
             raise FetchError(f"HAR_YTDLP_COOKIES points to '{cookies}', which is not a file: export a cookies.txt "
@@ -127,87 +122,13 @@ def _env_number(env: Mapping[str, str], name: str, default: float, minimum: floa
     return value
 
 
-# --- who may be fetched ---------------------------------------------------------------------------------------
-
-
-def _norm_host(host: str) -> str:
-    host = host.strip().lower().rstrip(".")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    try:
-        return host.encode("idna").decode("ascii")
-    except UnicodeError:
-        return host
-
-
-def _norm_entry(entry: str) -> str:
-    entry = entry.strip()
-    if entry.startswith("*."):
-        return "*." + _norm_host(entry[2:])
-    return entry if entry == "*" else _norm_host(entry)
-
-
-def _host_allowed(host: str, limits: FetchLimits) -> bool:
-    return any(e == "*" or e == host or (e.startswith("*.") and host.endswith(e[1:])) for e in limits.allowed_hosts)
-
-
-def _listed_exactly(host: str, limits: FetchLimits) -> bool:
-    """Hosts named exactly (not through "*" or "*.domain") may resolve to private addresses: the operator chose."""
-    return host in limits.allowed_hosts
-
-
-def _allowed_text(limits: FetchLimits) -> str:
-    return ", ".join(limits.allowed_hosts) or "none"
-
-
-def _host_refused(host: str, limits: FetchLimits, via: str = "The link goes") -> FetchError:
-    return FetchError(
-        f"{via} to '{host}', which is not an allowed host on this server (allowed: {_allowed_text(limits)}). "
-        f"The operator can add hosts to {_HOSTS_ENV}."
-    )
-
-
-def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
-
-
-def _kind(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    for name, flag in (("loopback", ip.is_loopback), ("link-local", ip.is_link_local),
-                       ("private", ip.is_private), ("multicast", ip.is_multicast)):
-        if flag:
-            return name
-    return "reserved"
-
-
-def _check_infos(host: str, infos: list, limits: FetchLimits, via: str) -> None:
-    """Refuse a host whose resolved addresses include a non-public one, unless the host is listed exactly."""
-    if _listed_exactly(host, limits):
-        return
-    for info in infos:
-        addr = info[4][0]
-        try:
-            ip = ipaddress.ip_address(addr.split("%", 1)[0])  # drop an IPv6 zone id
-        except ValueError:
-            continue
-        if not _is_public(ip):
-            shown = f"'{host}'," if host == str(ip) else f"'{host}', which resolves to {ip},"
-            raise FetchError(
-                f"{via} to {shown} a {_kind(ip)} address: links into a local or reserved network are refused on "
-                f"this server unless the host is listed by its exact name in {_HOSTS_ENV}."
-            )
-
-
 def is_url(text: str) -> bool:
     """True when ``text`` is written as a link (``scheme://...``), as opposed to a file path."""
     return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", text.strip()))
 
 
-def _parse(url: str, limits: FetchLimits) -> tuple[str, str, int]:
-    """Scheme and host rules (no network): ``(normalized url, host, port)`` or :class:`FetchError`."""
+def _parse(url: str) -> tuple[str, str, int]:
+    """How the link is written (no network): ``(normalized url, host, port)`` or :class:`FetchError`."""
     text = (url or "").strip()
     shown = text if len(text) <= 80 else text[:77] + "..."
     if not text:
@@ -228,18 +149,7 @@ def _parse(url: str, limits: FetchLimits) -> tuple[str, str, int]:
         host = port = None
     if not host or (port is None and parts.netloc.endswith(":")):
         raise FetchError(f"'{shown}' is not a link: it has no valid host name.")
-    host = _norm_host(host)
-    if not _host_allowed(host, limits):
-        raise _host_refused(host, limits)
-    return parts._replace(scheme=scheme).geturl(), host, port or (443 if scheme == "https" else 80)
-
-
-def _resolve(host: str, port: int) -> list:
-    try:
-        return _real_getaddrinfo(host, port, 0, socket.SOCK_STREAM)
-    except OSError as exc:
-        raise FetchError(f"Could not find the server '{host}' (DNS lookup failed: {exc.strerror or exc}). Check "
-                         "the link; if it is right, this server may have no internet connection.") from exc
+    return parts._replace(scheme=scheme).geturl(), norm_host(host), port or (443 if scheme == "https" else 80)
 
 
 def check_url(url: str, limits: FetchLimits | None = None) -> str:
@@ -249,104 +159,14 @@ def check_url(url: str, limits: FetchLimits | None = None) -> str:
     ``HAR_ALLOWED_HOSTS``, or a host resolving to a loopback/private/link-local/reserved address.
     """
     limits = limits or FetchLimits.from_env()
-    normalized, host, port = _parse(url, limits)
-    if not _listed_exactly(host, limits):
-        _check_infos(host, _resolve(host, port), limits, "The link goes")
-    return normalized
-
-
-# --- the connection guard ------------------------------------------------------------------------------------
-
-_real_getaddrinfo = socket.getaddrinfo
-_active_guard: contextvars.ContextVar[_Guard | None] = contextvars.ContextVar("har_fetch_guard", default=None)
-_install_lock = threading.Lock()
-
-
-class _Refused(socket.gaierror):
-    """Raised inside yt-dlp's networking instead of an address: the connection is never attempted."""
-
-
-@dataclass
-class _Guard:
-    """Checks every name yt-dlp resolves while a download runs in this thread (see the module docstring)."""
-
-    limits: FetchLimits
-    strict: bool  # also require every host to be allowed (generic extractor: redirects, embedded files)
-    refusal: str | None = None  # the first refusal, reported to the user instead of yt-dlp's wrapped error
-    hosts: list[str] = field(default_factory=list)  # every host resolved, for logs and tests
-
-    def getaddrinfo(self, host, port, *args, **kwargs):
-        name = _norm_host(host.decode() if isinstance(host, bytes) else str(host))
-        self.hosts.append(name)
-        try:
-            if self.strict and not _host_allowed(name, self.limits):
-                raise _host_refused(name, self.limits, "The link led")
-            infos = _real_getaddrinfo(host, port, *args, **kwargs)
-            _check_infos(name, infos, self.limits, "The link led")
-        except FetchError as exc:
-            self.refusal = self.refusal or str(exc)
-            # INFO, not WARNING: the refusal is the error the caller gets (the CLI would print it twice)
-            log.info("refused connection to %s: %s", name, exc)
-            raise _Refused(socket.EAI_FAIL, f"refused by HAR Studio: {exc}") from None
-        return infos
-
-
-def _guarded_getaddrinfo(host, port, *args, **kwargs):
-    guard = _active_guard.get()
-    if guard is None:  # any other thread, or this one outside a download
-        return _real_getaddrinfo(host, port, *args, **kwargs)
-    return guard.getaddrinfo(host, port, *args, **kwargs)
-
-
-def _install_guard() -> None:
-    # http.client (socket.create_connection), urllib3 and yt-dlp's own helper all look up socket.getaddrinfo at
-    # call time, so replacing the module attribute covers every connection yt-dlp's Python code makes.
-    with _install_lock:
-        if socket.getaddrinfo is not _guarded_getaddrinfo:
-            socket.getaddrinfo = _guarded_getaddrinfo
-
-
-# --- JavaScript runtime (YouTube) ----------------------------------------------------------------------------
-
-
-@functools.cache
-def js_runtime() -> str | None:
-    """The JavaScript runtime yt-dlp can use for YouTube's challenges (e.g. ``"deno 2.9.8"``), or None.
-
-    yt-dlp (since 2025.11) runs YouTube's player JavaScript in Deno, Node, Bun or QuickJS, with the solver
-    scripts of the ``yt-dlp-ejs`` package; without both, YouTube yields no usable format.
-    """
-    import yt_dlp  # noqa: F401  (registers the runtimes)
-    from yt_dlp.dependencies import yt_dlp_ejs
-    from yt_dlp.globals import supported_js_runtimes
-
-    if yt_dlp_ejs is None:
-        return None
-    for name, cls in supported_js_runtimes.value.items():
-        info = cls().info
-        if info is not None and info.supported:
-            return f"{name} {info.version}"
-    return None
-
-
-def _js_requirements() -> str:
+    normalized, host, port = _parse(url)
     try:
-        from yt_dlp.globals import supported_js_runtimes
-
-        parts = [f"{n.capitalize()} >= {'.'.join(map(str, c.MIN_SUPPORTED_VERSION))}"
-                 for n, c in supported_js_runtimes.value.items()]
-        return ", ".join(parts)
-    except (ImportError, AttributeError):  # a yt-dlp without the registry
-        return "Deno, Node, Bun or QuickJS"
-
-
-def _require_js_runtime() -> None:
-    if js_runtime() is None:
-        raise FetchError(
-            "YouTube links cannot be fetched on this server: yt-dlp needs a JavaScript runtime "
-            f"({_js_requirements()}) and the yt-dlp-ejs package, and did not find both. "
-            "The operator can run `pip install deno yt-dlp-ejs` (both are in requirements.txt)."
-        )
+        # A host listed by its exact name may resolve anywhere (the operator chose it): judging it needs no lookup.
+        check_host(host, None if listed_exactly(host, limits.allowed_hosts) else port, limits.allowed_hosts)
+    except OSError as exc:
+        raise FetchError(f"Could not find the server '{host}' (DNS lookup failed: {exc.strerror or exc}). Check "
+                         "the link; if it is right, this server may have no internet connection.") from exc
+    return normalized
 
 
 # --- download ------------------------------------------------------------------------------------------------
@@ -422,7 +242,7 @@ class _Job:
 
     url: str
     limits: FetchLimits
-    guard: _Guard
+    guard: Guard
     start_s: float | None
     end_s: float | None
     report: Progress
@@ -436,6 +256,8 @@ class _Job:
 
         Raising (rather than returning a reason, which yt-dlp only prints) stops the download with our message.
         """
+        from har.netguard import CANNOT_CUT, SECTION_PROTOCOLS
+
         if info.get("_type", "video") != "video":
             return
         if info.get("is_live") or info.get("live_status") in ("is_live", "is_upcoming", "post_live"):
@@ -455,20 +277,11 @@ class _Job:
         size = info.get("filesize") or info.get("filesize_approx")
         if size and not self.section and size > self.limits.max_bytes:
             raise _too_large(self.limits, size)
-        # The media URLs ffmpeg or yt-dlp will open: ffmpeg (sections) connects without our guard.
-        for fmt in info.get("requested_formats") or [info]:
-            media = fmt.get("url")
-            if media and re.match(r"https?://", media):
-                parts = urlsplit(media)
-                host = _norm_host(parts.hostname or "")
-                if self.guard.strict and not _host_allowed(host, self.limits):
-                    raise _host_refused(host, self.limits, "The link led")
-                port = parts.port or (443 if parts.scheme == "https" else 80)
-                if not _listed_exactly(host, self.limits):
-                    _check_infos(host, _resolve(host, port), self.limits, "The link led")
-            elif media and self.section:
-                raise FetchError("This video is only offered in a form that cannot be cut into a section here; "
-                                 "fetch it without a start and end time.")
+        # Every connection is checked as it is made (har.netguard); a section must also be one file that ffmpeg can
+        # read through the relay (not a playlist of fragments it would fetch by itself).
+        if self.section and any(f.get("url") and f.get("protocol") not in SECTION_PROTOCOLS
+                                for f in info.get("requested_formats") or [info]):
+            raise FetchError(CANNOT_CUT)
 
     def progress_hook(self, d: dict) -> None:
         status = d.get("status")
@@ -485,6 +298,8 @@ class _Job:
             self.report(1.0, f"Downloaded {done / 1e6:.1f} MB" if done else "Downloaded")
 
     def options(self, dest: Path, work: Path) -> dict:
+        from har.netguard import ffmpeg_input_args
+
         limits = self.limits
         opts: dict = {
             "format": FORMAT,
@@ -497,7 +312,7 @@ class _Job:
             "fragment_retries": limits.retries,
             "extractor_retries": limits.retries,
             "file_access_retries": 1,
-            "concurrent_fragment_downloads": 1,  # fragments in this thread: the guard is per thread
+            "concurrent_fragment_downloads": 1,  # one at a time: a 2-core server (any thread is checked)
             "logger": _YtdlpLogger(),
             "progress_hooks": [self.progress_hook],
             "noprogress": True,
@@ -511,14 +326,13 @@ class _Job:
             "continuedl": False,
             "writethumbnail": False,
             "proxy": "",  # direct connections only: the guard must see the real host of every connection
+            "external_downloader": {"default": "native"},  # yt-dlp's own, checked connections; ffmpeg: sections only
             "enable_file_urls": False,
             "js_runtimes": {"deno": {}, "node": {}, "bun": {}, "quickjs": {}},  # whichever is installed
             "remote_components": [],  # never fetch solver code from the internet at run time
             "external_downloader_args": {
-                # ffmpeg (sections) reads with a timeout, only over http(s), and writes at most the size limit.
-                "ffmpeg_i": ["-rw_timeout", str(int(limits.socket_timeout_s * 1e6)),
-                             "-protocol_whitelist", "http,https,tcp,tls,crypto",
-                             *(["-max_redirects", "0"] if self.guard.strict else [])],
+                # ffmpeg (sections) reads only from the relay, with a timeout, and writes at most the size limit.
+                "ffmpeg_i": ffmpeg_input_args(limits.socket_timeout_s),
                 "ffmpeg_o": ["-fs", str(limits.max_bytes + 1)],
             },
         }
@@ -528,6 +342,7 @@ class _Job:
         if self.section:
             from yt_dlp.utils import download_range_func
 
+            opts["format"] = SECTION_FORMAT
             opts["download_ranges"] = download_range_func(None, [(self.start_s or 0, self.end_s or math.inf)])
             # Cut exactly where asked: a stream copy starts at the keyframe before the start, which in many videos
             # is seconds (or the whole video) earlier. Re-encoding a section of <= 480p is cheap at this preset.
@@ -560,25 +375,27 @@ def download(url: str, dest_dir: str | os.PathLike, *, start_s: float | None = N
     """
     import yt_dlp
 
+    from har.netguard import Guard, GuardedYDL, Relay
+
     limits = limits or FetchLimits.from_env()
     report = progress or silent
     _check_section(start_s, end_s, limits)
     report(None, "Checking the link")
-    normalized, _, _ = _parse(url, limits)
+    normalized, _, _ = _parse(url)
     extractor = _extractor_key(normalized)
     if extractor.startswith("Youtube"):
-        _require_js_runtime()  # before any network: a clear message instead of "no formats"
+        require_js_runtime()  # before any network: a clear message instead of "no formats"
     normalized = check_url(normalized, limits)
     dest = Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)
-    guard = _Guard(limits, strict=extractor == "Generic")
+    guard = Guard(limits.allowed_hosts, strict=extractor == "Generic")  # every connection of the fetch, any thread
     job = _Job(normalized, limits, guard, start_s, end_s, report)
     work = Path(tempfile.mkdtemp(prefix="har-fetch-"))
-    _install_guard()
-    token = _active_guard.set(guard)
     path: Path | None = None
     try:
-        with yt_dlp.YoutubeDL(job.options(dest, work)) as ydl:
+        # A section is cut by ffmpeg, which reads through the relay (its only way out), never from the site itself.
+        with Relay() if job.section else nullcontext() as relay, \
+                GuardedYDL(job.options(dest, work), guard, relay) as ydl:
             report(None, "Reading the video's details")
             info = ydl.extract_info(normalized, download=False)
             _check_info(info, limits)
@@ -591,13 +408,12 @@ def download(url: str, dest_dir: str | os.PathLike, *, start_s: float | None = N
         log.info("downloaded %s (%d bytes) from %s", path.name, path.stat().st_size, normalized)
         return path
     except yt_dlp.utils.YoutubeDLError as exc:
-        raise _explain(exc, guard, extractor) from exc
+        raise explain(exc, guard, extractor) from exc
     except BaseException:
         if path is not None:
             path.unlink(missing_ok=True)
         raise
     finally:
-        _active_guard.reset(token)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -607,10 +423,9 @@ def _check_info(info: dict | None, limits: FetchLimits) -> None:
     if info.get("_type") in ("playlist", "multi_video"):
         raise FetchError("The link is a playlist or a channel: paste the link of a single video.")
     page = info.get("webpage_url")
-    if page:
-        host = _norm_host(urlsplit(page).hostname or "")
-        if host and not _host_allowed(host, limits):
-            raise _host_refused(host, limits, "The link led")
+    host = urlsplit(page).hostname if page else None
+    if host:
+        check_host(host, None, limits.allowed_hosts, via="The link led")
 
 
 def _check_file(path: Path, job: _Job) -> None:
@@ -642,79 +457,3 @@ def fetched(url: str, *, start_s: float | None = None, end_s: float | None = Non
         yield download(url, tmp, start_s=start_s, end_s=end_s, limits=limits, progress=progress)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-# --- yt-dlp's errors into ours -------------------------------------------------------------------------------
-
-_AGE = ("confirm your age", "age-restricted", "age restricted", "inappropriate for some users", "age-gated",
-        "age verification")
-_GONE = ("private video", "this video is private", "has been removed", "video unavailable", "does not exist",
-         "no longer available", "members-only", "members only", "terminated", "copyright", "has been deleted",
-         "http error 404", "http error 410")
-_BOT = ("not a bot", "confirm you're not", "confirm you’re not", "captcha", "http error 429", "too many requests",
-        "sign in to confirm", "login required", "log in", "sign in", "requires authentication", "use --cookies")
-_UNAVAILABLE = ("not available", "unavailable", "not found")
-_NETWORK = ("timed out", "timeout", "unable to download webpage", "unable to download video data",
-            "connection", "name or service not known", "temporary failure in name resolution",
-            "network is unreachable", "no route to host", "getaddrinfo", "ssl", "eof occurred", "incompleteread",
-            "content too short", "http error 5")
-_NO_FORMAT = ("requested format is not available", "only images are available", "no video formats",
-              "signature", "n challenge", "js challenge", "challenge solv")
-
-
-def _reason(exc: BaseException) -> str:
-    msg = str(getattr(exc, "orig_msg", None) or exc)
-    msg = re.sub(r"^(ERROR:\s*)?(\[[\w:]+\]\s*)?([\w-]+:\s+)?", "", msg.strip())
-    msg = re.sub(r"\s+", " ", msg)
-    return msg if len(msg) <= 300 else msg[:297] + "..."
-
-
-def _explain(exc: Exception, guard: _Guard, extractor: str) -> FetchError:
-    """The FetchError for a yt-dlp failure: our own refusal first, then yt-dlp's error classified."""
-    if guard.refusal:
-        return FetchError(guard.refusal)
-    from yt_dlp.networking.exceptions import TransportError
-    from yt_dlp.utils import GeoRestrictedError, UnsupportedError
-
-    chain: list[BaseException] = [exc]
-    cause = getattr(exc, "exc_info", None)
-    cause = cause[1] if cause and cause[1] is not None else None
-    while cause is not None and cause not in chain and len(chain) < 8:
-        chain.append(cause)
-        cause = getattr(cause, "cause", None) or cause.__cause__
-    text = " ".join(str(c) for c in chain).lower()
-    reason = _reason(chain[1] if len(chain) > 1 else exc)
-    youtube = extractor.startswith("Youtube")
-
-    def has(words: tuple[str, ...]) -> bool:
-        return any(w in text for w in words)
-
-    if any(isinstance(c, UnsupportedError) for c in chain) or "unsupported url" in text:
-        return FetchError("This site is not supported: yt-dlp found no video it can download at this link. "
-                          "Paste the link of a video page, or of a video file.")
-    if "cookie" in text and ("load" in text or "netscape" in text or "invalid" in text):
-        return FetchError(f"The cookies file in HAR_YTDLP_COOKIES could not be used: {reason}")
-    if has(_AGE):
-        return FetchError("This video is age-restricted: it can only be fetched with the cookies of a signed-in "
-                          "adult account (the operator can point HAR_YTDLP_COOKIES to a cookies.txt file).")
-    if any(isinstance(c, GeoRestrictedError) for c in chain):
-        return FetchError(f"This video is not available in this server's country: {reason}")
-    # "Private video. Sign in if you've been granted access" is about the video, not about this server: first.
-    if has(_GONE):
-        return FetchError(f"The video is unavailable (private, removed, or never existed): {reason}")
-    if has(_BOT):
-        site = "YouTube" if youtube else "The site"
-        return FetchError(
-            f"{site} asked for a sign-in or a check that this server is not a bot. YouTube blocks many datacenter "
-            "addresses (cloud servers, Hugging Face Spaces): try the video on a machine at home, or the operator "
-            f"can point HAR_YTDLP_COOKIES to a cookies.txt file exported from a signed-in browser. ({reason})")
-    if has(_NO_FORMAT):
-        if youtube:
-            return FetchError("YouTube offered no downloadable format for this video. yt-dlp may need an update, "
-                              f"or its JavaScript runtime ({js_runtime() or 'none found'}) failed. ({reason})")
-        return FetchError(f"The site offered no downloadable video format for this link. ({reason})")
-    if has(_UNAVAILABLE):
-        return FetchError(f"The video is unavailable: {reason}")
-    if any(isinstance(c, (TransportError, TimeoutError, ConnectionError)) for c in chain) or has(_NETWORK):
-        return FetchError(f"Network failure or timeout while fetching the video: {reason}. Try again later.")
-    return FetchError(f"The video could not be fetched: {reason}")

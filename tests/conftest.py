@@ -9,11 +9,41 @@ import sys
 from pathlib import Path
 
 import cv2
+import netns
 import numpy as np
 import pytest
 from launcher import AppDidNotStart, LaunchedApp, launched_app
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# gradio_client builds its headers with huggingface_hub, which fetches a registry from huggingface.co for them: the
+# tests talk to 127.0.0.1 only (no_way_out below counts such attempts). Set before anything imports huggingface_hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+NETNS: str | None = None  # how this session is kept to loopback (tests/netns.py), or None when it is not
+
+
+def pytest_configure(config) -> None:
+    """The whole session, and every process it starts, in a network namespace with loopback only. Required in CI;
+    elsewhere a warning when the kernel refuses (the in-process recorder below remains)."""
+    global NETNS
+    if os.environ.get("HAR_TEST_NETNS", "1") == "0":
+        return
+    if netns.loopback_only():
+        NETNS = "started in one"
+        return
+    try:
+        NETNS = netns.isolate()
+    except OSError as exc:
+        msg = f"cannot run the tests in a loopback-only network namespace: {exc} (HAR_TEST_NETNS=0 to opt out)"
+        if os.environ.get("CI"):
+            raise pytest.UsageError(msg) from exc
+        import warnings
+
+        warnings.warn(msg, stacklevel=1)
+
+
+def pytest_report_header(config) -> str:
+    return f"network: {'loopback only (' + NETNS + ')' if NETNS else 'not isolated'}"
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -78,6 +108,20 @@ def write_video(path: Path, frames: int, fourcc: str = "mp4v", fps: float = 25.0
     return path
 
 
+def unsure_clip(directory: Path) -> Path:
+    """A clip of none of the six actions (3 s of stripes spelling the frame index) that the shipped LRCN is unsure
+    of: its best class scores about 0.3, under its threshold of 0.5 (the app then shows its notice). H.264, so that
+    a browser plays the upload too."""
+    import imageio_ffmpeg
+
+    raw = write_video(directory / "stripes-mp4v.mp4", 75, "mp4v")
+    out = directory / "stripes.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-i", str(raw), "-c:v", "libx264",
+                    "-pix_fmt", "yuv420p", str(out)], check=True, timeout=60)
+    raw.unlink()
+    return out
+
+
 @pytest.fixture
 def index_video(tmp_path):
     """Factory: a video whose frame i shows i in stripes."""
@@ -100,6 +144,19 @@ def connections(monkeypatch) -> list:
 
     monkeypatch.setattr(socket.socket, "connect", connect)
     return seen
+
+
+@pytest.fixture
+def no_way_out():
+    """Fails the test if any process of the session (the CLI, ffmpeg, the app: children included) tried to reach an
+    address outside loopback while it ran: the namespace's count of attempts without a route (tests/netns.py)."""
+    if NETNS is None:
+        yield
+        return
+    before = netns.attempts_outside()
+    yield
+    tried = netns.attempts_outside() - before
+    assert tried == 0, f"{tried} attempt(s) to reach an address outside loopback during this test (any process)"
 
 
 def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -8,10 +8,11 @@ installs it (README's test command), and these tests are part of CI.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, unsure_clip
 from playwright.sync_api import expect, sync_playwright
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -77,6 +78,19 @@ def test_upload_a_clip_run_it_and_see_label_and_timeline(page):
     page.screenshot(path=SHOTS / "recognize-upload.png", full_page=True)
     README_SHOT.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=README_SHOT)  # the first screen: input, labels, annotated copy
+
+
+def test_a_clip_the_model_is_unsure_of_shows_the_notice(page, tmp_path):
+    page.locator("#video-in input[type=file]").set_input_files(str(unsure_clip(tmp_path)))
+    expect(page.locator("#video-in video")).to_be_visible(timeout=30_000)
+    page.click("#recognize")
+    notice = page.locator("#notice")
+    # the visitor reads the Markdown rendered: "LRCN is not sure" in bold, then the best guess and the threshold
+    expect(notice.locator("strong")).to_have_text("LRCN is not sure", timeout=RESULT_TIMEOUT_MS)
+    expect(notice).to_contain_text(re.compile(r"its best guess, \w+, has probability \d+%, under its threshold of "
+                                              r"50%\. The video may show none of the six actions it knows\."))
+    expect_timeline(page)
+    page.screenshot(path=SHOTS / "recognize-unsure.png", full_page=True)
 
 
 def test_one_click_on_an_example_runs_it(page):

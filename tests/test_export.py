@@ -12,14 +12,22 @@ import numpy as np
 import pytest
 from conftest import REPO, run_cli
 
+import har.backends
+import har.export
 from har import Recognizer
-from har.backends import serving_session
+from har.backends import gpu_present, serving_session
 from har.errors import ModelError
 from har.export import DIGEST_KEY, ONNX_FILE, export_onnx, keras_digest
 from har.modeldir import load_model
 from har.video import sample_clip
 
 SHIPPED = ("lrcn", "convlstm", "lrcn_tutorial", "convlstm_tutorial")
+
+
+@pytest.fixture
+def no_gpu(monkeypatch):
+    """``auto`` as on a machine without an NVIDIA GPU, whatever this one has (with one, TensorFlow rightly serves)."""
+    monkeypatch.setattr(har.backends, "gpu_present", lambda: False)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +62,7 @@ def test_onnx_and_keras_give_the_same_timeline(onnx_model, wild):
     assert [(s.label, s.start_s, s.end_s) for s in b.segments] == [(s.label, s.start_s, s.end_s) for s in a.segments]
 
 
-def test_a_stale_or_damaged_copy_is_never_served(onnx_model, tmp_path, caplog):
+def test_a_stale_or_damaged_copy_is_never_served(onnx_model, tmp_path, caplog, monkeypatch, no_gpu):
     stale = tmp_path / "stale"
     shutil.copytree(onnx_model, stale)
     model, _ = load_model(stale)  # retrained since the export: other weights in model.keras
@@ -78,18 +86,21 @@ def test_a_stale_or_damaged_copy_is_never_served(onnx_model, tmp_path, caplog):
 
     export_onnx(stale)  # renewed: served again
     assert Recognizer(stale, runtime="auto").runtime == "onnx"
+    with monkeypatch.context() as gpu:  # on a machine with a GPU, auto means TensorFlow (on the GPU)
+        gpu.setattr(har.backends, "gpu_present", lambda: True)
+        assert Recognizer(stale, runtime="auto").runtime == "keras"
+        assert Recognizer(stale, runtime="onnx").runtime == "onnx"  # asked for by name: still served
     with pytest.raises(ModelError, match="Unknown runtime 'tflite'"):
         Recognizer(onnx_model, runtime="tflite")
 
 
-def test_har_runtime_chooses_for_auto_and_a_copy_that_disagrees_is_not_kept(onnx_model, tmp_path, monkeypatch):
+def test_har_runtime_chooses_for_auto_and_a_copy_that_disagrees_is_not_kept(onnx_model, tmp_path, monkeypatch,
+                                                                           no_gpu):
     monkeypatch.setenv("HAR_RUNTIME", "keras")
     assert Recognizer(onnx_model, runtime="auto").runtime == "keras"
     monkeypatch.setenv("HAR_RUNTIME", "onnx")
     assert Recognizer(onnx_model, runtime="auto").runtime == "onnx"
     monkeypatch.delenv("HAR_RUNTIME")
-
-    import har.export
 
     d = tmp_path / "d"
     shutil.copytree(onnx_model, d)
@@ -113,7 +124,9 @@ def test_cli_serves_onnx_by_default_without_importing_tensorflow(onnx_model, ucf
         *_, result, tail = done.stdout.strip().splitlines()
         runs[runtime] = json.loads(result), json.loads(tail)
     (auto, auto_proc), (keras, keras_proc) = runs["auto"], runs["keras"]
-    assert (auto["runtime"], auto_proc["tensorflow"]) == ("onnx", False)
+    # A subprocess cannot be patched: on a machine with an NVIDIA GPU the default is rightly TensorFlow.
+    expected = ("keras", True) if gpu_present() else ("onnx", False)
+    assert (auto["runtime"], auto_proc["tensorflow"]) == expected
     assert (keras["runtime"], keras_proc["tensorflow"]) == ("keras", True)
     assert auto["top"][0]["label"] == keras["top"][0]["label"]
     assert auto["top"][0]["score"] == pytest.approx(keras["top"][0]["score"], abs=1e-4)

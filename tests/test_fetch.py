@@ -1,7 +1,11 @@
-"""har.fetch with the real yt-dlp against a local HTTP server on 127.0.0.1 (no other host is ever contacted).
+"""har.fetch with the real yt-dlp against local HTTP servers on 127.0.0.0/8 (no other host is ever contacted).
 
 An autouse fixture records every socket connection made in this process and fails a test that connects anywhere
-but the loopback network: refused hosts must be refused before any connection is attempted.
+but the loopback network: refused hosts must be refused before any connection is attempted. The session runs in a
+loopback-only network namespace (tests/netns.py), and the same fixture fails a test during which any process (the
+CLI, ffmpeg) tried to reach another address. Where a test needs a host that resolves to a public address, a fake
+resolver answers 127.0.0.2 and the address rule is told to count 127.0.0.2 as public (:func:`pretend_public`):
+nothing public is ever contacted.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import os
 import re
 import shutil
 import socket
+import socketserver
 import subprocess
 import sys
 import tempfile
@@ -24,9 +29,10 @@ from pathlib import Path
 
 import pytest
 
-from har import fetch
+from har import fetch, hosts, ytdlp_errors
 from har.errors import FetchError
 from har.fetch import FetchLimits, check_url, download, fetched, is_url
+from har.netguard import Guard
 from har.video import probe
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,6 +42,7 @@ CLIPS = {"short.mp4": DATA / "Archery" / "v_Archery_g08_c02.mp4",  # 4.6 s, 96 k
          "long.mp4": DATA / "Archery" / "v_Archery_g08_c01.mp4",  # 14.5 s, 325 kB
          "surfing.mp4": EXAMPLE}
 LOCAL = FetchLimits(allowed_hosts=("127.0.0.1",))
+GETADDRINFO = socket.getaddrinfo  # the process's resolver, as it was before any fetch
 
 
 def _need_data() -> None:
@@ -78,6 +85,15 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             body = b'<html><body><video src="/short.mp4"></video><video src="/long.mp4"></video></body></html>'
             self.send_response(200)
             self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        elif self.path in ("/segments.m3u8", "/playlist-as.mp4"):  # HLS whose segment is on another host
+            body = (f"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:5\n#EXTINF:5.0,\n"
+                    f"http://localhost:{self.server.server_port}/segment0.ts\n#EXT-X-ENDLIST\n").encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.apple.mpegurl" if self.path.endswith(".m3u8")
+                             else "video/mp4")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -124,7 +140,7 @@ def _url(server, path: str) -> str:
 
 
 @pytest.fixture(autouse=True)
-def loopback_only(monkeypatch, tmp_path, connections):
+def loopback_only(monkeypatch, tmp_path, connections, no_way_out):
     """Fail on any connection outside 127.0.0.0/8; keep env limits at their defaults; temp dirs in tmp_path."""
     for name in ("HAR_ALLOWED_HOSTS", "HAR_MAX_VIDEO_SECONDS", "HAR_MAX_DOWNLOAD_MB", "HAR_YTDLP_COOKIES",
                  "HAR_FETCH_TIMEOUT_S", "HAR_FETCH_RETRIES"):
@@ -206,7 +222,7 @@ def test_limits_from_env(monkeypatch, tmp_path):
 
 
 def test_youtube_without_js_runtime_says_so(monkeypatch, tmp_path):
-    monkeypatch.setattr(fetch, "js_runtime", lambda: None)
+    monkeypatch.setattr(ytdlp_errors, "js_runtime", lambda: None)
     with pytest.raises(FetchError, match=r"YouTube links cannot be fetched .*JavaScript runtime .*yt-dlp-ejs"):
         download("https://www.youtube.com/watch?v=aqz-KE-bpKQ", tmp_path / "out")
     assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
@@ -334,14 +350,167 @@ def test_connection_refused_is_a_network_failure(tmp_path):
                                                                                  retries=0))
 
 
-def test_guard_is_only_active_during_a_download(server, tmp_path):
+def test_the_guard_changes_nothing_in_the_process(server, tmp_path):
     download(_url(server, "/short.mp4"), tmp_path / "out", limits=LOCAL)
-    assert socket.getaddrinfo is fetch._guarded_getaddrinfo and fetch._active_guard.get() is None
+    assert socket.getaddrinfo is GETADDRINFO  # no process-wide hook: the guard is the fetch's own request handler
     assert socket.getaddrinfo("10.0.0.1", 80)  # other code in the process resolves as usual
 
 
+# --- the guard on every thread and every connection (issue 21) -------------------------------------------------
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    def server_bind(self) -> None:  # without HTTPServer's getfqdn(): 127.0.0.2 has no name, a DNS query would go out
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+
+def _serve(root: Path, host: str = "127.0.0.1", port: int = 0) -> http.server.ThreadingHTTPServer:
+    httpd = _Server((host, port), functools.partial(_Handler, directory=str(root)))
+    httpd.daemon_threads = True
+    httpd.paths = []
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
+@pytest.fixture
+def two_servers(server, tmp_path):
+    """``(public, private)``: the same files served on 127.0.0.2 and on 127.0.0.1, on the same port. With
+    :func:`pretend_public`, 127.0.0.2 stands for a public address and 127.0.0.1 for the server's own network."""
+    root = Path(server.RequestHandlerClass.keywords["directory"])
+    private = _serve(root)
+    public = _serve(root, "127.0.0.2", private.server_port)
+    yield public, private
+    for httpd in (public, private):
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture
+def pretend_public(monkeypatch):
+    """The address rule counts 127.0.0.2 as public (and every other loopback address as what it is)."""
+    real = hosts._is_public
+    monkeypatch.setattr(hosts, "_is_public", lambda ip: str(ip) == "127.0.0.2" or real(ip))
+
+
+def _fake_dns(monkeypatch, name: str, answer) -> list:
+    """Resolve ``name`` to ``answer()`` (an IPv4 address) in this process; other names as usual. Returns the list of
+    answers given, in order. ffmpeg, a process of its own, still resolves ``name`` through the system."""
+    given: list = []
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if (host.decode() if isinstance(host, bytes) else str(host)).lower() != name:
+            return GETADDRINFO(host, port, *args, **kwargs)
+        ip = answer()
+        given.append(ip)
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (ip, int(port or 0)))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return given
+
+
+def _fetch_error(url: str, **kwargs) -> str:
+    """The FetchError's message of fetching ``url``; "" when it was fetched (asserted after what matters more)."""
+    try:
+        with fetched(url, **kwargs):
+            return ""
+    except FetchError as exc:
+        return str(exc)
+
+
+def test_a_fresh_thread_during_a_fetch_is_checked(server, tmp_path, monkeypatch):
+    """A thread started during a fetch inherits nothing from it (as yt-dlp's fragment threads, a connection pool's,
+    the relay's): a request it makes through the fetch's yt-dlp is checked all the same."""
+    import yt_dlp
+
+    outcome: dict = {}
+    secret = f"http://localhost:{server.server_port}/short.mp4?from-a-fresh-thread"
+    real = yt_dlp.YoutubeDL.process_ie_result
+
+    def process_ie_result(self, *args, **kwargs):
+        def fresh() -> None:
+            try:
+                with self.urlopen(secret) as res:
+                    outcome["result"] = f"connected: HTTP {res.status}"
+            except Exception as exc:  # what the request raised, checked below
+                outcome["result"] = exc
+
+        thread = threading.Thread(target=fresh)
+        thread.start()
+        thread.join(30)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(yt_dlp.YoutubeDL, "process_ie_result", process_ie_result)
+    # 127.0.0.1 by its exact name (the link itself), any other host by the address rule: 'localhost' is loopback.
+    limits = FetchLimits(allowed_hosts=("127.0.0.1", "*"), retries=0)
+    path = download(_url(server, "/short.mp4"), tmp_path / "out", limits=limits)
+    assert filecmp.cmp(path, CLIPS["short.mp4"], shallow=False)
+    assert "/short.mp4?from-a-fresh-thread" not in server.paths, "the fresh thread's request reached the server"
+    refused = outcome.get("result")
+    assert isinstance(refused, Exception), refused
+    assert re.search(r"refused by HAR Studio: The link led to 'localhost', which resolves to .*, a loopback",
+                     str(refused)), str(refused)
+
+
+def test_a_section_is_read_from_the_checked_address(two_servers, pretend_public, tmp_path, monkeypatch):
+    """'localhost' answers a public address (127.0.0.2) to our checks. ffmpeg, which cuts sections, gets it
+    through the relay from that very address; resolving the name by itself it would get 127.0.0.1."""
+    public, private = two_servers
+    given = _fake_dns(monkeypatch, "localhost", lambda: "127.0.0.2")
+    limits = FetchLimits(allowed_hosts=("*",), max_seconds=3, retries=0)
+    with fetched(f"http://localhost:{public.server_port}/long.mp4", start_s=5, end_s=7, limits=limits) as path:
+        assert 1.8 <= probe(path).duration_s <= 2.3
+    assert private.paths == [], f"requests reached the private server: {private.paths}"
+    assert "/long.mp4" in public.paths and set(given) == {"127.0.0.2"}
+
+
+@pytest.mark.parametrize("rebind", ["once ffmpeg starts", "every other answer"])
+def test_a_name_that_changes_its_answer_is_refused(two_servers, pretend_public, tmp_path, monkeypatch, rebind):
+    """DNS rebinding: the name answers a public address to the first checks, then the server's own network (once
+    ffmpeg is about to connect, or every other time). No connection may go to 127.0.0.1, ffmpeg's included."""
+    from yt_dlp.downloader.external import FFmpegFD
+
+    public, private = two_servers
+    started = {"ffmpeg": False}
+    calls = iter(range(10**6))
+
+    def answer() -> str:
+        if rebind == "once ffmpeg starts":
+            return "127.0.0.1" if started["ffmpeg"] else "127.0.0.2"
+        return "127.0.0.2" if next(calls) % 2 == 0 else "127.0.0.1"
+
+    given = _fake_dns(monkeypatch, "localhost", answer)
+    real_call = FFmpegFD._call_downloader
+
+    def call_downloader(self, *args, **kwargs):
+        started["ffmpeg"] = True
+        return real_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(FFmpegFD, "_call_downloader", call_downloader)
+    limits = FetchLimits(allowed_hosts=("*",), max_seconds=3, retries=0)
+    error = _fetch_error(f"http://localhost:{public.server_port}/long.mp4", start_s=5, end_s=7, limits=limits)
+    assert private.paths == [], f"requests reached the private server: {private.paths}"
+    assert "127.0.0.1" in given  # the name did change its answer
+    assert re.search(r"^The link led to 'localhost', which resolves to 127\.0\.0\.1, a loopback address", error), error
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(("endpoint", "message"), [
+    ("/segments.m3u8", r"^This video is only offered in a form that cannot be cut into a section here"),
+    ("/playlist-as.mp4", r"^ffmpeg could not cut a section from what this link gave: it is not a video file"),
+])
+def test_ffmpeg_opens_no_url_of_its_own(server, tmp_path, endpoint, message):
+    """A section whose media is a playlist (HLS), declared as such or disguised as an MP4 file: ffmpeg would fetch
+    its segments from wherever the playlist says, here a refused host ('localhost', loopback, not listed)."""
+    limits = FetchLimits(allowed_hosts=("127.0.0.1",), max_seconds=5, retries=0)
+    error = _fetch_error(_url(server, endpoint), start_s=1, end_s=3, limits=limits)
+    assert "/segment0.ts" not in server.paths, "ffmpeg fetched a segment by itself"
+    assert re.search(message, error), error
+    assert _leftovers(tmp_path) == []
+
+
 def test_live_streams_and_known_durations_are_refused_before_downloading():
-    job = fetch._Job("https://youtu.be/x", FetchLimits(max_seconds=60), fetch._Guard(FetchLimits(), False),
+    job = fetch._Job("https://youtu.be/x", FetchLimits(max_seconds=60), Guard(FetchLimits().allowed_hosts, False),
                      None, None, lambda f, m: None)
     with pytest.raises(FetchError, match="live stream"):
         job.match_filter({"id": "x", "live_status": "is_live"}, incomplete=True)
@@ -376,7 +545,7 @@ def test_youtube_errors_become_messages_a_user_can_act_on(message, expected):
         raise ExtractorError(message, expected=True, video_id="aqz-KE-bpKQ", ie="youtube")
     except ExtractorError:
         error = DownloadError(f"ERROR: [youtube] aqz-KE-bpKQ: {message}", sys.exc_info())
-    explained = fetch._explain(error, fetch._Guard(FetchLimits(), False), "Youtube")
+    explained = ytdlp_errors.explain(error, Guard(FetchLimits().allowed_hosts, False), "Youtube")
     assert isinstance(explained, FetchError)
     assert re.search(expected, str(explained)), str(explained)
 
