@@ -145,6 +145,24 @@ def read_list(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def pasted_items(text: str, uploads: Sequence[Path] = ()) -> list[Item]:
+    """The items of the app's Test many box and uploads: each line of ``text`` is a link
+    (``link[, Label[, start[, end]]]``), never a path on the server, except a line naming an uploaded file, which
+    gives that file its label; then the uploads, in order. Raises :class:`HarError` for a bad start or end."""
+    names = {f.name for f in uploads}
+    entries, labels = [], {}
+    for i, line in enumerate(text.splitlines(), 1):
+        entry = parse_line(line, None, f"Line {i}")
+        if entry is None:
+            continue
+        if entry["input"] in names:
+            labels[entry["input"]] = entry["expected"]
+        else:
+            entries.append({**entry, "link": True})
+    entries += [{"input": str(f), "expected": labels.get(f.name)} for f in uploads]
+    return [Item(n, **e) for n, e in enumerate(entries, 1)]
+
+
 def _folder(d: Path) -> list[dict[str, Any]]:
     """Videos directly in ``d`` (no label), then those of each sub-folder (labelled with its name), sorted."""
     def videos(folder: Path, recursive: bool) -> list[Path]:

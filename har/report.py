@@ -28,6 +28,21 @@ from har import UNCERTAIN
 from har.batch import truth_of
 from har.evaluate import metrics
 
+TABLE_HEADERS = ["#", "Video", "Expected", "Answer", "Confidence", "Right", "Read (s)", "Time (s)", "Notice"]
+
+
+def table_row(row: dict[str, Any]) -> list[Any]:
+    """A result row as the cells of :data:`TABLE_HEADERS` (the app's table): the answer or the status, the share
+    of the video read, the warning or error, else the runners-up."""
+    if row["status"] != "ok":
+        cells = [row["status"], "", "", "", row["error"]]
+    else:
+        rest = ", ".join(f"{s['label']} {s['score']:.0%}" for s in row["top"][1:] if s["score"] >= 0.05)
+        right = "" if row["correct"] is None else "✓" if row["correct"] else "✗"
+        read = f"{row['read_s']:.1f} of {row['length_s']:.1f}" if row["length_s"] else f"{row['read_s']:.1f}"
+        cells = [row["label"], f"{row['score']:.0%}", right, read, row["warning"] or (f"then {rest}" if rest else "")]
+    return [row["n"], row["input"], row["expected"] or "", *cells[:4], f"{row['seconds']:.1f}", cells[4]]
+
 
 def reason_of(message: str) -> str:
     """A message without what names one item (quoted names, addresses), so equal causes count together."""
@@ -92,10 +107,13 @@ def _accuracy(s: dict[str, Any]) -> str:
             f"macro-F1 {s['macro_f1']:.3f}.")
 
 
-def _present(s: dict[str, Any]) -> list[int]:
-    """Labels that occur as expected or answered: the rows and columns worth showing."""
+def _present(s: dict[str, Any]) -> tuple[list[int], list[int]]:
+    """``(rows, columns)`` worth showing: the labels expected; those answered, and always "none of the known
+    actions"."""
     c = np.asarray(s["confusion"])
-    return [i for i in range(len(s["labels"])) if c[i].sum() or c[:, i].sum()]
+    last = len(s["labels"]) - 1  # UNCERTAIN
+    rows = [i for i in range(len(s["labels"])) if c[i].sum()]
+    return rows, [j for j in range(last) if c[:, j].sum() or j in rows] + [last]
 
 
 def _notes(s: dict[str, Any]) -> list[str]:
@@ -115,20 +133,19 @@ def summary_text(s: dict[str, Any]) -> str:
     """The summary for a terminal: counts, accuracy, per-class table, confusion matrix, notes."""
     out = [_counts(s), _accuracy(s)]
     if s["scored"]:
-        shown = _present(s)
-        names = [s["labels"][i] for i in shown]
-        w = max(len(n) for n in names) + 2
-        out += ["", f"{'expected':<{w}}{'precision':>10}{'recall':>8}{'f1':>7}{'support':>9}"]
-        for i in shown:
+        rows, cols = _present(s)
+        w = max(len(s["labels"][i]) for i in set(rows) | set(cols)) + 2
+        out += ["", f"{'label':<{w}}{'precision':>10}{'recall':>8}{'f1':>7}{'support':>9}"]
+        for i in cols:
             row = s["per_class"][s["labels"][i]]
             out.append(f"{s['labels'][i]:<{w}}{row['precision']:>10.3f}{row['recall']:>8.3f}{row['f1']:>7.3f}"
                        f"{row['support']:>9}")
         c = np.asarray(s["confusion"])
-        short = [n if len(n) <= 14 else n[:13] + "…" for n in names]
+        short = [s["labels"][j] if len(s["labels"][j]) <= 14 else s["labels"][j][:13] + "…" for j in cols]
         cw = max(len(n) for n in short) + 2
         out += ["", "Confusion (rows: expected, columns: answered)", " " * w + "".join(f"{n:>{cw}}" for n in short)]
-        for i in shown:
-            out.append(f"{s['labels'][i]:<{w}}" + "".join(f"{c[i, j]:>{cw}}" for j in shown))
+        for i in rows:
+            out.append(f"{s['labels'][i]:<{w}}" + "".join(f"{c[i, j]:>{cw}}" for j in cols))
     notes = _notes(s)
     return "\n".join(out + ([""] + notes if notes else []))
 
@@ -137,16 +154,16 @@ def summary_markdown(s: dict[str, Any]) -> str:
     """The summary for the app (Markdown): the same facts as :func:`summary_text`, as tables."""
     out = [f"**{_counts(s)}** {_accuracy(s)}"]
     if s["scored"]:
-        shown = _present(s)
-        out += ["", "| expected | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
-        for i in shown:
+        rows, cols = _present(s)
+        out += ["", "| label | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
+        for i in cols:
             row = s["per_class"][s["labels"][i]]
             out.append(f"| {s['labels'][i]} | {row['precision']:.2f} | {row['recall']:.2f} | {row['f1']:.2f} | "
                        f"{row['support']} |")
         c = np.asarray(s["confusion"])
         out += ["", "Confusion (rows: expected, columns: answered)", "",
-                "| | " + " | ".join(s["labels"][j] for j in shown) + " |", "|---" + "|---:" * len(shown) + "|"]
-        for i in shown:
-            out.append(f"| **{s['labels'][i]}** | " + " | ".join(str(c[i, j]) for j in shown) + " |")
+                "| | " + " | ".join(s["labels"][j] for j in cols) + " |", "|---" + "|---:" * len(cols) + "|"]
+        for i in rows:
+            out.append(f"| **{s['labels'][i]}** | " + " | ".join(str(c[i, j]) for j in cols) + " |")
     notes = _notes(s)
     return "\n".join(out + ([""] + [f"- {n}" for n in notes] if notes else []))
