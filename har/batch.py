@@ -131,8 +131,9 @@ def read_list(path: Path) -> list[dict[str, Any]]:
     rows = list(csv.reader(io.StringIO(text), delimiter="\t" if path.suffix.lower() == ".tsv" else ",",
                            skipinitialspace=True))
     order = list(range(4))  # field -> column
-    if rows and rows[0] and rows[0][0].strip().lower() in _COLUMNS["input"]:
-        names = [c.strip().lower() for c in rows[0]]
+    names = [c.strip().lower() for c in rows[0]] if rows else []
+    known = {a for aliases in _COLUMNS.values() for a in aliases}
+    if set(names) & set(_COLUMNS["input"]) and all(n in known for n in names if n):  # a header row
         order = [next((names.index(a) for a in aliases if a in names), -1) for aliases in _COLUMNS.values()]
         rows = [[""]] + rows[1:]  # keep line numbers
     for i, row in enumerate(rows, 1):

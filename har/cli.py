@@ -198,6 +198,7 @@ def _explain(recognizer, path: Path, out: str):
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
+    import shutil
     import time
 
     from tqdm import tqdm
@@ -223,7 +224,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     # A bar with ETA on a terminal only (tqdm's disable=None); scripts and logs get one line per item with -v.
     with tqdm(total=len(items), initial=len(items) - len(todo), unit="video", disable=None, file=sys.stderr,
-              dynamic_ncols=True) as bar:
+              ncols=min(shutil.get_terminal_size((100, 20)).columns, 120)) as bar:  # a terminal may say 0 columns
         for row in run(todo, recognizer, top_k=args.top_k, jobs=args.jobs, limits=limits,
                        workdir=Path(args.out) / ".downloads"):
             results.add(row)
