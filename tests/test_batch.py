@@ -260,7 +260,7 @@ def test_a_batch_reports_every_item_against_the_truth(straight_run, batch_list, 
 
 
 def test_a_row_is_what_the_library_answers(straight_run, batch_list):
-    from har.infer import Recognizer, analyze
+    from har import Recognizer, analyze
 
     out, _ = straight_run
     path, _ = batch_list
@@ -358,7 +358,7 @@ def test_a_progress_bar_with_eta_on_a_terminal(tmp_path):
 
 
 def test_a_truncated_file_says_how_much_was_read(tmp_path):
-    from har.infer import Recognizer, analyze
+    from har import Recognizer, analyze
 
     cut = truncated(tmp_path / "cut.mp4")
     rec = Recognizer("lrcn", runtime="auto")
