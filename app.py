@@ -351,7 +351,8 @@ def test_many_tab(recognizers: dict, missing: dict, turns: Turns) -> None:
         with gr.Column(scale=6):
             summary = gr.Markdown(elem_id="batch-summary")
             csv_file = gr.File(label="Every row (CSV)", interactive=False, elem_id="batch-csv")
-    table = gr.Dataframe(headers=TABLE_HEADERS, label="Results", interactive=False, wrap=True, elem_id="batch-table")
+    table = gr.Dataframe(headers=TABLE_HEADERS, label="Results", interactive=False, wrap=True, elem_id="batch-table",
+                         column_widths=["4%", "20%", "10%", "12%", "7%", "5%", "8%", "6%", "28%"])
 
     def run_batch(links="", files=None, model="LRCN"):
         yield from test_many(recognizers, missing, links, files, model, turns)
