@@ -3,7 +3,8 @@
 :func:`summarize` turns result rows into one dictionary (``summary.json``)::
 
     {"items", "answered", "refused", "failed", "uncertain", "partly_read": [{n, input, read_s, length_s}],
-     "scored": rows answered with an expected label, "correct", "accuracy" (None when nothing was scored),
+     "labelled": rows with an expected label, "scored": those answered, "correct", "accuracy" (None when nothing
+     was scored),
      "macro_f1", "labels": the model's classes + UNCERTAIN, "per_class": {label: {precision, recall, f1, support}},
      "confusion": [[...]]  # rows = expected, columns = answered, in "labels" order,
      "not_known": {label: count}  # expected labels the model does not know: counted as UNCERTAIN,
@@ -69,6 +70,7 @@ def summarize(rows: Sequence[dict[str, Any]], classes: Sequence[str]) -> dict[st
         "uncertain": sum(bool(r["uncertain"]) for r in answered),
         "partly_read": [{"n": r["n"], "input": r["input"], "read_s": r["read_s"], "length_s": r["length_s"]}
                         for r in answered if r.get("warning")],
+        "labelled": sum(bool(r.get("expected")) for r in rows),
         "scored": len(scored),
         "correct": int((y_true == y_pred).sum()),
         "accuracy": m["accuracy"] if scored else None,
@@ -102,7 +104,8 @@ def _counts(s: dict[str, Any]) -> str:
 
 def _accuracy(s: dict[str, Any]) -> str:
     if not s["scored"]:
-        return "No expected labels given: no accuracy."
+        return ("No video with an expected label was answered: no accuracy." if s["labelled"]
+                else "No expected labels given: no accuracy.")
     return (f"Accuracy against the expected labels: {s['correct']} of {s['scored']} ({s['accuracy']:.1%}), "
             f"macro-F1 {s['macro_f1']:.3f}.")
 
