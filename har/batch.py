@@ -53,6 +53,7 @@ FIELDS = ("n", "input", "expected", "start_s", "end_s", "status", "label", "scor
           "familiarity", "read_s", "length_s", "warning", "seconds", "error")
 # Words of the messages that mean "refused by a rule of this server" rather than "failed": har.fetch's host and
 # address rules, and the length and size limits (har.limits, har.fetch).
+_BARE_LINK = re.compile(r"^(www\.)?[\w-]+(\.[\w-]+)*\.[a-z]{2,}(:\d+)?/\S*$", re.IGNORECASE)
 _REFUSALS = ("not an allowed host", "local or reserved network", "HAR_MAX_VIDEO_SECONDS", "HAR_MAX_DOWNLOAD_MB",
              "can be analysed. Trim it", "playlist or a channel", "live stream")
 
@@ -94,7 +95,9 @@ def _entry(fields: Sequence[str], base: Path | None, where: str) -> dict[str, An
     fields = [f.strip() for f in fields] + [""] * 4
     if not fields[0]:
         return None
-    text, link = fields[0], is_url(fields[0])
+    text = fields[0]
+    # a link, also without its scheme ("youtube.com/watch?v=..."; har.fetch adds https://) unless such a file exists
+    link = is_url(text) or bool(_BARE_LINK.match(text) and not (base is None or (base / text).exists()))
     if not link and base is not None:
         path = Path(text).expanduser()
         text = str(path if path.is_absolute() else base / path)

@@ -319,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--runtime", choices=("auto", "keras", "onnx"), default="auto",
                    help="as for predict: auto (default) serves ONNX Runtime when usable")
     s.set_defaults(func=cmd_batch)
+    s.error = lambda message, s=s: s.exit(1, f"error: {message} (see {s.prog} --help)\n")  # one line, status 1
 
     s = sub.add_parser("export", help="write model.onnx beside a model's model.keras (checked against it)")
     s.add_argument("--model", default="lrcn", help="lrcn, convlstm or a model directory")

@@ -137,7 +137,7 @@ def test_inputs_from_files_class_folders_lists_and_links(tmp_path):
         (tmp_path / folder / name).write_bytes(b"x")
     (tmp_path / "notes.txt.bak").write_text("not a video")
     (tmp_path / "list.txt").write_text("# a comment\n\nhttps://youtu.be/abc, Surfing, 3, 9.5\nclips/x.mp4\n"
-                                       "https://youtu.be/def\t Piano \n")
+                                       "https://youtu.be/def\t Piano \nyoutube.com/watch?v=q\n")
     (tmp_path / "list.csv").write_text("Expected,Link\nArchery,/abs/y.mp4\n,https://youtu.be/ghi\n")
     items = collect([str(tmp_path), str(tmp_path / "list.txt"), str(tmp_path / "list.csv"), "https://youtu.be/z"])
     got = [(i.n, Path(i.input).name if not i.link else i.input, i.expected, i.start_s, i.end_s, i.link)
@@ -149,12 +149,13 @@ def test_inputs_from_files_class_folders_lists_and_links(tmp_path):
         (4, "https://youtu.be/abc", "Surfing", 3.0, 9.5, True),
         (5, "x.mp4", None, None, None, False),
         (6, "https://youtu.be/def", "Piano", None, None, True),
-        (7, "y.mp4", "Archery", None, None, False),  # columns found by the header's names
-        (8, "https://youtu.be/ghi", None, None, None, True),
-        (9, "https://youtu.be/z", None, None, None, True),
+        (7, "youtube.com/watch?v=q", None, None, None, True),  # a link without its scheme (har.fetch adds it)
+        (8, "y.mp4", "Archery", None, None, False),  # columns found by the header's names
+        (9, "https://youtu.be/ghi", None, None, None, True),
+        (10, "https://youtu.be/z", None, None, None, True),
     ]
     assert items[4].input == str(tmp_path / "clips" / "x.mp4")  # relative to the list's folder
-    assert items[6].input == "/abs/y.mp4"
+    assert items[7].input == "/abs/y.mp4"
 
 
 def test_inputs_that_cannot_start_a_batch(tmp_path):
@@ -322,6 +323,8 @@ def test_errors_that_stop_a_batch_before_it_starts(straight_run, batch_list, tmp
     _one_error_line(run_cli("batch", str(path), "--out", str(tmp_path / "m"), "--model", str(tmp_path)),
                     "model")
     _one_error_line(run_cli("batch", str(path), "--out", str(tmp_path / "j"), "--jobs", "0"), "--jobs")
+    _one_error_line(run_cli("batch", str(path)), "the following arguments are required: --out")  # argparse's words
+    _one_error_line(run_cli("batch", str(path), "--out", "x", "--top-k", "many"), "invalid int value: 'many'")
     bad = tmp_path / "bad.txt"
     bad.write_text("https://youtu.be/a, Surfing\nhttps://youtu.be/b, Surfing, 5, later\n")
     _one_error_line(run_cli("batch", str(bad), "--out", str(tmp_path / "b")),
