@@ -322,7 +322,7 @@ def _recognize(item: Item, future: Future, recognizer, analyze, top_k: int, turn
         return row_of(item, seconds=(ready.seconds if ready else 0.0) + time.perf_counter() - t0, error=str(exc))
     except Exception as exc:  # a bug, or a library's surprise: logged in full, and the batch goes on
         log.exception("item %d (%s) failed", item.n, item.input)
-        return row_of(item, seconds=time.perf_counter() - t0,
+        return row_of(item, seconds=(ready.seconds if ready else 0.0) + time.perf_counter() - t0,
                       error=f"Unexpected error ({type(exc).__name__}: {exc}); the log has the details.")
     finally:
         if ready is not None and ready.tmp is not None:
