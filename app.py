@@ -1,4 +1,4 @@
-"""HAR Studio, the Gradio app: Recognize, Compare models, About. A thin UI over the ``har`` library.
+"""HAR Studio, the Gradio app: Recognize, Test many, Compare models, About. A thin UI over the ``har`` library.
 
     python app.py    # serves on $GRADIO_SERVER_NAME:$GRADIO_SERVER_PORT (default 127.0.0.1:7860), or on $PORT
 
@@ -8,7 +8,10 @@ anything else is a bug, logged here and shown to a visitor as a bare "Error", ne
 
 Serving knobs (environment): ``HAR_MODELS_DIR`` (the model directories, default ``models/``), ``HAR_CONCURRENCY``
 (recognitions at once, default half the CPUs), ``HAR_QUEUE_SIZE`` (waiting requests, default 16),
-``HAR_MAX_UPLOAD_MB`` (default 200); downloads obey ``HAR_ALLOWED_HOSTS`` and the limits of ``har.fetch``.
+``HAR_MAX_UPLOAD_MB`` (default 200), ``HAR_MAX_BATCH`` (videos per Test many request, default 10),
+``HAR_MAX_CACHE_MB`` (Gradio's cache of uploads and outputs, default 2000: ``har.disk``); downloads obey
+``HAR_ALLOWED_HOSTS`` and the limits of ``har.fetch``. Single requests and each item of a batch take turns
+(``har.turns``) at the recognizers, so a batch holds up another visitor for one item at most.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
@@ -28,7 +33,9 @@ import gradio as gr
 import gradio.utils
 
 from har import HarError, __version__, dashboard, modelcard
+from har.disk import max_cache_bytes, sweep
 from har.progress import scaled
+from har.turns import Turns
 from har.video import VIDEO_EXTENSIONS
 
 log = logging.getLogger("har.app")
@@ -39,6 +46,8 @@ MODELS = {"LRCN": "lrcn", "ConvLSTM": "convlstm"}  # choice shown -> model direc
 BOTH = "Both, side by side"
 CHOICES = [*MODELS, BOTH]
 TOP_K = 6
+BATCH_TOP_K = 3  # classes listed per video in the Test many table
+DEFAULT_MAX_BATCH = 10  # videos per Test many request (HAR_MAX_BATCH)
 
 
 # ---- start-up -----------------------------------------------------------------------------------------------------
@@ -91,6 +100,7 @@ def _output_dir() -> Path:
     just created and not written yet."""
     cache = Path(gradio.utils.get_upload_folder())
     cache.mkdir(parents=True, exist_ok=True)
+    sweep(cache, max_cache_bytes())  # the size cap (the age sweep is Gradio's)
     for old in cache.glob("har-*"):
         try:
             if old.is_dir() and time.time() - old.stat().st_mtime > 600 and not any(old.iterdir()):
@@ -112,7 +122,9 @@ def _chosen(model: str, recognizers: dict, missing: dict) -> dict:
 
 
 def _uncertain_notice(results: dict[str, dict]) -> str:
-    lines = [
+    lines = [f"**{name} read only part of the video**: {r['read_warning']}"
+             for name, r in results.items() if r.get("read_warning")]
+    lines += [
         f"**{name} is not sure**: its best guess, {r['top'][0]['label']}, has probability "
         f"{r['top'][0]['score']:.0%}, under its threshold of {r['uncertain_below']:.0%}. The video may show none of "
         "the six actions it knows."
@@ -122,10 +134,12 @@ def _uncertain_notice(results: dict[str, dict]) -> str:
 
 
 def recognize(recognizers: dict, missing: dict, video: str | None, url: str, model: str,
-              start_s: float | None, end_s: float | None, progress, explain: bool = False) -> tuple:
+              start_s: float | None, end_s: float | None, progress, explain: bool = False,
+              turn=nullcontext) -> tuple:
     """Analyse an uploaded/recorded video or a link with one model or both. Returns the Recognize tab's outputs:
     (first label, second label, annotated video, timeline figure, segments table, notice, JSON file, explanation
-    strip, explanation in words); with ``explain`` off, the last two are empty."""
+    strip, explanation in words); with ``explain`` off, the last two are empty. ``turn()``: held around the
+    recognition (after any download), shared with the batches."""
     from har import analyze, annotate, fetched
 
     url = (url or "").strip()
@@ -149,7 +163,7 @@ def recognize(recognizers: dict, missing: dict, video: str | None, url: str, mod
         # A link is downloaded into a temporary directory that goes when the block ends, whatever happens.
         local = fetched(url, start_s=start_s or None, end_s=end_s or None, progress=step(0.0, 0.3)) if url \
             else nullcontext(Path(video))
-        with local as path:
+        with local as path, turn():
             begin = 0.3 if url else 0.0
             half = begin + (1 - begin) / 2
             analyses = analyze(path, list(recs.values()), top_k=TOP_K, progress=step(begin, half))
@@ -173,6 +187,7 @@ def recognize(recognizers: dict, missing: dict, video: str | None, url: str, mod
         d = analysis.to_dict()
         d.pop("annotated", None)  # a server path: meaningless to the visitor
         d["input"] = source
+        d["read_warning"] = analysis.clip.read_warning()
         results[names[name]] = d
     labels = [{s["label"]: s["score"] for s in r["top"]} for r in results.values()]
     result_file = out / f"{Path(source).stem}-har.json"
@@ -199,9 +214,57 @@ def _explained(recs: list, names: dict, path: Path, out: Path, progress) -> tupl
     return str(image), "\n\n".join(e.summary(names[e.model]) for e in found)
 
 
+# ---- the Test many handler ----------------------------------------------------------------------------------------
+
+def test_many(recognizers: dict, missing: dict, links: str, files: list[str] | None, model: str,
+              turn=nullcontext) -> Iterator[tuple]:
+    """Test several links and uploads with one model, yielding the Test many tab's outputs (table, summary, CSV
+    file) after every video: the table fills in as results arrive. Each recognition takes a ``turn()``."""
+    import pandas as pd
+
+    from har.batch import Results, manifest, pasted_items, run
+    from har.fetch import FetchLimits
+    from har.report import TABLE_HEADERS, summary_markdown, table_row, write_summary
+
+    if model not in MODELS:
+        raise gr.Error(f"Unknown model '{model}': choose one of {', '.join(MODELS)}.", print_exception=False)
+    rec = _chosen(model, recognizers, missing)[model]
+    try:  # (Gradio refuses uploads that are not video files: file_types)
+        items = pasted_items(links or "", [Path(f) for f in files or []])
+    except HarError as exc:
+        raise gr.Error(str(exc), print_exception=False) from exc
+    if not items:
+        raise gr.Error("Paste links (one per line) or upload video files first.", print_exception=False)
+    most = _env_int("HAR_MAX_BATCH", DEFAULT_MAX_BATCH)
+    if len(items) > most:
+        raise gr.Error(f"{len(items)} videos given; this server tests at most {most} at once (HAR_MAX_BATCH). "
+                       "Split the list.", print_exception=False)
+    out = _output_dir()
+    try:
+        limits = FetchLimits.from_env()
+        results = Results(out, manifest(items, rec.name, BATCH_TOP_K))
+    except HarError as exc:
+        raise gr.Error(str(exc), print_exception=False) from exc
+    table = [[i.n, i.input if i.link else Path(i.input).name, i.expected or "", "waiting…", "", "", "", "", ""]
+             for i in items]
+
+    def frame():
+        return pd.DataFrame(table, columns=TABLE_HEADERS)
+
+    yield frame(), f"Testing {len(items)} video{'s' if len(items) > 1 else ''} with {model}…", None
+    for row in run(items, rec, top_k=BATCH_TOP_K, limits=limits, turn=turn):
+        if not items[row["n"] - 1].link:
+            row["input"] = Path(row["input"]).name  # not the server's path
+        results.add(row)
+        table[row["n"] - 1] = table_row(row)
+        yield frame(), f"{len(results.rows)} of {len(items)} done…", None
+    summary = write_summary(out, results.sorted(), rec.config.classes)
+    yield frame(), summary_markdown(summary), str(results.csv)
+
+
 # ---- tabs ---------------------------------------------------------------------------------------------------------
 
-def recognize_tab(recognizers: dict, missing: dict) -> None:
+def recognize_tab(recognizers: dict, missing: dict, turns: Turns) -> None:
     available = [c for c in MODELS if c not in missing]
     with gr.Row():
         with gr.Column(scale=5):
@@ -247,10 +310,10 @@ def recognize_tab(recognizers: dict, missing: dict) -> None:
 
     def run_recognize(video=None, url="", model="LRCN", start_s=None, end_s=None, explain=False,
                       progress=gr.Progress()):  # noqa: B008
-        return recognize(recognizers, missing, video, url, model, start_s, end_s, progress, bool(explain))
+        return recognize(recognizers, missing, video, url, model, start_s, end_s, progress, bool(explain), turns)
 
     def run_example(video=None, model="LRCN", explain=False, progress=gr.Progress()):  # noqa: B008
-        return recognize(recognizers, missing, video, "", model, None, None, progress, bool(explain))
+        return recognize(recognizers, missing, video, "", model, None, None, progress, bool(explain), turns)
 
     def show_model(model: str):
         both = model == BOTH
@@ -265,6 +328,38 @@ def recognize_tab(recognizers: dict, missing: dict) -> None:
                                    concurrency_id="inference")
     model.change(show_model, inputs=[model], outputs=[label_a, label_b], api_name="show_model",
                  api_visibility="undocumented", queue=False)
+
+
+def test_many_tab(recognizers: dict, missing: dict, turns: Turns) -> None:
+    from har.report import TABLE_HEADERS
+
+    most = _env_int("HAR_MAX_BATCH", DEFAULT_MAX_BATCH)
+    gr.Markdown(f"Test up to {most} videos at once: paste links, one per line, each optionally followed by a comma "
+                "and the action it shows (`https://youtu.be/…, Surfing`), and/or upload video files (a line "
+                "`file-name.mp4, Label` gives an upload its label). Results fill the table as they arrive; at the "
+                "end, the accuracy against the labels given and a CSV of every row. How to test hundreds: "
+                "`python -m har batch` (docs/batch.md).")
+    with gr.Row():
+        with gr.Column(scale=5):
+            links = gr.Textbox("", label="Links, one per line, optionally followed by “, Label”", lines=6,
+                               max_lines=40, elem_id="batch-links",
+                               placeholder="https://www.youtube.com/watch?v=…, Surfing")
+            files = gr.File(label="…and/or video files", file_count="multiple", file_types=list(VIDEO_EXTENSIONS),
+                            elem_id="batch-files")
+            model = gr.Radio(list(MODELS), value="LRCN", label="Model", elem_id="batch-model")
+            run = gr.Button("Test all", variant="primary", elem_id="batch-run")
+        with gr.Column(scale=6):
+            summary = gr.Markdown(elem_id="batch-summary")
+            csv_file = gr.File(label="Every row (CSV)", interactive=False, elem_id="batch-csv")
+    table = gr.Dataframe(headers=TABLE_HEADERS, label="Results", interactive=False, wrap=True, elem_id="batch-table",
+                         column_widths=["4%", "20%", "10%", "12%", "7%", "5%", "8%", "6%", "28%"])
+
+    def run_batch(links="", files=None, model="LRCN"):
+        yield from test_many(recognizers, missing, links, files, model, turns)
+
+    # One batch at a time (concurrency_limit=1) in a group of its own: its items take turns with single requests.
+    run.click(run_batch, inputs=[links, files, model], outputs=[table, summary, csv_file], api_name="test_many",
+              concurrency_id="batch", concurrency_limit=1)
 
 
 def compare_tab(records: list[dashboard.ModelRecord]) -> None:
@@ -312,13 +407,19 @@ def about_tab(records: list[dashboard.ModelRecord]) -> None:
     gr.Markdown(after)
 
 
-def build_app(recognizers: dict, missing: dict, records: list[dashboard.ModelRecord]) -> gr.Blocks:
-    # Gradio's cache (uploads, outputs) is swept every 15 min of files older than an hour, and emptied at exit.
+def build_app(recognizers: dict, missing: dict, records: list[dashboard.ModelRecord],
+              turns: Turns | None = None) -> gr.Blocks:
+    """The page. ``turns``: the recognizers' fair turns (one at a time by default)."""
+    turns = turns or Turns(1)
+    # Gradio's cache (uploads, outputs) is swept every 15 min of files older than an hour, and emptied at exit;
+    # har.disk caps its size (HAR_MAX_CACHE_MB) at every request and every minute.
     with gr.Blocks(title="HAR Studio", delete_cache=(900, 3600)) as demo:
         gr.Markdown("# HAR Studio\nWhich of six UCF101 actions does a video show? Two architectures, LRCN and "
                     "ConvLSTM, trained and tested on separate groups of clips, compared in the open.")
         with gr.Tab("Recognize", id="recognize"):
-            recognize_tab(recognizers, missing)
+            recognize_tab(recognizers, missing, turns)
+        with gr.Tab("Test many", id="test-many"):
+            test_many_tab(recognizers, missing, turns)
         with gr.Tab("Compare models", id="compare"):
             compare_tab(records)
         with gr.Tab("About", id="about"):
@@ -349,15 +450,30 @@ def settings() -> dict[str, int]:
     try:
         max_video_seconds()
         FetchLimits.from_env()
+        max_cache_bytes()
     except HarError as exc:
         raise SystemExit(f"error: {exc}") from None
     # TensorFlow already spreads one forward pass over the cores: a couple of requests at once is plenty.
     return {"concurrency": _env_int("HAR_CONCURRENCY", max(1, (os.cpu_count() or 2) // 2)),
-            "queue_size": _env_int("HAR_QUEUE_SIZE", 16), "upload_mb": _env_int("HAR_MAX_UPLOAD_MB", 200)}
+            "queue_size": _env_int("HAR_QUEUE_SIZE", 16), "upload_mb": _env_int("HAR_MAX_UPLOAD_MB", 200),
+            "max_batch": _env_int("HAR_MAX_BATCH", DEFAULT_MAX_BATCH)}
 
 
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
+
+
+def _sweep_every(seconds: float) -> None:
+    """Keep Gradio's cache under HAR_MAX_CACHE_MB between requests too (a burst of uploads comes before any)."""
+    def loop() -> None:
+        while True:
+            time.sleep(seconds)
+            try:
+                sweep(gradio.utils.get_upload_folder(), max_cache_bytes())
+            except (OSError, HarError) as exc:
+                log.warning("cache sweep failed: %s", exc)
+
+    threading.Thread(target=loop, name="cache-sweep", daemon=True).start()
 
 
 def serve() -> None:
@@ -366,12 +482,14 @@ def serve() -> None:
     t0 = time.perf_counter()
     missing = check_models()
     recognizers: dict = {}
+    concurrency = knobs["concurrency"]
     # TensorFlow's import and the models' warm-up (the slow part of start-up) overlap with building the page.
     with ThreadPoolExecutor(1, thread_name_prefix="load-models") as pool:
         loading = pool.submit(load_recognizers, recognizers, missing)
-        demo = build_app(recognizers, missing, dashboard.load_records())
+        # single requests and each video of a batch take turns at the recognizers, as many at once as the queue runs
+        demo = build_app(recognizers, missing, dashboard.load_records(), Turns(concurrency))
         loading.result()
-    concurrency = knobs["concurrency"]
+    _sweep_every(60)
     demo.queue(default_concurrency_limit=concurrency, max_size=knobs["queue_size"])
     port = os.environ.get("PORT", "").strip()  # platforms that route to $PORT (Deta Space, most PaaS)
     log.info("built in %.1f s; %d recognition(s) at once", time.perf_counter() - t0, concurrency)

@@ -30,6 +30,8 @@ TensorFlow or yt-dlp are imported). The library never imports gradio. One module
 ``analysis``              several models, one call
 ``annotation``            the annotated H.264 copy
 ``fetch``                 download links safely
+``batch``, ``report``     test many videos (``python -m har batch``); their summary
+``turns``, ``disk``       the app's fair turns at the recognizers; its cache's size cap
 ``dashboard``             stored logs -> tables and figures
 ``modelcard``             the model card (About tab, docs/model-card.md)
 ========================  ===========================================================================

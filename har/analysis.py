@@ -14,7 +14,7 @@ from har.progress import Progress, scaled, silent
 from har.recognizer import Recognizer
 from har.results import Analysis, ClipPrediction, Timeline, check_top_k
 from har.timeline import scan
-from har.video import probe, sample_clip
+from har.video import probe, sample_clip_counted
 
 
 def analyze(path: str | os.PathLike, recognizers: Recognizer | Sequence[Recognizer], *, timeline: bool = True,
@@ -52,14 +52,18 @@ def analyze(path: str | os.PathLike, recognizers: Recognizer | Sequence[Recogniz
 def _classify_all(path: Path, recs: Sequence[Recognizer], top_k: int, progress: Progress) -> list[ClipPrediction]:
     """Each recognizer's whole-clip answer; models that sample alike share one sampling pass."""
     check_top_k(top_k)
-    check_length(path, probe(path).duration_s)
-    sampled: dict[tuple[int, int], np.ndarray] = {}  # (frames, size) -> (frames, size, size, 3) uint8
+    info = probe(path)
+    check_length(path, info.duration_s)
+    # (frames, size) -> ((frames, size, size, 3) uint8, frames that really decode)
+    sampled: dict[tuple[int, int], tuple[np.ndarray, int]] = {}
     out = []
     for i, r in enumerate(recs):
         key = (r.config.frames, r.config.size)
         if key not in sampled:
             progress(i / len(recs), f"{r.name}: sampling {key[0]} frames")
-            sampled[key] = sample_clip(path, *key)
-        out.append(r.prediction(r.probabilities(sampled[key][None])[0], top_k))
+            sampled[key] = sample_clip_counted(path, *key)
+        clip, decoded = sampled[key]
+        out.append(r.prediction(r.probabilities(clip[None])[0], top_k).read(decoded / (info.fps or 25.0),
+                                                                             info.duration_s))
     progress(1.0, "classified")
     return out

@@ -1,4 +1,4 @@
-"""Command line: ``python -m har index|train|evaluate|predict|export|docs|download ...``.
+"""Command line: ``python -m har index|train|evaluate|predict|batch|export|docs|download ...``.
 
 Errors a user caused (our :class:`HarError`) print one line ``error: <message>`` on stderr and exit 1, no
 traceback. Machine-readable output (``--json``) is one JSON object on the last line of stdout.
@@ -163,6 +163,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     out = {**result.to_dict(), "input": args.input, "runtime": recognizer.runtime}
     if explanation is not None:
         out["explanation"] = {**explanation.to_dict(), "strip": args.explain}
+    if result.clip.partly_read:  # a truncated or damaged file: the answer is about the part that decodes
+        print(f"warning: {result.clip.read_warning()}", file=sys.stderr)
     if args.json:
         print(json.dumps(out))
         return 0
@@ -193,6 +195,50 @@ def _explain(recognizer, path: Path, out: str):
     explanation = explain(recognizer, path)
     save_strip(strip([explanation]), out)
     return explanation
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    import shutil
+    import time
+
+    from tqdm import tqdm
+
+    from har.batch import Results, collect, manifest, run
+    from har.fetch import FetchLimits
+    from har.modeldir import resolve_model_dir
+    from har.report import summary_text, write_summary
+
+    if args.jobs < 1 or args.top_k < 1:
+        raise HarError("--jobs and --top-k must be whole numbers of at least 1.")
+    limits = FetchLimits.from_env()  # a bad HAR_* setting stops the batch before it starts
+    directory = resolve_model_dir(args.model)
+    items = collect(args.inputs)
+    results = Results(args.out, manifest(items, str(directory), args.top_k), resume=args.resume)
+    todo = [i for i in items if i.n not in results.done]
+    if results.done:
+        print(f"resuming: {len(results.done)} of {len(items)} done, {len(todo)} to go", file=sys.stderr)
+    from har import Recognizer
+
+    recognizer = Recognizer(directory, runtime=args.runtime)  # ModelError: the batch cannot start
+    log = logging.getLogger("har.batch")
+    t0 = time.perf_counter()
+    # A bar with ETA on a terminal only (tqdm's disable=None); scripts and logs get one line per item with -v.
+    with tqdm(total=len(items), initial=len(items) - len(todo), unit="video", disable=None, file=sys.stderr,
+              ncols=min(shutil.get_terminal_size((100, 20)).columns, 120)) as bar:  # a terminal may say 0 columns
+        for row in run(todo, recognizer, top_k=args.top_k, jobs=args.jobs, limits=limits,
+                       workdir=Path(args.out) / ".downloads"):
+            results.add(row)
+            bar.update(1)
+            shown = row["label"] if row["status"] == "ok" else row["status"]
+            bar.set_postfix_str(f"#{row['n']} {shown}"[:40])
+            log.info("#%d %s: %s%s", row["n"], row["input"], shown, f" ({row['error']})" if row["error"] else "")
+    seconds = time.perf_counter() - t0
+    summary = write_summary(args.out, results.sorted(), recognizer.config.classes)
+    print(summary_text(summary))
+    if todo:
+        print(f"{len(todo)} video{'s' if len(todo) > 1 else ''} in {seconds:.1f} s "
+              f"({len(todo) / seconds * 60:.1f} per minute); results in {args.out}/results.csv", file=sys.stderr)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -260,6 +306,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "image; needs TensorFlow")
     s.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     s.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("batch", help="test many videos: files, class folders, lists, links; a report of all")
+    s.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="video file, folder (a sub-folder per class gives expected labels), list file (.csv, .txt: "
+                        "link or path[, expected label[, start s[, end s]]] per line) or link")
+    s.add_argument("--out", required=True, help="folder for results.csv, results.jsonl and the summary")
+    s.add_argument("--resume", action="store_true", help="continue the batch in --out where it stopped")
+    s.add_argument("--model", default="lrcn", help="lrcn, convlstm or a model directory")
+    s.add_argument("--top-k", type=int, default=5, help="how many classes each row lists (default 5)")
+    s.add_argument("--jobs", type=int, default=2, help="downloads at once, beside recognition (default 2)")
+    s.add_argument("--runtime", choices=("auto", "keras", "onnx"), default="auto",
+                   help="as for predict: auto (default) serves ONNX Runtime when usable")
+    s.set_defaults(func=cmd_batch)
+    s.error = lambda message, s=s: s.exit(1, f"error: {message} (see {s.prog} --help)\n")  # one line, status 1
 
     s = sub.add_parser("export", help="write model.onnx beside a model's model.keras (checked against it)")
     s.add_argument("--model", default="lrcn", help="lrcn, convlstm or a model directory")

@@ -24,7 +24,7 @@ from har.modeldir import resolve_model_dir
 from har.progress import Progress, silent
 from har.results import ClipPrediction, Timeline, check_top_k
 from har.timeline import scan
-from har.video import probe, sample_clip
+from har.video import probe, sample_clip_counted
 
 BATCH = 32  # windows per forward pass; smaller batches go as power-of-two chunks (few distinct shapes)
 
@@ -177,11 +177,13 @@ class Recognizer:
         """Top-k classes of the whole video at ``path``. Raises :class:`VideoError` for an unusable video."""
         progress = progress or silent
         check_top_k(top_k)
-        check_length(Path(path), probe(path).duration_s)
+        info = probe(path)
+        check_length(Path(path), info.duration_s)
         progress(0.0, f"{self.name}: sampling {self.config.frames} frames")
-        clip = sample_clip(path, self.config.frames, self.config.size)
+        clip, decoded = sample_clip_counted(path, self.config.frames, self.config.size)
         progress(0.8, f"{self.name}: classifying")
-        pred = self.prediction(self.probabilities(clip[None])[0], top_k)
+        pred = self.prediction(self.probabilities(clip[None])[0], top_k).read(decoded / (info.fps or 25.0),
+                                                                              info.duration_s)
         progress(1.0, f"{self.name}: {pred.label}")
         return pred
 

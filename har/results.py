@@ -8,7 +8,7 @@ and anything else must not look like an answer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import numpy as np
 from har.errors import HarError
 
 UNCERTAIN = "none of the known actions"
+READ_ENOUGH = 0.9  # a result from less than this share of a video's length (and >= 0.5 s short) says so
 
 
 def check_top_k(top_k: int) -> int:
@@ -44,6 +45,8 @@ class ClipPrediction:
     probs: np.ndarray  # (classes,) float32, sums to 1
     uncertain_below: float  # threshold on the top probability
     top_k: int = 5
+    read_s: float | None = None  # seconds of video that really decoded (frames / fps); None: not measured
+    length_s: float | None = None  # the video's length as its container says; None when it does not say
 
     @property
     def top(self) -> tuple[Score, ...]:
@@ -60,9 +63,32 @@ class ClipPrediction:
         """The best class, or :data:`UNCERTAIN` when its probability is under the threshold."""
         return UNCERTAIN if self.uncertain else self.classes[int(self.probs.argmax())]
 
+    @property
+    def partly_read(self) -> bool:
+        """True when much less than the whole video decoded (a truncated or partly broken file): under
+        :data:`READ_ENOUGH` of the container's length and at least half a second short of it."""
+        if self.read_s is None or not self.length_s:
+            return False
+        return self.read_s < READ_ENOUGH * self.length_s and self.length_s - self.read_s >= 0.5
+
+    def read_warning(self) -> str | None:
+        """The warning, in words, when the answer comes from only part of the video (:attr:`partly_read`)."""
+        if not self.partly_read:
+            return None
+        return (f"Only {self.read_s:.1f} s of this video's {self.length_s:.1f} s could be read "
+                f"({self.read_s / self.length_s:.0%}): the file is probably truncated or damaged, and the answer is "
+                "about that part only.")
+
+    def read(self, read_s: float, length_s: float | None) -> ClipPrediction:
+        """This prediction, saying how many seconds of a video of ``length_s`` (its container's; 0 or None:
+        unknown) it was made from."""
+        return replace(self, read_s=float(read_s), length_s=float(length_s) if length_s else None)
+
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "top": [s.to_dict() for s in self.top], "uncertain": self.uncertain,
-                "label": self.label, "uncertain_below": self.uncertain_below}
+                "label": self.label, "uncertain_below": self.uncertain_below,
+                "read_s": None if self.read_s is None else round(self.read_s, 2),
+                "length_s": None if self.length_s is None else round(self.length_s, 2)}
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import math
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -155,7 +155,8 @@ def scan(path: Path, recognizers: Sequence, window_s: float | None, hop_s: float
         timelines = [_timeline(job, clip.result()[0], found, fps, hop_s, top_k)
                      for job, clip in zip(jobs, clips, strict=True)]
     progress(1.0, f"{names}: timeline ready")
-    return timelines
+    # each result says how much of the container's length it was made from (found / fps of info.duration_s)
+    return [replace(t, clip=t.clip.read(t.duration_s, info.duration_s)) for t in timelines]
 
 
 def _jobs(recognizers: Sequence, total: int, fps: float, window_s: float | None, hop_s: float | None,

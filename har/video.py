@@ -259,6 +259,12 @@ def sample_clip(path: str | os.PathLike, frames: int = 20, size: int = 64) -> np
     Raises :class:`VideoError` for a missing or empty file, a file that is not a video, or a video without any
     decodable frame. A clip shorter than ``frames`` repeats its frames evenly (see the module docstring).
     """
+    return sample_clip_counted(path, frames, size)[0]
+
+
+def sample_clip_counted(path: str | os.PathLike, frames: int = 20, size: int = 64) -> tuple[np.ndarray, int]:
+    """:func:`sample_clip` and the number of frames that really decode (a truncated file decodes fewer than its
+    container says: the clip is then sampled from the part that does)."""
     p = Path(path)
     cap = open_video(p)
     guess = _info(cap).frame_count
@@ -278,7 +284,8 @@ def sample_clip(path: str | os.PathLike, frames: int = 20, size: int = 64) -> np
             indices = sample_indices(max(total2, 1), frames)
         if total2 == 0 or not got:
             raise no_frame_error(p)
-    return gather(indices, got)
+        total = total2
+    return gather(indices, got), total
 
 
 def sample_span(path: str | os.PathLike, frames: int, size: int, start_s: float,

@@ -44,6 +44,7 @@ class Item:
     limit: bool = False  # refused by a limit (length, size), although the file itself decodes
     app_only: bool = False  # a limit of the app's uploads (the library and the CLI take local files of any size)
     env: tuple[tuple[str, str], ...] = ()  # environment of the library and CLI paths (the app keeps its own)
+    partly_read: bool = False  # answered from much less than the container's length: the answer says so
 
     def message(self, filename: str | None = None) -> str:
         """The error regex for this item saved as ``filename`` (default: its own name)."""
@@ -131,7 +132,7 @@ ITEMS: tuple[Item, ...] = (
          error=r"{name} has no video stream: it holds only audio\."),
     # --- damaged videos
     Item("truncated", "a real clip cut halfway (index first: the first half decodes)", "truncated.mp4",
-         _bytes(lambda s: s.read_bytes()[: s.stat().st_size // 2])),
+         _bytes(lambda s: s.read_bytes()[: s.stat().st_size // 2]), partly_read=True),
     Item("truncated-index-last", "a real clip cut halfway (index last: nothing decodes)", "truncated-index-last.mp4",
          _half_with_index_last,
          error=r"{name} looks like an MP4/MOV file but cannot be decoded: it is probably truncated"),

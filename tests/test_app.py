@@ -4,12 +4,15 @@ the library's message. Models: the shipped ``models/`` (or ``$HAR_MODELS_DIR``).
 
 from __future__ import annotations
 
+import csv
 import functools
 import http.server
 import json
+import os
 import re
 import shutil
 import threading
+import time
 
 import cv2
 import pytest
@@ -51,7 +54,7 @@ def confidences(label_output: dict) -> dict[str, float]:
     return {c["label"]: c["confidence"] for c in label_output["confidences"]}
 
 
-def test_ready_with_one_public_endpoint(app_server, client):
+def test_ready_with_its_public_endpoints(app_server, client):
     # Start-up time is a speed goal (15 s here): measured by benchmarks/load_app.py, not asserted on a shared machine.
     # What start-up must do before the first answer: both models loaded and warmed up, on a runtime it names.
     log = app_server.log.read_text()
@@ -59,7 +62,7 @@ def test_ready_with_one_public_endpoint(app_server, client):
         assert re.search(rf"{name} loaded and warmed up in [\d.]+ s \((onnx|keras)\)", log), log[-3000:]
     assert "is unavailable" not in log
     api = client.view_api(print_info=False, return_format="dict")
-    assert list(api["named_endpoints"]) == ["/recognize"]  # UI helpers are callable but undocumented
+    assert list(api["named_endpoints"]) == ["/recognize", "/test_many"]  # UI helpers: callable but undocumented
     params = {p["parameter_name"]: (p["parameter_has_default"], p["parameter_default"])
               for p in api["named_endpoints"]["/recognize"]["parameters"]}
     assert params["video"] == (True, None)
@@ -164,3 +167,108 @@ def test_explain_shows_each_models_frames_and_regions(client, ucf):
     lines = words.split("\n\n")
     assert len(lines) == 2 and lines[0].startswith("LRCN (") and lines[1].startswith("ConvLSTM (")
     assert all(" of the picture." in w or "no single frame" in w for w in lines)
+
+
+# ---- Test many, how much was read, the cache cap --------------------------------------------------------------
+
+EXAMPLES = sorted((REPO / "examples").glob("v_*.mp4"))  # one per class, from test groups, all answered right
+WILD = REPO.parent / "shared" / "data" / "wild" / "golf-fitting.mp4"  # 30 s of 720p: about 3 s of decoding
+
+
+@pytest.fixture(scope="module")
+def batch_server(tmp_path_factory):
+    """A local HTTP server holding the example clips and a broken file: its base url."""
+    root = tmp_path_factory.mktemp("www-batch")
+    for p in EXAMPLES:
+        shutil.copy(p, root / p.name)
+    (root / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 64)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_test_many_fills_its_table_as_results_arrive(client, batch_server, tmp_path):
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(EXAMPLES[2].read_bytes()[:30_000])  # HorseRace, 4.0 s; its first 30 kB decode to about 1 s
+    label = {p.name: p.stem.split("_")[1] for p in EXAMPLES}
+    links = "\n".join(f"{batch_server}{p.name}, {label[p.name]}" for p in EXAMPLES[:3])
+    links += f"\n{batch_server}broken.mp4, Surfing\nhttps://example.com/clip.mp4\n\n{EXAMPLES[5].name}, Surfing\n"
+    job = client.submit(links=links, files=[handle_file(EXAMPLES[5]), handle_file(cut)], model="LRCN",
+                        api_name="/test_many")
+    table, summary, csv_path = job.result(timeout=300)
+    outputs = job.outputs()
+    assert len(outputs) == 1 + 7 + 1  # the empty table, one update per video, the summary
+    done = [sum(row[3] != "waiting…" for row in out[0]["data"]) for out in outputs]
+    assert done == [0, 1, 2, 3, 4, 5, 6, 7, 7], done  # filled in one row at a time
+    assert all(out[2] is None for out in outputs[:-1])  # the CSV comes at the end
+    assert table["headers"] == ["#", "Video", "Expected", "Answer", "Confidence", "Right", "Read (s)", "Time (s)",
+                                "Notice"]
+    rows = {row[1]: row for row in table["data"]}
+    for p in EXAMPLES[:3]:
+        assert rows[batch_server + p.name][3:6] == [label[p.name], rows[batch_server + p.name][4], "✓"]
+    assert rows[EXAMPLES[5].name][2:4] == ["Surfing", "Surfing"]  # the upload got its label from its line
+    assert rows[batch_server + "broken.mp4"][3] == "failed"
+    assert "looks like an MP4/MOV file but cannot be decoded" in rows[batch_server + "broken.mp4"][8]
+    assert rows["https://example.com/clip.mp4"][3] == "refused"
+    assert rows["cut.mp4"][8].startswith("Only ") and "could be read" in rows["cut.mp4"][8]
+    assert "/tmp" not in json.dumps(table)  # no server path shown
+    assert "**7 videos: 5 answered, 1 refused, 1 failed.**" in summary
+    assert "Accuracy against the expected labels: 4 of 4 (100.0%)" in summary
+    assert "none of the known actions" in summary and "Partly read: #7 cut.mp4" in summary
+    with open(csv_path, newline="") as f:
+        written = list(csv.DictReader(f))
+    assert sorted(int(r["n"]) for r in written) == list(range(1, 8))
+    assert {r["input"]: r["status"] for r in written}[batch_server + "broken.mp4"] == "failed"
+
+
+def test_test_many_checks_its_inputs(client):
+    with pytest.raises(AppError, match=r"Paste links \(one per line\) or upload video files first"):
+        client.predict(links="\n# nothing\n", api_name="/test_many")
+    eleven = "\n".join(f"https://youtu.be/v{i}" for i in range(11))
+    with pytest.raises(AppError, match=r"11 videos given; this server tests at most 10 at once \(HAR_MAX_BATCH\)"):
+        client.predict(links=eleven, api_name="/test_many")
+    with pytest.raises(AppError, match=r"Line 1: the start time 'soon' is not a number of seconds"):
+        client.predict(links="https://youtu.be/x, Surfing, soon", api_name="/test_many")
+    with pytest.raises(AppError, match=r"Invalid file type\. Please upload a file that is one of these formats"):
+        client.predict(files=[handle_file(REPO / "README.md")], api_name="/test_many")
+
+
+def test_a_batch_holds_up_another_visitor_for_one_item_at_most(client, app_server):
+    batch = client.submit(files=[handle_file(WILD) for _ in range(5)], model="LRCN", api_name="/test_many")
+    deadline = time.monotonic() + 120
+    while not any(sum(r[3] != "waiting…" for r in out[0]["data"]) for out in batch.outputs()):
+        assert time.monotonic() < deadline and not batch.done()
+        time.sleep(0.1)
+    other = Client(app_server.url, verbose=False)
+    top, *_ = other.predict(video=handle_file(EXAMPLES[5]), api_name="/recognize")  # during the batch's 2nd item
+    rows_done = sum(r[3] != "waiting…" for r in batch.outputs()[-1][0]["data"])
+    assert top["label"] == "Surfing"
+    assert rows_done <= 3, f"the visitor waited for {rows_done - 1} items of the batch"
+    table, summary, _ = batch.result(timeout=300)
+    assert "5 videos: 5 answered." in summary
+
+
+def test_a_truncated_upload_is_answered_with_a_warning(client, tmp_path):
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(EXAMPLES[2].read_bytes()[:30_000])
+    _, _, _, _, _, notice, result, *_ = client.predict(video=handle_file(cut), api_name="/recognize")
+    lrcn = json.loads(open(result).read())["models"]["LRCN"]
+    assert lrcn["length_s"] == 4.0 and lrcn["read_s"] < 2.0
+    assert notice.startswith("**LRCN read only part of the video**: Only ")
+    assert lrcn["read_warning"] in notice and "truncated or damaged" in notice
+
+
+def test_the_cache_is_capped(client, app_server):
+    # A 50 MB upload left from an hour ago (sparse: no real disk): over the 40 MB cap, so the next request sweeps it.
+    old = app_server.cache / "0123abcd" / "huge.mp4"
+    old.parent.mkdir(parents=True, exist_ok=True)
+    with open(old, "wb") as f:
+        f.truncate(50_000_000)
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    client.predict(video=handle_file(EXAMPLES[0]), api_name="/recognize")
+    assert not old.exists() and not old.parent.exists()
+    total = sum(p.stat().st_size for p in app_server.cache.rglob("*") if p.is_file())
+    assert total <= 40_000_000 + 10_000_000  # the cap, plus this request's own young files

@@ -126,3 +126,24 @@ def test_explain_adds_the_strip_and_the_words(page):
     expect(page.locator("#explanation-words")).to_contain_text("LRCN (")
     expect(page.locator("#explanation-words")).to_contain_text("relied most on")
     page.screenshot(path=SHOTS / "recognize-explain.png", full_page=True)
+
+
+def test_test_many_fills_a_table_and_offers_the_csv(page):
+    clips = sorted((REPO / "examples").glob("v_*.mp4"))[:3]
+    label = {p.name: p.stem.split("_")[1] for p in clips}
+    page.get_by_role("tab", name="Test many").click()
+    page.locator("#batch-files input[type=file]").set_input_files([str(p) for p in clips])
+    expect(page.locator("#batch-files")).to_contain_text(clips[-1].stem, timeout=30_000)  # the uploads are in
+    lines = "\n".join(f"{p.name}, {label[p.name]}" for p in clips) + "\nhttps://example.com/clip.mp4"
+    page.locator("#batch-links textarea").fill(lines)
+    page.click("#batch-run")
+    summary = page.locator("#batch-summary")
+    expect(summary).to_contain_text("4 videos: 3 answered, 1 refused.", timeout=RESULT_TIMEOUT_MS)
+    expect(summary).to_contain_text("Accuracy against the expected labels: 3 of 3 (100.0%)")
+    table = page.locator("#batch-table")
+    for p in clips:
+        expect(table).to_contain_text(p.name)
+    expect(table).to_contain_text("✓")
+    expect(table).to_contain_text("not an allowed host")
+    expect(page.locator("#batch-csv a")).to_have_attribute("href", re.compile(r"results\.csv$"))
+    page.screenshot(path=SHOTS / "test-many.png", full_page=True)
