@@ -29,10 +29,14 @@ NAMES = {430: "basketball", 579: "grand piano", 881: "upright piano", 889: "viol
 
 
 def frames(data: Path, size: int) -> tuple[list[str], np.ndarray]:
-    """Frame 30 of the sixth clip of each class, RGB ``(classes, size, size, 3)`` uint8."""
+    """Frame 30 of the sixth clip of each class outside the shipped split's test groups (seed 0, never read),
+    RGB ``(classes, size, size, 3)`` uint8."""
+    from har.data import group_of, index_dataset, split_groups
+
+    test = set(split_groups(index_dataset(data), seed=0)["test"])
     names, out = [], []
     for folder in sorted(p for p in data.iterdir() if p.is_dir()):
-        clip = sorted(folder.glob("*.mp4"))[5]
+        clip = [c for c in sorted(folder.glob("*.mp4")) if group_of(c, folder.name) not in test][5]
         cap = cv2.VideoCapture(str(clip))
         cap.set(cv2.CAP_PROP_POS_FRAMES, 30)
         ok, frame = cap.read()

@@ -30,6 +30,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -242,10 +243,14 @@ RECIPES = {
     "no-aug": {"augment": False},
     "e80": {"epochs": 80, "stop_from": 40},
     "bidir": {"bidirectional": True},
+    # the clip's [mean, variance over time] of the (normalised) frame features beside the LSTM's clip vector
+    "skip": {"skip": True},
+    # no LSTM at all: a linear softmax on [mean, variance over time] (the probe, trained like the heads)
+    "linear": {"skip": True, "lstm": False},
 }
 BASE = {"motion": True, "pool": "mean", "norm": "batch", "hidden": 64, "drop_in": 0.5, "drop_out": 0.3,
         "smoothing": 0.0, "weight_decay": 0.05, "lr": 1e-3, "augment": True, "epochs": 40, "stop_from": 20,
-        "patience": 10, "batch": 16, "warmup": 2, "bidirectional": False,
+        "patience": 10, "batch": 16, "warmup": 2, "bidirectional": False, "skip": False, "lstm": True,
         # ConvLSTM head (models.convlstm_imagenet after the encoder)
         "filters": 64, "reduce": 0}
 
@@ -287,18 +292,32 @@ def lstm_head_model(shape: tuple[int, ...], classes: int, r: dict, name: str = "
     else:
         x = layers.BatchNormalization(momentum=models.BN_MOMENTUM, name="bn_features")(x)
     x = layers.Dropout(r["drop_in"], name="drop_frames")(x)
-    lstm = layers.LSTM(r["hidden"], return_sequences=r["pool"] != "last", name="lstm")
-    x = layers.Bidirectional(lstm, name="bilstm")(x) if r["bidirectional"] else lstm(x)
-    if r["pool"] == "mean":
-        x = layers.GlobalAveragePooling1D(name="time_pool")(x)
-    elif r["pool"] == "meanstd":
-        mean = layers.GlobalAveragePooling1D(name="time_pool")(x)
-        sq = layers.GlobalAveragePooling1D(name="time_pool_sq")(layers.Multiply(name="sq")([x, x]))
-        var = layers.Subtract(name="var")([sq, layers.Multiply(name="mean_sq")([mean, mean])])
-        x = layers.Concatenate(name="mean_var")([mean, var])
+    parts = []
+    if r["skip"]:  # (batch, 2C): mean and variance over time of the normalised features, batch-normalised
+        parts.append(layers.BatchNormalization(momentum=models.BN_MOMENTUM, name="bn_moments")(
+            _mean_var(x, "in")))
+    if r["lstm"]:
+        lstm = layers.LSTM(r["hidden"], return_sequences=r["pool"] != "last", name="lstm")
+        h = layers.Bidirectional(lstm, name="bilstm")(x) if r["bidirectional"] else lstm(x)
+        if r["pool"] == "mean":
+            h = layers.GlobalAveragePooling1D(name="time_pool")(h)
+        elif r["pool"] == "meanstd":
+            h = _mean_var(h, "lstm")
+        parts.append(h)
+    x = parts[0] if len(parts) == 1 else layers.Concatenate(name="clip")(parts)
     x = layers.Dropout(r["drop_out"], name="drop_clip")(x)
     outputs = layers.Dense(classes, activation="softmax", dtype="float32", name="probs")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def _mean_var(x, name: str):
+    """(batch, steps, C) -> (batch, 2C): mean and variance over the steps (built-in layers only)."""
+    from keras import layers
+
+    mean = layers.GlobalAveragePooling1D(name=f"{name}_mean")(x)
+    sq = layers.GlobalAveragePooling1D(name=f"{name}_mean_sq")(layers.Multiply(name=f"{name}_sq")([x, x]))
+    var = layers.Subtract(name=f"{name}_var")([sq, layers.Multiply(name=f"{name}_sq_mean")([mean, mean])])
+    return layers.Concatenate(name=f"{name}_mean_var")([mean, var])
 
 
 def convlstm_head_model(shape: tuple[int, ...], classes: int, r: dict, name: str = "convlstm_head"):
@@ -433,7 +452,13 @@ def bench(args) -> None:
     tf_ms = timed(lambda: call(clip).numpy(), args.runs)
     row = {"kind": "bench", "arch": args.arch, "variant": args.variant, "size": args.size, "depth": args.depth,
            "recipe": args.recipe, "params": int(net.count_params()), "keras_bytes": keras_bytes,
-           "tf_ms_p50": round(float(np.median(tf_ms)), 2), "tf_ms_p90": round(float(np.percentile(tf_ms, 90)), 2)}
+           "tf_ms_p50": round(float(np.median(tf_ms)), 2), "tf_ms_p90": round(float(np.percentile(tf_ms, 90)), 2),
+           "tf_ms_min": round(float(np.min(tf_ms)), 2),
+           "load_avg_1min": round(os.getloadavg()[0], 2)}  # other engineers' jobs share the 2 cores
+    if args.no_onnx:
+        row["dir_mb"] = round(2 * keras_bytes / 1e6, 1)  # estimate: the ONNX copy holds the same float32 weights
+        append(args.out, row)
+        return
     try:
         import onnxruntime as ort
 
@@ -446,7 +471,7 @@ def bench(args) -> None:
         got = session.run(None, {name: clip})[0]
         ort_ms = timed(lambda: session.run(None, {name: clip}), args.runs)
         row.update({"onnx_bytes": (work / "model.onnx").stat().st_size,
-                    "onnx_ms_p50": round(float(np.median(ort_ms)), 2),
+                    "onnx_ms_p50": round(float(np.median(ort_ms)), 2), "onnx_ms_min": round(float(np.min(ort_ms)), 2),
                     "onnx_max_diff": float(np.abs(got - call(clip).numpy()).max())})
     except Exception as exc:  # the row keeps its TensorFlow figures; the reason is logged
         log.warning("no ONNX figures for %s: %s", work.name, exc)
@@ -514,6 +539,7 @@ def main() -> None:
     p.add_argument("--recipe", default="shipped", help="head: RECIPES names joined by +")
     p.add_argument("--reduce", type=int, default=0, help="bench: the ConvLSTM head's 1x1 reduction")
     p.add_argument("--augmented", action="store_true", help="probe: also fit on the augmented views")
+    p.add_argument("--no-onnx", action="store_true", help="bench: TensorFlow only (model dir estimated as 2x .keras)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--weights", type=Path, default=None, help="converted archive (default scratch/weights/V_imagenet.npz)")
