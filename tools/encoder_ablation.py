@@ -247,6 +247,8 @@ RECIPES = {
     "skip": {"skip": True},
     # no LSTM at all: a linear softmax on [mean, variance over time] (the probe, trained like the heads)
     "linear": {"skip": True, "lstm": False},
+    "short": {"epochs": 20, "stop_from": 10, "patience": 5},  # the budget's schedule for the costly ConvLSTM rows
+    "reduce64": {"reduce": 64},  # ConvLSTM: a 1x1 convolution to 64 channels per frame before the recurrence
 }
 BASE = {"motion": True, "pool": "mean", "norm": "batch", "hidden": 64, "drop_in": 0.5, "drop_out": 0.3,
         "smoothing": 0.0, "weight_decay": 0.05, "lr": 1e-3, "augment": True, "epochs": 40, "stop_from": 20,
@@ -479,6 +481,44 @@ def bench(args) -> None:
     append(args.out, row)
 
 
+def pair(args) -> None:
+    """Forward time of ``--variant/--size/--depth`` against today's LRCN (lite0, s3, 64 px) in one process, calls
+    alternated, so that the other engineers' jobs on the shared cores slow both alike: the ratio of the p50s holds
+    where the absolute times do not. ``models/lrcn/benchmark.json`` (today's LRCN measured on a quiet machine) times
+    the ratio estimates the row's quiet time."""
+    import tensorflow as tf
+
+    from har.infer import fold_time
+
+    r = recipe_of(args.recipe)
+    weights = args.weights or args.out.parent / "weights" / f"{args.variant}_imagenet.npz"
+    calls, clips = {}, {}
+    for name, (variant, size, depth) in {"row": (args.variant, args.size, args.depth),
+                                         "today": ("lite0", 64, "s3")}.items():
+        net = whole_model(args.arch, variant, size, depth, 6, r,
+                          weights if name == "row" else args.out.parent / "weights" / "lite0_imagenet.npz")
+        fold_time(net)
+        calls[name] = tf.function(lambda x, net=net: net(x, training=False))
+        clips[name] = np.random.default_rng(0).integers(0, 256, (1, FRAMES, size, size, 3), dtype=np.uint8)
+        for _ in range(5):
+            calls[name](clips[name]).numpy()
+    times = {name: [] for name in calls}
+    for _ in range(args.runs):
+        for name in calls:
+            t = time.perf_counter()
+            calls[name](clips[name]).numpy()
+            times[name].append(1000 * (time.perf_counter() - t))
+    quiet = json.loads((ROOT / "models" / "lrcn" / "benchmark.json").read_text())
+    p50 = {k: float(np.median(v)) for k, v in times.items()}
+    ratio = p50["row"] / p50["today"]
+    append(args.out, {"kind": "pair", "arch": args.arch, "variant": args.variant, "size": args.size,
+                      "depth": args.depth, "recipe": args.recipe, "runs": args.runs,
+                      "row_ms_p50": round(p50["row"], 2), "today_ms_p50": round(p50["today"], 2),
+                      "ratio": round(ratio, 2), "today_quiet_tf_ms": quiet["forward_ms"],
+                      "estimated_quiet_tf_ms": round(ratio * quiet["forward_ms"], 1),
+                      "load_avg_1min": round(os.getloadavg()[0], 2)})
+
+
 def timed(fn, runs: int) -> list[float]:
     for _ in range(5):
         fn()
@@ -499,7 +539,8 @@ def append(out: Path, row: dict) -> None:
     with open(out / "results.jsonl", "a") as f:
         f.write(json.dumps(row) + "\n")
     brief = {k: row[k] for k in ("kind", "recipe", "variant", "size", "depth", "accuracy", "mean_val_loss",
-                                 "violin_recall", "piano_recall", "tf_ms_p50", "onnx_ms_p50", "dir_mb") if k in row}
+                                 "violin_recall", "piano_recall", "tf_ms_p50", "onnx_ms_p50", "dir_mb", "ratio",
+                                 "estimated_quiet_tf_ms") if k in row}
     log.info("row %s", brief)
 
 
@@ -512,7 +553,7 @@ def table(args) -> None:
     print("| kind | recipe | encoder | depth | size | pooled CV acc | mean best val loss | violin | piano | views |")
     print("|---|---|---|---|---:|---:|---:|---:|---:|---:|")
     for k, r in sorted(latest.items(), key=lambda kv: (kv[0][3], kv[0][5], kv[0][4], kv[0][0], kv[0][1])):
-        if r["kind"] == "bench":
+        if r["kind"] in ("bench", "pair"):
             continue
         print(f"| {r['kind']} | {r.get('recipe', '')} | {r['variant']} | {r['depth']} ({r['blocks']}) | {r['size']} | "
               f"{100 * r['accuracy']:.1f} % ({r['right']}/{r['clips']}) | {r['mean_val_loss']:.3f} | "
@@ -529,7 +570,7 @@ def table(args) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("command", choices=("features", "probe", "head", "bench", "table"))
+    p.add_argument("command", choices=("features", "probe", "head", "bench", "pair", "table"))
     p.add_argument("--variant", choices=("lite0", "lite1", "lite2"))
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--depth", choices=DEPTHS, default="s3")
@@ -550,7 +591,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.command == "features":
         args.views = 4 if args.views is None else args.views
-    {"features": features, "probe": probe, "head": head, "bench": bench, "table": table}[args.command](args)
+    {"features": features, "probe": probe, "head": head, "bench": bench, "pair": pair, "table": table}[args.command](
+        args)
 
 
 if __name__ == "__main__":
