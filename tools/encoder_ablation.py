@@ -358,7 +358,7 @@ def fit_fold(build, x: np.ndarray, labels: np.ndarray, train: np.ndarray, val: n
     x_val = x[val, 0].astype(np.float32)
     y_val = labels[val]
     views = x.shape[1]
-    best, best_epoch, best_weights, stale = math.inf, 0, None, 0
+    best, best_epoch, _best_weights, stale = math.inf, 0, None, 0
     started = time.perf_counter()
     for epoch in range(r["epochs"]):
         model.optimizer.learning_rate.assign(lr_at(epoch, r))
@@ -368,7 +368,7 @@ def fit_fold(build, x: np.ndarray, labels: np.ndarray, train: np.ndarray, val: n
         p = model.predict(x_val, batch_size=64, verbose=0)
         loss = float(-np.mean(np.log(np.maximum(p[np.arange(len(y_val)), y_val], 1e-7))))
         if loss < best:
-            best, best_epoch, best_weights, best_p, stale = loss, epoch + 1, model.get_weights(), p, 0
+            best, best_epoch, _best_weights, best_p, stale = loss, epoch + 1, model.get_weights(), p, 0
         elif epoch + 1 > r["stop_from"]:
             stale += 1
             if stale >= r["patience"]:
@@ -398,7 +398,8 @@ def head(args) -> None:
         p, best, epoch, epochs, seconds, params = fit_fold(build, x, labels, train, val, r, args.seed)
         pred[val] = p.argmax(1)
         per_fold.append({"best_val_loss": round(best, 4), "best_epoch": epoch, "epochs": epochs,
-                         "seconds": round(seconds, 1), "accuracy": round(float(np.mean(p.argmax(1) == labels[val])), 4)})
+                         "seconds": round(seconds, 1),
+                         "accuracy": round(float(np.mean(p.argmax(1) == labels[val])), 4)})
         log.info("%s %s %s %d %s fold %d: %s", args.arch, args.recipe, args.variant, args.size, args.depth, f,
                  per_fold[-1])
     row = {"kind": args.arch, "recipe": args.recipe, "variant": args.variant, "size": args.size, "depth": args.depth,
@@ -436,7 +437,7 @@ def whole_model(arch: str, variant: str, size: int, depth: str, classes: int, r:
 def bench(args) -> None:
     import tensorflow as tf
 
-    from har.infer import fold_time
+    from har.surgery import fold_time
 
     r = recipe_of(args.recipe)
     if args.reduce:
@@ -488,7 +489,7 @@ def pair(args) -> None:
     the ratio estimates the row's quiet time."""
     import tensorflow as tf
 
-    from har.infer import fold_time
+    from har.surgery import fold_time
 
     r = recipe_of(args.recipe)
     weights = args.weights or args.out.parent / "weights" / f"{args.variant}_imagenet.npz"
@@ -552,7 +553,7 @@ def table(args) -> None:
         latest[(r["kind"], r.get("recipe", ""), r.get("arch", ""), *key(r))] = r
     print("| kind | recipe | encoder | depth | size | pooled CV acc | mean best val loss | violin | piano | views |")
     print("|---|---|---|---|---:|---:|---:|---:|---:|---:|")
-    for k, r in sorted(latest.items(), key=lambda kv: (kv[0][3], kv[0][5], kv[0][4], kv[0][0], kv[0][1])):
+    for _k, r in sorted(latest.items(), key=lambda kv: (kv[0][3], kv[0][5], kv[0][4], kv[0][0], kv[0][1])):
         if r["kind"] in ("bench", "pair"):
             continue
         print(f"| {r['kind']} | {r.get('recipe', '')} | {r['variant']} | {r['depth']} ({r['blocks']}) | {r['size']} | "
@@ -561,7 +562,7 @@ def table(args) -> None:
     print()
     print("| arch | encoder | depth | size | params | TF p50 ms | ONNX p50 ms | dir MB |")
     print("|---|---|---|---:|---:|---:|---:|---:|")
-    for k, r in sorted(latest.items(), key=lambda kv: (kv[0][2], kv[0][3], kv[0][5], kv[0][4])):
+    for _k, r in sorted(latest.items(), key=lambda kv: (kv[0][2], kv[0][3], kv[0][5], kv[0][4])):
         if r["kind"] != "bench":
             continue
         print(f"| {r['arch']} | {r['variant']} | {r['depth']} | {r['size']} | {r['params']:,} | {r['tf_ms_p50']} | "
@@ -583,7 +584,8 @@ def main() -> None:
     p.add_argument("--no-onnx", action="store_true", help="bench: TensorFlow only (model dir estimated as 2x .keras)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--runs", type=int, default=30)
-    p.add_argument("--weights", type=Path, default=None, help="converted archive (default scratch/weights/V_imagenet.npz)")
+    p.add_argument("--weights", type=Path, default=None,
+                   help="converted archive (default scratch/weights/V_imagenet.npz)")
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "ucf101-6")
     p.add_argument("--out", type=Path, default=ROOT / "scratch" / "ablation")
     p.add_argument("--cache-dir", type=Path, default=None)
