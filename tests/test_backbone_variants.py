@@ -35,7 +35,8 @@ def test_the_whole_lite0_loads_every_layer_from_its_archive_and_nothing_is_left_
     assert not enc.trainable_weights
 
 
-@pytest.mark.parametrize(("variant", "blocks", "channels"), [("lite0", 16, 320), ("lite1", 21, 320), ("lite2", 21, 352)])
+@pytest.mark.parametrize(("variant", "blocks", "channels"),
+                         [("lite0", 16, 320), ("lite1", 21, 320), ("lite2", 21, 352)])
 def test_each_variant_has_the_checkpoints_stages(variant, blocks, channels):
     assert backbone.num_blocks(variant) == blocks
     enc = backbone.encoder(blocks, 96, variant=variant)

@@ -406,7 +406,8 @@ def head(args) -> None:
         pred[val] = p.argmax(1)
         pred_last[val] = p_last.argmax(1)
         per_fold.append({"best_val_loss": round(best, 4), "best_epoch": epoch, "epochs": epochs,
-                         "seconds": round(seconds, 1), "accuracy": round(float(np.mean(p.argmax(1) == labels[val])), 4)})
+                         "seconds": round(seconds, 1),
+                         "accuracy": round(float(np.mean(p.argmax(1) == labels[val])), 4)})
         log.info("%s %s %s %d %s fold %d: %s", args.arch, args.recipe, args.variant, args.size, args.depth, f,
                  per_fold[-1])
     row = {"kind": args.arch, "recipe": args.recipe, "variant": args.variant, "size": args.size, "depth": args.depth,
@@ -492,10 +493,10 @@ def bench(args) -> None:
 
 
 def pair(args) -> None:
-    """Forward time of ``--variant/--size/--depth`` against today's model of ``--arch`` (lite0, s3, 64 px) in one process, calls
-    alternated, so that the other engineers' jobs on the shared cores slow both alike: the ratio of the p50s holds
-    where the absolute times do not. ``models/<arch>/benchmark.json`` (today's model measured on a quiet machine)
-    times the ratio estimates the row's quiet time."""
+    """Forward time of ``--variant/--size/--depth`` against today's model of ``--arch`` (lite0, s3, 64 px) in one
+    process, calls alternated, so that the other engineers' jobs on the shared cores slow both alike: the ratio of
+    the p50s holds where the absolute times do not. ``models/<arch>/benchmark.json`` (today's model measured on a
+    quiet machine) times the ratio estimates the row's quiet time."""
     import tensorflow as tf
 
     from har.infer import fold_time
@@ -549,8 +550,8 @@ def append(out: Path, row: dict) -> None:
     with open(out / "results.jsonl", "a") as f:
         f.write(json.dumps(row) + "\n")
     brief = {k: row[k] for k in ("kind", "recipe", "variant", "size", "depth", "accuracy", "mean_val_loss",
-                                 "violin_recall", "piano_recall", "last_accuracy", "tf_ms_p50", "onnx_ms_p50", "dir_mb", "ratio",
-                                 "estimated_quiet_tf_ms") if k in row}
+                                 "violin_recall", "piano_recall", "last_accuracy", "tf_ms_p50", "onnx_ms_p50",
+                                 "dir_mb", "ratio", "estimated_quiet_tf_ms") if k in row}
     log.info("row %s", brief)
 
 
@@ -560,18 +561,20 @@ def table(args) -> None:
     latest: dict = {}
     for r in rows:  # the latest run of each (kind, recipe, row, seed)
         latest[(r["kind"], r.get("recipe", ""), r.get("arch", ""), *key(r), r.get("seed", 0))] = r
-    print("| kind | recipe | seed | encoder | depth | size | pooled CV acc | mean best val loss | violin | piano | views |")
+    print("| kind | recipe | seed | encoder | depth | size | pooled CV acc | mean best val loss | violin | piano "
+          "| views |")
     print("|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|")
-    for k, r in sorted(latest.items(), key=lambda kv: (kv[0][3], kv[0][5], kv[0][4], kv[0][0], kv[0][1])):
+    for _, r in sorted(latest.items(), key=lambda kv: (kv[0][3], kv[0][5], kv[0][4], kv[0][0], kv[0][1])):
         if r["kind"] in ("bench", "pair"):
             continue
-        print(f"| {r['kind']} | {r.get('recipe', '')} | {r.get('seed', '')} | {r['variant']} | {r['depth']} ({r['blocks']}) | {r['size']} | "
+        print(f"| {r['kind']} | {r.get('recipe', '')} | {r.get('seed', '')} | {r['variant']} | "
+              f"{r['depth']} ({r['blocks']}) | {r['size']} | "
               f"{100 * r['accuracy']:.1f} % ({r['right']}/{r['clips']}) | {r['mean_val_loss']:.3f} | "
               f"{100 * r['violin_recall']:.0f} % | {100 * r['piano_recall']:.0f} % | {r['views']} |")
     print()
     print("| arch | encoder | depth | size | params | TF p50 ms | ONNX p50 ms | dir MB |")
     print("|---|---|---|---:|---:|---:|---:|---:|")
-    for k, r in sorted(latest.items(), key=lambda kv: (kv[0][2], kv[0][3], kv[0][5], kv[0][4])):
+    for _, r in sorted(latest.items(), key=lambda kv: (kv[0][2], kv[0][3], kv[0][5], kv[0][4])):
         if r["kind"] != "bench":
             continue
         print(f"| {r['arch']} | {r['variant']} | {r['depth']} | {r['size']} | {r['params']:,} | {r['tf_ms_p50']} | "
@@ -593,7 +596,8 @@ def main() -> None:
     p.add_argument("--no-onnx", action="store_true", help="bench: TensorFlow only (model dir estimated as 2x .keras)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--runs", type=int, default=30)
-    p.add_argument("--weights", type=Path, default=None, help="converted archive (default scratch/weights/V_imagenet.npz)")
+    p.add_argument("--weights", type=Path, default=None,
+                   help="converted archive (default scratch/weights/V_imagenet.npz)")
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "ucf101-6")
     p.add_argument("--out", type=Path, default=ROOT / "scratch" / "ablation")
     p.add_argument("--cache-dir", type=Path, default=None)
