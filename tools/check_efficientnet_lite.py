@@ -79,12 +79,12 @@ def main() -> None:
         t_feat = ref.extract_features(t).numpy().transpose(0, 2, 3, 1)
         t_logits = ref(t).numpy()
     k_feat = keras.Model(net.input, net.get_layer("head_relu").output).predict(x, verbose=0)
+    same5 = sum(set(np.argsort(-a)[:5]) == set(np.argsort(-b)[:5]) for a, b in zip(t_logits, logits, strict=True))
     print(f"PyTorch vs Keras, {len(x)} frames at {args.size} px: head features max |diff| "
           f"{np.abs(t_feat - k_feat).max():.2e} (max |value| {np.abs(t_feat).max():.1f}), logits max |diff| "
           f"{np.abs(t_logits - logits).max():.2e} (max |value| {np.abs(t_logits).max():.1f}), same top-1 on "
           f"{int((t_logits.argmax(1) == logits.argmax(1)).sum())}/{len(x)}, same top-5 sets on "
-          f"{sum(set(np.argsort(-a)[:5]) == set(np.argsort(-b)[:5]) for a, b in zip(t_logits, logits, strict=True))}"
-          f"/{len(x)}")
+          f"{same5}/{len(x)}")
 
 
 if __name__ == "__main__":

@@ -236,6 +236,7 @@ RECIPES = {
     "h16": {"hidden": 16},
     "drop0.7": {"drop_in": 0.7},
     "drop0.2": {"drop_in": 0.2},
+    "drop0": {"drop_in": 0.0},
     "ls0.1": {"smoothing": 0.1},
     "wd0.5": {"weight_decay": 0.5},
     "lr3e-4": {"lr": 3e-4},
@@ -247,7 +248,10 @@ RECIPES = {
     "skip": {"skip": True},
     # no LSTM at all: a linear softmax on [mean, variance over time] (the probe, trained like the heads)
     "linear": {"skip": True, "lstm": False},
-    "short": {"epochs": 20, "stop_from": 10, "patience": 5},  # the budget's schedule for the costly ConvLSTM rows
+    "short": {"epochs": 20, "stop_from": 10, "patience": 5},
+    # no early stopping: the whole 40-epoch schedule, so the last epoch's accuracy is chosen by nothing the
+    # validation fold said (as a refit model's is not)
+    "fixed": {"stop_from": 10_000},  # the budget's schedule for the costly ConvLSTM rows
     "reduce64": {"reduce": 64},  # ConvLSTM: a 1x1 convolution to 64 channels per frame before the recurrence
 }
 BASE = {"motion": True, "pool": "mean", "norm": "batch", "hidden": 64, "drop_in": 0.5, "drop_out": 0.3,
@@ -345,7 +349,9 @@ def convlstm_head_model(shape: tuple[int, ...], classes: int, r: dict, name: str
 
 def fit_fold(build, x: np.ndarray, labels: np.ndarray, train: np.ndarray, val: np.ndarray, r: dict, seed: int):
     """Train a fresh head on ``x[train]`` (a random augmented view per clip and epoch), validate on view 0 of
-    ``x[val]``; returns (probabilities at the best validation loss, best loss, best epoch, epochs run, seconds)."""
+    ``x[val]``; returns (probabilities at the best validation loss and at the last epoch, best loss, best epoch,
+    epochs run, seconds, parameters). The best epoch is picked on the fold itself, as ``tools/cross_validate.py``
+    does: optimistic for a head against the probe, which picks nothing; the last epoch's figures are not."""
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -358,7 +364,7 @@ def fit_fold(build, x: np.ndarray, labels: np.ndarray, train: np.ndarray, val: n
     x_val = x[val, 0].astype(np.float32)
     y_val = labels[val]
     views = x.shape[1]
-    best, best_epoch, _best_weights, stale = math.inf, 0, None, 0
+    best, best_epoch, stale = math.inf, 0, 0
     started = time.perf_counter()
     for epoch in range(r["epochs"]):
         model.optimizer.learning_rate.assign(lr_at(epoch, r))
@@ -368,12 +374,12 @@ def fit_fold(build, x: np.ndarray, labels: np.ndarray, train: np.ndarray, val: n
         p = model.predict(x_val, batch_size=64, verbose=0)
         loss = float(-np.mean(np.log(np.maximum(p[np.arange(len(y_val)), y_val], 1e-7))))
         if loss < best:
-            best, best_epoch, _best_weights, best_p, stale = loss, epoch + 1, model.get_weights(), p, 0
+            best, best_epoch, best_p, stale = loss, epoch + 1, p, 0
         elif epoch + 1 > r["stop_from"]:
             stale += 1
             if stale >= r["patience"]:
                 break
-    return best_p, best, best_epoch, epoch + 1, time.perf_counter() - started, model.count_params()
+    return best_p, p, best, best_epoch, epoch + 1, time.perf_counter() - started, model.count_params()
 
 
 def head(args) -> None:
@@ -392,11 +398,13 @@ def head(args) -> None:
         labels, folds = np.load(target / "labels.npy"), np.load(target / "folds.npy")
         build = lambda: convlstm_head_model(x.shape[2:], len(classes), r)  # noqa: E731
     pred = np.zeros(len(labels), np.int64)
+    pred_last = np.zeros(len(labels), np.int64)
     per_fold = []
     for f in range(FOLDS):
         train, val = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
-        p, best, epoch, epochs, seconds, params = fit_fold(build, x, labels, train, val, r, args.seed)
+        p, p_last, best, epoch, epochs, seconds, params = fit_fold(build, x, labels, train, val, r, args.seed)
         pred[val] = p.argmax(1)
+        pred_last[val] = p_last.argmax(1)
         per_fold.append({"best_val_loss": round(best, 4), "best_epoch": epoch, "epochs": epochs,
                          "seconds": round(seconds, 1),
                          "accuracy": round(float(np.mean(p.argmax(1) == labels[val])), 4)})
@@ -405,6 +413,7 @@ def head(args) -> None:
     row = {"kind": args.arch, "recipe": args.recipe, "variant": args.variant, "size": args.size, "depth": args.depth,
            "blocks": depth_blocks(args.variant, args.depth), "channels": int(x.shape[-1]), "views": views,
            "seed": args.seed, "head_params": params, **scores(labels, pred, classes),
+           "last_accuracy": float(np.mean(pred_last == labels)),
            "mean_val_loss": float(np.mean([f["best_val_loss"] for f in per_fold])), "folds": per_fold,
            "head_seconds": round(sum(f["seconds"] for f in per_fold), 1)}
     append(args.out, row)
@@ -454,7 +463,8 @@ def bench(args) -> None:
     call = tf.function(lambda x: net(x, training=False))
     tf_ms = timed(lambda: call(clip).numpy(), args.runs)
     row = {"kind": "bench", "arch": args.arch, "variant": args.variant, "size": args.size, "depth": args.depth,
-           "recipe": args.recipe, "params": int(net.count_params()), "keras_bytes": keras_bytes,
+           "recipe": args.recipe + (f"+reduce{args.reduce}" if args.reduce else ""),
+           "params": int(net.count_params()), "keras_bytes": keras_bytes,
            "tf_ms_p50": round(float(np.median(tf_ms)), 2), "tf_ms_p90": round(float(np.percentile(tf_ms, 90)), 2),
            "tf_ms_min": round(float(np.min(tf_ms)), 2),
            "load_avg_1min": round(os.getloadavg()[0], 2)}  # other engineers' jobs share the 2 cores
@@ -483,10 +493,10 @@ def bench(args) -> None:
 
 
 def pair(args) -> None:
-    """Forward time of ``--variant/--size/--depth`` against today's LRCN (lite0, s3, 64 px) in one process, calls
-    alternated, so that the other engineers' jobs on the shared cores slow both alike: the ratio of the p50s holds
-    where the absolute times do not. ``models/lrcn/benchmark.json`` (today's LRCN measured on a quiet machine) times
-    the ratio estimates the row's quiet time."""
+    """Forward time of ``--variant/--size/--depth`` against today's model of ``--arch`` (lite0, s3, 64 px) in one
+    process, calls alternated, so that the other engineers' jobs on the shared cores slow both alike: the ratio of
+    the p50s holds where the absolute times do not. ``models/<arch>/benchmark.json`` (today's model measured on a
+    quiet machine) times the ratio estimates the row's quiet time."""
     import tensorflow as tf
 
     from har.surgery import fold_time
@@ -509,7 +519,7 @@ def pair(args) -> None:
             t = time.perf_counter()
             calls[name](clips[name]).numpy()
             times[name].append(1000 * (time.perf_counter() - t))
-    quiet = json.loads((ROOT / "models" / "lrcn" / "benchmark.json").read_text())
+    quiet = json.loads((ROOT / "models" / args.arch / "benchmark.json").read_text())  # today's model of the arch
     p50 = {k: float(np.median(v)) for k, v in times.items()}
     ratio = p50["row"] / p50["today"]
     append(args.out, {"kind": "pair", "arch": args.arch, "variant": args.variant, "size": args.size,
@@ -540,8 +550,8 @@ def append(out: Path, row: dict) -> None:
     with open(out / "results.jsonl", "a") as f:
         f.write(json.dumps(row) + "\n")
     brief = {k: row[k] for k in ("kind", "recipe", "variant", "size", "depth", "accuracy", "mean_val_loss",
-                                 "violin_recall", "piano_recall", "tf_ms_p50", "onnx_ms_p50", "dir_mb", "ratio",
-                                 "estimated_quiet_tf_ms") if k in row}
+                                 "violin_recall", "piano_recall", "last_accuracy", "tf_ms_p50", "onnx_ms_p50",
+                                 "dir_mb", "ratio", "estimated_quiet_tf_ms") if k in row}
     log.info("row %s", brief)
 
 
@@ -549,20 +559,22 @@ def table(args) -> None:
     rows = [json.loads(line) for line in open(args.out / "results.jsonl")]
     key = lambda r: (r["variant"], r["size"], r["depth"])  # noqa: E731
     latest: dict = {}
-    for r in rows:  # the latest run of each (kind, recipe, row)
-        latest[(r["kind"], r.get("recipe", ""), r.get("arch", ""), *key(r))] = r
-    print("| kind | recipe | encoder | depth | size | pooled CV acc | mean best val loss | violin | piano | views |")
-    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|")
-    for _k, r in sorted(latest.items(), key=lambda kv: (kv[0][3], kv[0][5], kv[0][4], kv[0][0], kv[0][1])):
+    for r in rows:  # the latest run of each (kind, recipe, row, seed)
+        latest[(r["kind"], r.get("recipe", ""), r.get("arch", ""), *key(r), r.get("seed", 0))] = r
+    print("| kind | recipe | seed | encoder | depth | size | pooled CV acc | mean best val loss | violin | piano "
+          "| views |")
+    print("|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|")
+    for _, r in sorted(latest.items(), key=lambda kv: (kv[0][3], kv[0][5], kv[0][4], kv[0][0], kv[0][1])):
         if r["kind"] in ("bench", "pair"):
             continue
-        print(f"| {r['kind']} | {r.get('recipe', '')} | {r['variant']} | {r['depth']} ({r['blocks']}) | {r['size']} | "
+        print(f"| {r['kind']} | {r.get('recipe', '')} | {r.get('seed', '')} | {r['variant']} | "
+              f"{r['depth']} ({r['blocks']}) | {r['size']} | "
               f"{100 * r['accuracy']:.1f} % ({r['right']}/{r['clips']}) | {r['mean_val_loss']:.3f} | "
               f"{100 * r['violin_recall']:.0f} % | {100 * r['piano_recall']:.0f} % | {r['views']} |")
     print()
     print("| arch | encoder | depth | size | params | TF p50 ms | ONNX p50 ms | dir MB |")
     print("|---|---|---|---:|---:|---:|---:|---:|")
-    for _k, r in sorted(latest.items(), key=lambda kv: (kv[0][2], kv[0][3], kv[0][5], kv[0][4])):
+    for _, r in sorted(latest.items(), key=lambda kv: (kv[0][2], kv[0][3], kv[0][5], kv[0][4])):
         if r["kind"] != "bench":
             continue
         print(f"| {r['arch']} | {r['variant']} | {r['depth']} | {r['size']} | {r['params']:,} | {r['tf_ms_p50']} | "
