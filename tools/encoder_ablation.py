@@ -21,7 +21,8 @@ network without its classifier).
     python tools/encoder_ablation.py bench --variant lite0 --size 128 --depth head --arch lrcn
     python tools/encoder_ablation.py table                                     # markdown from results.jsonl
 
-Results are appended to ``OUT/results.jsonl`` (one JSON object a run); ``table`` prints them.
+Results are appended to ``OUT/results.jsonl`` (one JSON object a run); ``table`` prints them. The probes need
+scikit-learn, which the app and the tests do not: ``pip install scikit-learn`` before running this tool.
 """
 
 from __future__ import annotations
