@@ -204,12 +204,9 @@ def recognize(recognizers: dict, missing: dict, video: str | None, url: str, mod
 def _explained(recs: list, names: dict, path: Path, out: Path, progress) -> tuple[str, str]:
     """Each chosen model's reasons on the clip (frames by occlusion, regions by Grad-CAM): one strip image, one line
     of words per model."""
-    from har.explain import explain, save_strip, strip
+    from har.explain import explain_all, save_strip, strip
 
-    found = []
-    for i, rec in enumerate(recs):
-        progress(i / len(recs), f"explaining {names[rec.name]}")
-        found.append(explain(rec, path))
+    found = explain_all(recs, path, progress=progress)  # one sampling pass for models that sample alike
     image = save_strip(strip(found, [names[r.name] for r in recs]), out / f"{path.stem}-explained.jpg")
     return str(image), "\n\n".join(e.summary(names[e.model]) for e in found)
 

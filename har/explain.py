@@ -103,18 +103,32 @@ def explain(recognizer, path: str | os.PathLike, start_s: float | None = None,
     """Explain ``recognizer``'s top class on the video at ``path``: the whole video sampled as in training, or the
     window from ``start_s`` to ``end_s`` seconds (as a timeline samples it). Raises :class:`VideoError` for an
     unusable video and :class:`ModelError` for a model whose graph has no per-frame feature maps."""
+    return explain_all([recognizer], path, start_s, end_s)[0]
+
+
+def explain_all(recognizers, path: str | os.PathLike, start_s: float | None = None,
+                end_s: float | None = None, progress=None) -> list[Explanation]:
+    """:func:`explain` for several recognizers on one video; those that sample alike share one sampling pass.
+    ``progress(fraction, message)`` before each model."""
     p = Path(path)
     info = probe(p)
     check_length(p, info.duration_s)
-    c = recognizer.config
     fps = info.fps or 25.0
-    if start_s is None and end_s is None:
-        clip = sample_clip(p, c.frames, c.size)
-        total = max(info.frame_count, 1)
-        times = sample_indices(total, c.frames) / fps
-    else:
-        clip, times = sample_span(p, c.frames, c.size, start_s or 0.0, end_s)
-    return explain_clip(recognizer, clip, times)
+    sampled: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # (frames, size) -> (clip, times)
+    out = []
+    for i, rec in enumerate(recognizers):
+        c = rec.config
+        key = (c.frames, c.size)
+        if key not in sampled:
+            if start_s is None and end_s is None:
+                sampled[key] = (sample_clip(p, c.frames, c.size),
+                                sample_indices(max(info.frame_count, 1), c.frames) / fps)
+            else:
+                sampled[key] = sample_span(p, c.frames, c.size, start_s or 0.0, end_s)
+        if progress is not None:
+            progress(i / len(recognizers), f"explaining {rec.name}")
+        out.append(explain_clip(rec, *sampled[key]))
+    return out
 
 
 def explain_clip(recognizer, clip: np.ndarray, times_s: np.ndarray | None = None) -> Explanation:
