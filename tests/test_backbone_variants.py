@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_backbone import archive_keys_used
 
 from har import backbone
 
@@ -23,14 +24,7 @@ def test_the_whole_lite0_loads_every_layer_from_its_archive_and_nothing_is_left_
     assert enc.output.shape[1:] == (4, 4, 320)
     with np.load(backbone.WEIGHTS_ALL) as f:
         keys = set(f.files)
-        used = set()
-        for layer in enc.layers:
-            if not layer.weights:
-                continue
-            prefix, kind = backbone._names(layer.name)
-            for key, weight in zip(backbone.KEYS[kind], layer.get_weights(), strict=True):
-                np.testing.assert_array_equal(weight, f[f"{prefix}.{key}"].astype(np.float32))
-                used.add(f"{prefix}.{key}")
+        used = archive_keys_used(enc, f)
     assert used == keys  # stem and blocks 0-15: 240 arrays
     assert not enc.trainable_weights
 
