@@ -33,6 +33,9 @@ class ModelConfig:
     classes: tuple[str, ...]  # label of each softmax output, in output order
     frames: int = 20  # frames per clip, sampled at equal intervals
     size: int = 64  # frame side in pixels
+    encoder: str = ""  # imagenet presets: the frozen frame encoder, e.g. "lite0" (EfficientNet-Lite0); "" for none
+    encoder_blocks: int = 0  # how many of its MBConv blocks (Lite0 has 16: all of them)
+    min_window_s: float = 0.0  # shortest temporal crop trained on, seconds (0: whole clips only)
     window_s: float = 7.0  # timeline window in seconds: the median duration of the training clips
     hop_s: float = 1.0  # default timeline hop in seconds
     uncertain_below: float = 0.5  # a top probability under this is "none of the known actions"

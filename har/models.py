@@ -34,11 +34,12 @@ PRESETS = ("default", "tutorial", "imagenet")
 # validation groups a linear classifier on its time-averaged features scored 91 % (val loss 0.28); 11 blocks (stage
 # 5, 112 channels) 90 % (0.34) and took half as long again.
 ENCODER_BLOCKS = 8
+CONVLSTM_CHANNELS = 64  # the ConvLSTM reads at most this many channels per frame (a 1x1 convolution reduces wider maps)
 LRCN_WIDTHS = (16, 32, 64, 128)  # filters of our LRCN's four stride-2 conv blocks
 
 
 def build(arch: str, preset: str, num_classes: int, frames: int = 20, size: int = 64,
-          norm: str = "batch") -> keras.Model:
+          norm: str = "batch", encoder: str = "lite0", encoder_blocks: int = ENCODER_BLOCKS) -> keras.Model:
     """The network for ``arch`` / ``preset``; raises ``ValueError`` for an unknown name."""
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
@@ -49,7 +50,8 @@ def build(arch: str, preset: str, num_classes: int, frames: int = 20, size: int 
     if preset == "default":
         return {"lrcn": lrcn_default, "convlstm": convlstm_default}[arch](num_classes, frames, size, norm)
     if preset == "imagenet":
-        return {"lrcn": lrcn_imagenet, "convlstm": convlstm_imagenet}[arch](num_classes, frames, size)
+        inputs, maps = _encoded(frames, size, encoder, encoder_blocks)
+        return keras.Model(inputs, TEMPORAL[arch](maps, num_classes), name=arch)
     return {"lrcn": lrcn_tutorial, "convlstm": convlstm_tutorial}[arch](num_classes, frames, size)
 
 
@@ -149,34 +151,59 @@ def convlstm_default(num_classes: int, frames: int = 20, size: int = 64, norm: s
     return keras.Model(inputs, _head(x, num_classes), name="convlstm")
 
 
-def _encoded(frames: int, size: int) -> tuple[keras.KerasTensor, keras.KerasTensor]:
-    """uint8 input -> per-frame ImageNet feature maps ``(batch, frames, 4, 4, 80)`` at 64 px (frozen encoder)."""
+def _encoded(frames: int, size: int, variant: str = "lite0", blocks: int = ENCODER_BLOCKS
+             ) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    """uint8 input -> per-frame ImageNet feature maps of the frozen encoder, ``(batch, frames, h, w, C)``: at 64 px
+    and 8 blocks (4, 4, 80), at 128 px and all 16 blocks of Lite0 (4, 4, 320)."""
     from har import backbone
 
     inputs, x = _input(frames, size, backbone.SCALE, backbone.OFFSET)  # the checkpoint's (x - 127) / 128
-    encoder = backbone.pretrained_encoder(ENCODER_BLOCKS, size)
+    encoder = backbone.pretrained_encoder(blocks, size, variant=variant)
     return inputs, layers.TimeDistributed(encoder, name="encoder")(x)
 
 
-def lrcn_imagenet(num_classes: int, frames: int = 20, size: int = 64) -> keras.Model:
-    inputs, x = _encoded(frames, size)
-    x = layers.TimeDistributed(layers.GlobalAveragePooling2D(), name="gap")(x)  # (batch, T, 80)
+def temporal_head(arch: str, shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    """The imagenet presets' part after the frozen encoder, alone: per-frame maps ``(frames, h, w, C)`` ->
+    probabilities, with the same layer names as in the whole model, so weights trained on cached encoder
+    features (``har.features``) move into it by name (:func:`transfer`)."""
+    maps = keras.Input(shape, name="maps")
+    return keras.Model(maps, TEMPORAL[arch](maps, num_classes), name=f"{arch}_head")
+
+
+def transfer(source: keras.Model, target: keras.Model) -> None:
+    """Copy every weighted layer of ``source`` into the layer of the same name in ``target``."""
+    for layer in source.layers:
+        if layer.weights:
+            target.get_layer(layer.name).set_weights(layer.get_weights())
+
+
+def lrcn_temporal(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
+    """``(batch, T, h, w, C)`` maps -> probabilities: each frame pooled to a vector, beside its change from the
+    previous frame, then :func:`lstm_head`."""
+    x = layers.TimeDistributed(layers.GlobalAveragePooling2D(), name="gap")(x)  # (batch, T, C)
     # Each frame's vector beside its change from the previous sampled frame, as the from-scratch LRCN pairs pixels
-    # with their differences: (batch, T-1, 160). 4-fold cross-validation over the non-test groups: 89.0 % pooled
-    # validation accuracy with it, 87.8 % without (README, What we tried).
+    # with their differences: (batch, T-1, 2C). 4-fold cross-validation over the non-test groups (8 blocks, 64 px):
+    # 89.0 % pooled validation accuracy with it, 87.8 % without (docs/results.md, What we tried).
     later = layers.Cropping1D((1, 0), name="later")(x)  # frames 1..T-1
     earlier = layers.Cropping1D((0, 1), name="earlier")(x)  # frames 0..T-2
     x = layers.Concatenate(name="features_motion")([later, layers.Subtract(name="motion")([later, earlier])])
     x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="bn_features")(x)
-    return keras.Model(inputs, lstm_head(x, num_classes), name="lrcn")
+    return lstm_head(x, num_classes)
 
 
-def convlstm_imagenet(num_classes: int, frames: int = 20, size: int = 64) -> keras.Model:
-    inputs, x = _encoded(frames, size)  # (batch, T, 4, 4, 80)
+def convlstm_temporal(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
+    """``(batch, T, h, w, C)`` maps -> probabilities: ConvLSTM2D over the maps themselves. Wide maps (the whole
+    Lite0's 320 channels) first go through a per-frame 1x1 convolution to 64 channels: 95.2 % pooled CV against
+    94.0 % without, and 27.0 MB for the model directory instead of 31.5 (docs/ablation.md)."""
     x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="bn_features")(x)
+    if x.shape[-1] > CONVLSTM_CHANNELS:
+        x = layers.TimeDistributed(layers.Conv2D(CONVLSTM_CHANNELS, 1, use_bias=False), name="reduce")(x)
     x = layers.Dropout(0.3, name="drop_maps")(x)
-    x = layers.ConvLSTM2D(64, 3, padding="same", return_sequences=False, name="convlstm0")(x)  # (batch, 4, 4, 64)
+    x = layers.ConvLSTM2D(64, 3, padding="same", return_sequences=False, name="convlstm0")(x)  # (batch, h, w, 64)
     x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="bn0")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dropout(0.3, name="drop")(x)
-    return keras.Model(inputs, _head(x, num_classes), name="convlstm")
+    return _head(x, num_classes)
+
+
+TEMPORAL = {"lrcn": lrcn_temporal, "convlstm": convlstm_temporal}

@@ -48,23 +48,22 @@ def fold_split(index, fold: int, folds: int, seed: int = 0) -> dict[str, list[st
 
 
 def lrcn_variant(variant: str, shipped):
-    import keras
+    """The LRCN's part after the encoder for ``variant``: ``(maps, num_classes) -> probabilities``."""
     from keras import layers
 
     from har import models
 
-    def build(num_classes: int, frames: int = 20, size: int = 64) -> keras.Model:
+    def temporal(x, num_classes: int):
         if variant == "shipped":
-            return shipped(num_classes, frames, size)
-        inputs, x = models._encoded(frames, size)
+            return shipped(x, num_classes)
         v = layers.TimeDistributed(layers.GlobalAveragePooling2D(), name="gap")(x)
         if variant == "avg-max":
             peaks = layers.TimeDistributed(layers.GlobalMaxPooling2D(), name="gmp")(x)
             v = layers.Concatenate(name="avg_max")([v, peaks])
         v = layers.BatchNormalization(momentum=models.BN_MOMENTUM, name="bn_features")(v)
-        return keras.Model(inputs, models.lstm_head(v, num_classes), name="lrcn")
+        return models.lstm_head(v, num_classes)
 
-    return build
+    return temporal
 
 
 def run(variant: str, fold: int, folds: int, data: Path, out: Path) -> None:
@@ -73,7 +72,7 @@ def run(variant: str, fold: int, folds: int, data: Path, out: Path) -> None:
     from har.train import TrainOptions, train
 
     har.data.split_groups = lambda index, seed=0, **_: fold_split(index, fold, folds, seed)
-    models.lrcn_imagenet = lrcn_variant(variant, models.lrcn_imagenet)
+    models.TEMPORAL["lrcn"] = lrcn_variant(variant, models.TEMPORAL["lrcn"])
     train(TrainOptions(arch="lrcn", preset="imagenet", data=data, out=out / f"{variant}_f{fold}"))
 
 
