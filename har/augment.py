@@ -27,9 +27,27 @@ def augment_clip(dense: tf.Tensor, seed: tf.Tensor, frames: int, min_area: float
     exact colours and framing; these are what differ between groups. ``seed`` is a shape-(2,) int tensor.
     """
     seeds = tf.random.split(tf.cast(seed, tf.int64), 9)
-    size = tf.shape(dense)[1]
     pick = tf.random.stateless_uniform((frames,), seeds[0], 0, DENSE, dtype=tf.int32)
-    x = tf.gather(dense, tf.range(frames) * DENSE + pick)
+    return augment_frames(tf.gather(dense, tf.range(frames) * DENSE + pick), seeds, min_area)
+
+
+def crop_indices(dense_len: int, frames: int, min_len: int, seed: tf.Tensor) -> tf.Tensor:
+    """Positions of ``frames`` frames in a dense stack of ``dense_len``: a temporal crop. A random sub-span of
+    ``min_len``..``dense_len`` dense frames (``min_len >= frames``, so no frame repeats), split into ``frames``
+    equal segments, one random frame in each (the whole stack when ``min_len == dense_len``: position jitter)."""
+    s = tf.random.split(tf.cast(seed, tf.int64), 3)
+    length = tf.random.stateless_uniform((), s[0], min_len, dense_len + 1, dtype=tf.int32)
+    start = tf.random.stateless_uniform((), s[1], 0, dense_len - length + 1, dtype=tf.int32)
+    u = tf.random.stateless_uniform((frames,), s[2], 0.0, 1.0)
+    pos = (tf.cast(tf.range(frames), tf.float32) + u) * tf.cast(length, tf.float32) / frames
+    return start + tf.minimum(tf.cast(pos, tf.int32), length - 1)
+
+
+def augment_frames(x: tf.Tensor, seeds: tf.Tensor, min_area: float = 0.35) -> tf.Tensor:
+    """The spatial and colour part of :func:`augment_clip` on chosen frames ``(frames, H, W, 3)`` uint8, one draw for
+    the clip (``seeds``: 9 of ``tf.random.split``; the first is not used here)."""
+    frames = tf.shape(x)[0]
+    size = tf.shape(x)[1]
     x = tf.cast(x, tf.float32)  # (frames, H, W, 3) in 0..255
 
     area = tf.random.stateless_uniform((), seeds[1], min_area, 1.0)

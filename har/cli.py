@@ -53,7 +53,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, lr=args.lr, patience=args.patience, stop_from_epoch=args.stop_from_epoch,
         weight_decay=args.weight_decay, seed=args.seed, strategy=args.strategy,
         resume=args.resume, max_clips=args.max_clips, mixup=args.mixup, norm=args.norm, average_last=args.average_last,
-        refit=args.refit,
+        refit=args.refit, size=args.size, encoder=args.encoder, encoder_blocks=args.encoder_blocks,
+        min_window_s=args.min_window_s,
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
     )
     config = train(opts)
@@ -256,6 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--preset", choices=("default", "tutorial", "imagenet"), default="default")
     s.add_argument("--data", required=True, help="dataset folder (one sub-folder per class)")
     s.add_argument("--out", required=True, help="model directory to write")
+    s.add_argument("--size", type=int, default=64, help="frame side in pixels (the model's input)")
+    s.add_argument("--encoder", choices=("lite0", "lite1", "lite2"), default="lite0",
+                   help="imagenet preset: the frozen EfficientNet-Lite frame encoder")
+    s.add_argument("--encoder-blocks", type=int, default=8,
+                   help="imagenet preset: MBConv blocks of the encoder (Lite0: 16 = all)")
+    s.add_argument("--min-window-s", type=float, default=0.0,
+                   help="imagenet preset: also train on temporal crops from this many seconds to the whole clip")
     s.add_argument("--epochs", type=int, default=40, help="length of the cosine LR schedule (early stop may end it)")
     s.add_argument("--batch-size", type=int, default=16)
     s.add_argument("--lr", type=float, default=1e-3)

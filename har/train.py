@@ -76,6 +76,10 @@ class TrainOptions:
     test: float = 0.2
     frames: int = 20
     size: int = 64
+    encoder: str = "lite0"  # imagenet preset: the frozen frame encoder (har.backbone variant) ...
+    encoder_blocks: int = 8  # ... and how many of its MBConv blocks (16: the whole Lite0)
+    # imagenet preset: besides whole clips, train on temporal crops from this many seconds to the whole clip (0: none)
+    min_window_s: float = 0.0
     strategy: str = "auto"  # "auto" (one device: GPU if any), "mirrored" (all local GPUs), "multiworker", "cpu"
     resume: bool = False
     cache_dir: Path | None = None
@@ -140,6 +144,8 @@ def train(opts: TrainOptions) -> ModelConfig:
         test_metrics = _test(opts, data, final)
         config = ModelConfig(
             arch=opts.arch, preset=opts.preset, classes=data.index.classes, frames=opts.frames, size=opts.size,
+            **({"encoder": opts.encoder, "encoder_blocks": opts.encoder_blocks, "min_window_s": opts.min_window_s}
+               if frozen(opts) else {}),
             window_s=round(float(np.median(data.durations)), 2) if data.durations else 7.0, seed=opts.seed,
             data=Path(opts.data).resolve().name, split=data.split, epochs=len(rows), best_epoch=best + 1,
             train_seconds=round(train_seconds, 1), params=int(final.count_params()),
@@ -157,6 +163,8 @@ def _check(opts: TrainOptions) -> None:
     if not 0 <= opts.average_last <= opts.epochs:
         raise HarError(f"--average-last {opts.average_last}: it must be between 0 and the number of epochs "
                        f"({opts.epochs}).")
+    if frozen(opts) and opts.average_last:
+        raise HarError("--average-last does not go with the imagenet preset: it trains on cached encoder features.")
     if opts.refit and opts.average_last:
         raise HarError("--refit and --average-last do not go together: the refit phase ships its last epoch.")
     if opts.resume and not (Path(opts.out) / RESUME_DIR / STATE_FILE).is_file():
@@ -229,20 +237,42 @@ class _Data:
             if not clips:
                 raise HarError(f"The {s} split is empty: the dataset needs at least three groups per class.")
             log.info("%s: %d clips %s", s, len(clips), class_counts(index, clips))
-        dense = Sampling(opts.frames * augment.DENSE, opts.size)
-        x_train = load_frames(parts["train"], dense, opts.cache_dir, desc="train frames")
-        x_val = load_frames(parts["validation"], dense, opts.cache_dir, desc="validation frames")
+        if frozen(opts):  # encoder outputs of every clip's views, (n, VIEWS, frames, h, w, C) float16
+            from har.data import default_cache_dir
+            from har.features import features_of
+
+            model = _built(opts, len(index.classes))
+            cache = opts.cache_dir or default_cache_dir()
+            sampling = Sampling(opts.frames, opts.size)
+            x_train = features_of(parts["train"], model, sampling, opts.min_window_s, cache, desc="train features")
+            x_val = features_of(parts["validation"], model, sampling, opts.min_window_s, cache,
+                                desc="validation features")
+        else:
+            dense = Sampling(opts.frames * augment.DENSE, opts.size)
+            x_train = load_frames(parts["train"], dense, opts.cache_dir, desc="train frames")
+            x_val = load_frames(parts["validation"], dense, opts.cache_dir, desc="validation frames")
         return cls(index, split, parts, x_train, x_val, index.labels(parts["train"]),
                    index.labels(parts["validation"]), clip_durations(parts["train"]))
 
 
 def _train_dataset(opts: TrainOptions, x: np.ndarray, y: np.ndarray, classes: int):
     """Shuffled, augmented batches (mixed up with ``opts.mixup``: soft labels)."""
+    import tensorflow as tf
+
     from har import augment
     from har.data import make_dataset
 
     n = opts.frames
-    ds = make_dataset(x, y, opts.batch_size, shuffle_seed=opts.seed, map_fn=lambda x, s: augment.augment_clip(x, s, n))
+    if frozen(opts):  # a random augmented view of each clip's cached features, drawn anew each epoch
+        views = x.shape[1]
+
+        def view(x, s):
+            return tf.cast(tf.gather(x, tf.random.stateless_uniform((), s, 1, views, dtype=tf.int32)), tf.float32)
+
+        ds = make_dataset(x, y, opts.batch_size, shuffle_seed=opts.seed, map_fn=view)
+    else:
+        ds = make_dataset(x, y, opts.batch_size, shuffle_seed=opts.seed,
+                          map_fn=lambda x, s: augment.augment_clip(x, s, n))
     return augment.mixup(ds, classes, opts.mixup, opts.seed) if opts.mixup > 0 else ds
 
 
@@ -257,7 +287,11 @@ def _fit(opts: TrainOptions, data: _Data, strategy) -> list[dict[str, float]]:
     out, resume_dir = Path(opts.out), Path(opts.out) / RESUME_DIR
     k = len(data.index.classes)
     ds_train = _train_dataset(opts, data.x_train, data.y_train, k)
-    ds_val = make_dataset(data.x_val, data.y_val, opts.batch_size, map_fn=lambda x: augment.centre(x, opts.frames))
+    if frozen(opts):  # view 0: the clips as served
+        ds_val = make_dataset(data.x_val[:, 0], data.y_val, opts.batch_size, map_fn=lambda x: tf.cast(x, tf.float32))
+    else:
+        ds_val = make_dataset(data.x_val, data.y_val, opts.batch_size,
+                              map_fn=lambda x: augment.centre(x, opts.frames))
     if opts.mixup > 0:  # soft labels: one-hot everywhere
         ds_val = ds_val.map(lambda x, y: (x, tf.one_hot(y, k)))
     history_path = out / HISTORY_FILE
@@ -268,7 +302,7 @@ def _fit(opts: TrainOptions, data: _Data, strategy) -> list[dict[str, float]]:
             model = keras.saving.load_model(resume_dir / LAST_FILE, safe_mode=True)
             log.info("resuming %s after epoch %d", out, state["epoch"])
         else:
-            model = _compiled(opts, k)
+            model = _compiled(opts, k, data.x_train)
     # Averaging the last epochs runs the schedule to its end: no early stopping then.
     stopping = [] if opts.average_last else [
         ResumableEarlyStopping([r["val_loss"] for r in prior], monitor="val_loss", mode="min", patience=opts.patience,
@@ -300,12 +334,16 @@ def _final_model(opts: TrainOptions, data: _Data, rows: list[dict[str, float]],
 
     resume_dir = Path(opts.out) / RESUME_DIR
     n = opts.frames
-    final = models.build(opts.arch, opts.preset, len(data.index.classes), opts.frames, opts.size, opts.norm)
-    if opts.refit:
-        final.set_weights(keras.saving.load_model(resume_dir / REFIT_DIR / LAST_FILE, safe_mode=True).get_weights())
-        return final, None
-    if not (opts.average_last and (resume_dir / AVG_WEIGHTS).is_file()):
-        final.load_weights(resume_dir / BEST_WEIGHTS)
+    final = _built(opts, len(data.index.classes))
+    trained = _head_of(opts, final, data.x_train) if frozen(opts) else final  # what was trained
+    if opts.refit or not (opts.average_last and (resume_dir / AVG_WEIGHTS).is_file()):
+        if opts.refit:
+            last = keras.saving.load_model(resume_dir / REFIT_DIR / LAST_FILE, safe_mode=True)
+            trained.set_weights(last.get_weights())
+        else:
+            trained.load_weights(resume_dir / BEST_WEIGHTS)
+        if trained is not final:
+            models.transfer(trained, final)
         return final, None
     final.set_weights([w.astype(v.dtype) for w, v in zip(load_average(resume_dir), final.get_weights(), strict=True)])
     # one augmented pass over the training clips, as the statistics were gathered in training
@@ -339,6 +377,8 @@ def _test(opts: TrainOptions, data: _Data, final: keras.Model) -> dict:
 
 def _hyper(opts: TrainOptions, refit: dict | None, averaged: dict | None, device: str) -> dict:
     """``config.hyper``: the recipe as run, and what shipped."""
+    from har import features
+
     shipped = ("refit on training + validation groups, {} epochs".format(refit["epochs"]) if refit
                else "best epoch" if averaged is None else "average of epochs {}-{}".format(*averaged["epochs"]))
     return {
@@ -349,7 +389,9 @@ def _hyper(opts: TrainOptions, refit: dict | None, averaged: dict | None, device
         **({} if averaged is None else {"average_val_loss": round(averaged["val_loss"], 4),
                                         "average_val_accuracy": round(averaged["val_accuracy"], 4)}),
         "norm": opts.norm, "validation": opts.validation,
-        "test": opts.test, "augment": "jitter+crop+flip+brightness/contrast/saturation+grey",
+        "test": opts.test, "augment": "jitter+crop+flip+brightness/contrast/saturation+grey" + (
+            f" on {features.VIEWS - 1} cached views ({features.CROP_VIEWS} temporal crops from {opts.min_window_s:g} s)"
+            if frozen(opts) else ""),
         "strategy": opts.strategy, "device": device,
     }
 
@@ -366,11 +408,31 @@ def _export(out: Path) -> None:
         log.warning("no %s for %s: %s", ONNX_FILE, out, exc)
 
 
-def _compiled(opts: TrainOptions, classes: int) -> keras.Model:
-    """A fresh model of ``opts``' architecture, compiled for training (AdamW; soft labels with mixup)."""
+def frozen(opts: TrainOptions) -> bool:
+    """True when the run trains on cached encoder features (the imagenet preset: its encoder is frozen)."""
+    return opts.preset == "imagenet"
+
+
+def _built(opts: TrainOptions, classes: int) -> keras.Model:
     from har import models
 
-    model = models.build(opts.arch, opts.preset, classes, opts.frames, opts.size, opts.norm)
+    return models.build(opts.arch, opts.preset, classes, opts.frames, opts.size, opts.norm, opts.encoder,
+                        opts.encoder_blocks)
+
+
+def _head_of(opts: TrainOptions, model: keras.Model, features: np.ndarray) -> keras.Model:
+    """The temporal part of ``model``'s architecture alone, on encoder maps shaped as ``features``' views."""
+    from har import models
+
+    return models.temporal_head(opts.arch, tuple(features.shape[2:]), model.output.shape[-1])
+
+
+def _compiled(opts: TrainOptions, classes: int, features: np.ndarray | None = None) -> keras.Model:
+    """A fresh model of ``opts``' architecture, compiled for training (AdamW; soft labels with mixup): the temporal
+    part alone when the run trains on cached ``features``."""
+    model = _built(opts, classes)
+    if frozen(opts):
+        model = _head_of(opts, model, features)
     soft = opts.mixup > 0
     model.compile(
         optimizer=keras.optimizers.AdamW(opts.lr, weight_decay=opts.weight_decay),
@@ -399,7 +461,7 @@ def _refit(opts: TrainOptions, data: _Data, strategy, epochs: int) -> dict:
             log.info("resuming the refit phase of %s after epoch %d", out, state["epoch"])
         else:
             keras.utils.set_random_seed(opts.seed)  # the same start whether or not phase 1 ran in this process
-            model = _compiled(opts, classes)
+            model = _compiled(opts, classes, x_all)
             log.info("refit phase: training + validation groups, %d epochs", epochs)
     if state["epoch"] < epochs:
         model.fit(dataset, epochs=epochs, initial_epoch=state["epoch"], verbose=_verbose(), callbacks=[
