@@ -86,6 +86,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_openset(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    from har.modeldir import resolve_model_dir
+    from har.openset import fit_model_dir
+
+    fam = fit_model_dir(resolve_model_dir(args.model), args.data, Path(args.cache_dir) if args.cache_dir else None)
+    print(json.dumps(fam.info))
+    return 0
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     from har import Recognizer
     from har.explain import explain_examples
@@ -332,6 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("export", help="write model.onnx beside a model's model.keras (checked against it)")
     s.add_argument("--model", default="lrcn", help="lrcn, convlstm or a model directory")
     s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("openset", help="fit a model's familiarity score (open set) from its training split's clips")
+    s.add_argument("--model", default="lrcn", help="lrcn, convlstm or a model directory")
+    s.add_argument("--data", required=True, help="the dataset folder the model was trained on")
+    s.add_argument("--cache-dir", default=None, help="frame and feature cache (default ~/.cache/har-studio/frames)")
+    s.set_defaults(func=cmd_openset)
 
     s = sub.add_parser("explain", help="store a model's explanations of one example clip per class (dashboard)")
     s.add_argument("--model", default="lrcn", help="lrcn, convlstm or a model directory")

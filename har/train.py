@@ -15,6 +15,7 @@ killed run from its last finished epoch, with early stopping and best-checkpoint
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -151,6 +152,12 @@ def train(opts: TrainOptions) -> ModelConfig:
             train_seconds=round(train_seconds, 1), params=int(final.count_params()),
             hyper=_hyper(opts, refit, averaged, device), versions=versions(),
         )
+        if frozen(opts):  # the open-set score: training clips' views as the bank, validation clips for the threshold
+            from har.openset import fit_features
+
+            familiarity = fit_features(data.x_train, data.x_val)
+            familiarity.save(out)
+            config = dataclasses.replace(config, openset=familiarity.info)
         config.save(out)
         _export(out)
         shutil.rmtree(resume_dir)
