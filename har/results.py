@@ -47,6 +47,10 @@ class ClipPrediction:
     top_k: int = 5
     read_s: float | None = None  # seconds of video that really decoded (frames / fps); None: not measured
     length_s: float | None = None  # the video's length as its container says; None when it does not say
+    # How much the clip looks like the training clips (har.openset; higher = more familiar) and the threshold under
+    # which it is "none of the known actions"; None for a model without an open-set score (top probability only).
+    familiarity: float | None = None
+    familiar_above: float | None = None
 
     @property
     def top(self) -> tuple[Score, ...]:
@@ -55,8 +59,20 @@ class ClipPrediction:
         return tuple(Score(self.classes[i], float(self.probs[i])) for i in order)
 
     @property
+    def unfamiliar(self) -> bool:
+        """True when the open-set score says the clip looks like none of the training clips."""
+        return self.familiarity is not None and self.familiar_above is not None and \
+            self.familiarity < self.familiar_above
+
+    @property
     def uncertain(self) -> bool:
-        return float(self.probs.max()) < self.uncertain_below
+        """Unfamiliar (open set), or a top probability under ``uncertain_below``."""
+        return self.unfamiliar or float(self.probs.max()) < self.uncertain_below
+
+    @property
+    def closest(self) -> str:
+        """The most probable class, whatever the threshold says (the hint beside "none of the known actions")."""
+        return self.classes[int(self.probs.argmax())]
 
     @property
     def label(self) -> str:
@@ -87,6 +103,9 @@ class ClipPrediction:
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "top": [s.to_dict() for s in self.top], "uncertain": self.uncertain,
                 "label": self.label, "uncertain_below": self.uncertain_below,
+                "familiarity": None if self.familiarity is None else round(float(self.familiarity), 4),
+                "familiar_above": None if self.familiar_above is None else round(float(self.familiar_above), 4),
+                "open_set": "top probability only" if self.familiarity is None else "familiarity",
                 "read_s": None if self.read_s is None else round(self.read_s, 2),
                 "length_s": None if self.length_s is None else round(self.length_s, 2)}
 

@@ -1,0 +1,154 @@
+"""Issue 17: the shipped models' open-set behaviour, measured; ``--write`` stores it as ``models/NAME/openset.json``.
+
+* Operating point (the shipped threshold, set on validation clips): share of the known test-group clips rejected
+  ("none of the known actions"), test accuracy with a rejected clip counted wrong beside the accuracy without the
+  open-set score, and the share of the three wild videos' seconds flagged by the app's timeline.
+* ROC of the familiarity score and of the top probability (the max-softmax baseline): known test clips against
+  the wild videos' timeline windows.
+* Leave-one-class-out, per the issue's protocol: for each class, a familiarity fitted without it (bank: the other
+  five classes' training groups, threshold: their validation groups); knowns: their test-group clips; unknowns:
+  every clip of the left-out class and the wild videos' windows. AUROC, knowns rejected, unknowns caught.
+* Calibration of the top probability on the test groups (reliability, expected calibration error).
+
+The wild videos are only scored here, never fitted on. Test groups are read here, once per shipped model.
+
+    python benchmarks/bench_openset.py [--models lrcn convlstm] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DATA = ROOT.parent / "shared" / "data"
+
+
+def wild_windows(path: Path, encoder, size: int, frames: int, window_s: float, hop_s: float) -> np.ndarray:
+    """Per-frame features ``(windows, frames, h, w, C)`` of every window of ``path``, as the timeline samples them
+    (a grid of ``window_s / frames`` s, windows every ``hop_s``)."""
+    from har.video import iter_frames
+
+    step = window_s / frames
+    grid = np.stack([f.image for f in iter_frames(path, size, every_s=step)])
+    feats = encoder.predict(grid, batch_size=64, verbose=0)
+    hop = max(int(round(hop_s / step)), 1)
+    starts = range(0, max(len(grid) - frames, 0) + 1, hop)
+    return np.stack([feats[s : s + frames] for s in starts]).astype(np.float16)
+
+
+def measure(name: str, cache: Path) -> dict:
+    import har
+    from har.config import ModelConfig
+    from har.data import clips_of, index_dataset
+    from har.features import features_of, frame_encoder
+    from har.modeldir import resolve_model_dir
+    from har.openset import Familiarity, describe, fit_features
+    from har.openset_report import auroc, calibration, roc
+    from har.results import UNCERTAIN
+
+    directory = resolve_model_dir(name)
+    config = ModelConfig.load(directory)
+    fam = Familiarity.load(directory)
+    if fam is None:
+        raise SystemExit(f"{directory} has no open-set score (openset.npz): nothing to measure")
+    rec = har.Recognizer(directory, runtime="keras")
+    index = index_dataset(DATA / config.data)
+    test = clips_of(index, config.split["test"])
+    y = index.labels(test)
+    started = time.perf_counter()
+    preds = [rec.classify(c.path) for c in test]
+    probs = np.stack([p.probs for p in preds])
+    known_fam = np.array([p.familiarity for p in preds])
+    rejected = np.array([p.uncertain for p in preds])
+    right = probs.argmax(1) == y
+
+    wild = sorted((DATA / "wild").glob("*.mp4"))
+    videos, window_fam, window_top = [], [], []
+    for path in wild:
+        t = rec.timeline(path)
+        flagged = sum(min(s.end_s, t.duration_s) - s.start_s for s in t.segments if s.label == UNCERTAIN)
+        videos.append({"video": path.name, "seconds": round(t.duration_s, 1), "flagged_s": round(flagged, 1),
+                       "windows": len(t.window_starts),
+                       "windows_flagged": int(np.sum(t.window_familiarity < fam.threshold))})
+        window_fam.append(t.window_familiarity)
+        window_top.append(t.window_probs.max(axis=1))
+    window_fam, window_top = np.concatenate(window_fam), np.concatenate(window_top)
+    seconds = sum(v["seconds"] for v in videos)
+
+    model = rec.keras_model
+    encoder = frame_encoder(model)
+    x = {s: features_of(clips_of(index, config.split[s]), model, config.sampling, config.min_window_s, cache,
+                        desc=f"{s} features") for s in ("train", "validation", "test")}
+    labels = {s: index.labels(clips_of(index, config.split[s])) for s in x}
+    wild_raw = np.concatenate([describe(wild_windows(p, encoder, config.size, config.frames, rec.window_s,
+                                                     rec.hop_s)) for p in wild])
+    loco = []
+    for c, label in enumerate(index.classes):
+        part = fit_features(x["train"][labels["train"] != c], x["validation"][labels["validation"] != c])
+        known = part(x["test"][labels["test"] != c][:, 0])
+        left = part(np.concatenate([x[s][labels[s] == c][:, 0] for s in x]))
+        wild_s = part.of_descriptors(wild_raw)
+        unknown = np.concatenate([left, wild_s])
+        loco.append({"left_out": label, "auroc": round(auroc(known, unknown), 4),
+                     "auroc_class": round(auroc(known, left), 4), "auroc_wild": round(auroc(known, wild_s), 4),
+                     "known_rejected": round(float(np.mean(known < part.threshold)), 4),
+                     "unknown_caught": round(float(np.mean(unknown < part.threshold)), 4),
+                     "class_caught": round(float(np.mean(left < part.threshold)), 4),
+                     "wild_caught": round(float(np.mean(wild_s < part.threshold)), 4)})
+    mean = {k: round(float(np.mean([r[k] for r in loco])), 4) for k in loco[0] if k != "left_out"}
+    return {
+        "model": name, "method": fam.info, "clips": len(test), "seconds_to_measure": round(time.perf_counter()
+                                                                                            - started, 1),
+        "operating_point": {
+            "threshold": fam.threshold, "known_rejected": round(float(rejected.mean()), 4),
+            "known_unfamiliar": round(float(np.mean([p.unfamiliar for p in preds])), 4),
+            "accuracy": round(float(right.mean()), 4),
+            "accuracy_with_rejection": round(float(np.mean(right & ~rejected)), 4),
+            "wild_seconds_flagged": round(sum(v["flagged_s"] for v in videos) / seconds, 4),
+            "wild_windows_flagged": round(float(np.mean(window_fam < fam.threshold)), 4)},
+        "wild": {"videos": videos, "auroc": round(auroc(known_fam, window_fam), 4),
+                 "auroc_top": round(auroc(probs.max(1), window_top), 4),
+                 "roc": roc(known_fam, window_fam), "roc_top": roc(probs.max(1), window_top),
+                 "window_s": rec.window_s, "hop_s": rec.hop_s},
+        "loco": {"per_class": loco, "mean": mean},
+        "calibration": calibration(probs, y),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=["lrcn", "convlstm"])
+    ap.add_argument("--cache", type=Path, default=None, help="frame and feature cache (default: the library's)")
+    ap.add_argument("--write", action="store_true", help="store models/NAME/openset.json")
+    args = ap.parse_args()
+    from har.data import default_cache_dir
+    from har.modeldir import resolve_model_dir
+    from har.openset import OPENSET_REPORT
+
+    for name in args.models:
+        rep = measure(name, args.cache or default_cache_dir())
+        op, loco = rep["operating_point"], rep["loco"]["mean"]
+        print(f"{name}: known test clips rejected {op['known_rejected']:.1%}, accuracy {op['accuracy']:.1%} -> "
+              f"{op['accuracy_with_rejection']:.1%} with rejection; wild seconds flagged "
+              f"{op['wild_seconds_flagged']:.1%}, windows {op['wild_windows_flagged']:.1%}; AUROC known vs wild "
+              f"windows {rep['wild']['auroc']:.3f} (top probability {rep['wild']['auroc_top']:.3f}); LOCO mean AUROC "
+              f"{loco['auroc']:.3f}, knowns rejected {loco['known_rejected']:.1%}, unknowns caught "
+              f"{loco['unknown_caught']:.1%}; ECE {rep['calibration']['ece']:.3f}", flush=True)
+        for row in rep["loco"]["per_class"]:
+            print("   ", json.dumps(row))
+        for v in rep["wild"]["videos"]:
+            print("   ", json.dumps(v))
+        if args.write:
+            (resolve_model_dir(name) / OPENSET_REPORT).write_text(json.dumps(rep, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
