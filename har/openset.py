@@ -6,10 +6,13 @@ almost nothing). Instead, every clip or timeline window is compared with the tra
 feature space, the frozen encoder's per-frame features, as in deep nearest-neighbour out-of-distribution detection
 (Sun et al., ICML 2022):
 
-* a clip's *descriptor* is the mean and the standard deviation over its frames of the per-frame features (each
-  frame's map averaged over space), standardised with the training bank's statistics and scaled to unit length;
+* a clip's *descriptor* is the mean over its frames of the per-frame features (each frame's map averaged over
+  space), standardised with the training bank's statistics and scaled to unit length;
 * its *familiarity* is the mean cosine similarity to its :data:`K` nearest descriptors in the *bank*: every view
   (as served, augmented, temporal crops) of every training clip. Higher is more like the known actions.
+
+Descriptor and ``K`` were chosen by leave-one-class-out over the non-test groups (``tools/openset_choice.py``,
+``docs/openset.md``): mean AUROC 0.956 with the mean and K = 200, 0.71 with mean and standard deviation.
 
 The operating point is a threshold on familiarity kept in ``openset.npz`` beside the bank: the value that keeps
 ``keep`` (95 %) of the known *validation* clips' views, clips the bank was not built from. The method, its
@@ -20,6 +23,7 @@ without these files is served on the top probability alone, and says so.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +33,7 @@ from har.errors import ModelError
 
 OPENSET_FILE = "openset.npz"  # the bank, its standardisation and the threshold
 OPENSET_REPORT = "openset.json"  # measured open-set behaviour (evaluation only; the dashboard reads it)
-K = 10  # nearest neighbours averaged
+K = 200  # nearest neighbours averaged (of ~3,000 bank descriptors: ~20 clips' views)
 KEEP = 0.95  # share of known validation views the threshold keeps
 METHOD = "knn-cosine"
 
@@ -41,18 +45,17 @@ def pooled(features: np.ndarray) -> np.ndarray:
 
 
 def describe(features: np.ndarray) -> np.ndarray:
-    """``(n, frames, ...)`` per-frame features -> raw descriptors ``(n, 2C)``: mean and std over frames."""
-    f = pooled(features)
-    return np.concatenate([f.mean(axis=1), f.std(axis=1)], axis=1)
+    """``(n, frames, ...)`` per-frame features -> raw descriptors ``(n, C)``: their mean over frames."""
+    return pooled(features).mean(axis=1)
 
 
 @dataclass(frozen=True)
 class Familiarity:
     """A fitted familiarity score: the bank of unit descriptors, their standardisation, the threshold."""
 
-    bank: np.ndarray  # (m, 2C) float32, standardised and unit length
-    mean: np.ndarray  # (2C,) of the raw bank descriptors
-    scale: np.ndarray  # (2C,) their std (floored)
+    bank: np.ndarray  # (m, C) float32, standardised and unit length
+    mean: np.ndarray  # (C,) of the raw bank descriptors
+    scale: np.ndarray  # (C,) their std (floored)
     threshold: float  # familiarity below this: "none of the known actions"
     k: int = K
     info: dict = field(default_factory=dict)  # method, parameters, provenance (written into config.json)
@@ -62,7 +65,7 @@ class Familiarity:
         return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-6)
 
     def of_descriptors(self, raw: np.ndarray) -> np.ndarray:
-        """Familiarity ``(n,)`` of raw descriptors ``(n, 2C)``."""
+        """Familiarity ``(n,)`` of raw descriptors ``(n, C)``."""
         if len(raw) == 0:
             return np.zeros(0, np.float32)
         sims = self._unit(np.asarray(raw, np.float32)) @ self.bank.T  # (n, m) cosine similarities
@@ -76,6 +79,12 @@ class Familiarity:
 
     def unknown(self, familiarity: np.ndarray) -> np.ndarray:
         return np.asarray(familiarity) < self.threshold
+
+    def unknown_probability(self, familiarity: np.ndarray) -> np.ndarray:
+        """A soft version of :meth:`unknown` for the timeline's decoder: 0.5 at the threshold, 0.05 at the median
+        familiarity of the known validation clips (``info["tau"]``), towards 1 below."""
+        tau = float(self.info.get("tau", 0.0)) or 1e-2
+        return 1.0 / (1.0 + np.exp(-(self.threshold - np.asarray(familiarity, np.float64)) / tau))
 
     @classmethod
     def fit(cls, bank_raw: np.ndarray, known_raw: np.ndarray, keep: float = KEEP, k: int = K,
@@ -92,7 +101,10 @@ class Familiarity:
         draft = cls(bank, mean.astype(np.float32), scale.astype(np.float32), 0.0, k)
         scores = draft.of_descriptors(known_raw)
         threshold = float(np.quantile(scores, 1.0 - keep))
-        info = {"method": METHOD, "k": k, "keep": keep, "threshold": round(threshold, 6), "bank": len(bank_raw),
+        # the spread that puts the unknown probability of the median known clip at 5 %
+        tau = max(float(np.median(scores)) - threshold, 1e-4) / math.log(0.95 / 0.05)
+        info = {"method": METHOD, "k": k, "keep": keep, "threshold": round(threshold, 6), "tau": round(tau, 6),
+                "bank": len(bank_raw),
                 "threshold_from": len(known_raw), "provenance": provenance}
         return cls(bank, draft.mean, draft.scale, threshold, k, info)
 

@@ -5,7 +5,7 @@ knowns are their validation groups' views, the unknowns are the left-out class's
 groups). The test groups are never read, the wild videos neither: they are for the report only. Reads the cached
 encoder features a training run left (``har.features``), so run it after ``python -m har train ... --cache-dir C``.
 
-    python tools/openset_choice.py --model /work/scratch/ship/lrcn_s0 --cache /work/scratch/cache
+    python tools/openset_choice.py --cache /work/scratch/cache [--seed 0 --size 128 --min-window-s 2]
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from har.config import ModelConfig  # noqa: E402
-from har.data import clips_of, file_digest, index_dataset  # noqa: E402
+from har.data import clips_of, file_digest, index_dataset, split_groups  # noqa: E402
 from har.openset import Familiarity, describe, pooled  # noqa: E402
 
 
@@ -58,22 +57,27 @@ def frame_knn(bank: np.ndarray, query: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--seed", type=int, default=0, help="the split's seed (as train's)")
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--min-window-s", type=float, default=2.0)
     ap.add_argument("--cache", type=Path, required=True)
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/ucf101-6")
+    ap.add_argument("--variants", nargs="*", help="only these (default: all)")
     ap.add_argument("--out", type=Path, default=Path("scratch/openset_choice.json"))
     args = ap.parse_args()
-    cfg = ModelConfig.load(args.model)
     index = index_dataset(args.data)
-    suffix = f"-f{cfg.frames}-s{cfg.size}-w{cfg.min_window_s:g}-v1"
-    parts = {s: clips_of(index, cfg.split[s]) for s in ("train", "validation")}
+    split = split_groups(index, seed=args.seed)
+    suffix = f"-f20-s{args.size}-w{args.min_window_s:g}-v1"
+    parts = {s: clips_of(index, split[s]) for s in ("train", "validation")}
     x = {s: cached(c, args.cache, suffix) for s, c in parts.items()}
     y = {s: index.labels(c) for s, c in parts.items()}
     views = x["train"].shape[1]
     crops = slice(5, views)  # har.features: view 0 served, 1-4 whole, 5-8 temporal crops
     raw = {s: describe(x[s].reshape(-1, *x[s].shape[2:])).reshape(len(x[s]), views, -1) for s in x}
-    variants = {f"meanstd-k{k}": ("meanstd", k) for k in (1, 5, 10, 20)} | {"mean-k10": ("mean", 10),
-                                                                            "frame-nn": ("frame", 1)}
+    variants = ({f"meanstd-k{k}": ("meanstd", k) for k in (1, 5, 10, 20)}
+                | {f"mean-k{k}": ("mean", k) for k in (1, 5, 10, 20, 50, 100, 200, 500)} | {"frame-nn": ("frame", 1)})
+    if args.variants:
+        variants = {k: v for k, v in variants.items() if k in args.variants}
     rows = {}
     for name, (kind, k) in variants.items():
         per_class = []
