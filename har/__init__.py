@@ -10,8 +10,8 @@ The public API, for the app, the command line, the benchmarks and outside script
     annotate("long.mp4", "out.mp4", {n: a.timeline for n, a in result.items()})   # H.264 copy with labels
     path = download("https://youtu.be/...", "downloads/")          # a link, through the link guard
 
-* :class:`Recognizer` -> :class:`ClipPrediction` (``classify``) and :class:`Timeline` (``timeline``: window and
-  per-second probabilities, :class:`Segment` s); :func:`analyze` -> ``{name: Analysis}``.
+* :class:`Recognizer` -> :class:`ClipPrediction` (``classify``) and :class:`Timeline` (``timeline``: window,
+  per-step and per-second probabilities, :class:`Segment` s); :func:`analyze` -> ``{name: Analysis}``.
 * :data:`UNCERTAIN` is the label of an answer whose top probability is under the model's threshold.
 * Errors caused by what a user gave are :class:`HarError` subclasses with a message a user can act on.
 
@@ -26,7 +26,8 @@ TensorFlow or yt-dlp are imported). The library never imports gradio. One module
 ``export``                the ONNX copy of a model directory
 ``surgery``, ``backends`` graph surgery for serving; the runtimes a model is served on
 ``recognizer``            a loaded model: classify, timeline
-``timeline``              windows, the one decoding pass, per-second probabilities, segments
+``timeline``              windows, the one decoding pass, the timeline's defaults
+``segments``              probabilities per step, the Viterbi decoder into segments
 ``analysis``              several models, one call
 ``annotation``            the annotated H.264 copy
 ``fetch``                 download links safely

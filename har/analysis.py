@@ -19,10 +19,12 @@ from har.video import probe, sample_clip_counted
 
 def analyze(path: str | os.PathLike, recognizers: Recognizer | Sequence[Recognizer], *, timeline: bool = True,
             annotate_to: str | os.PathLike | None = None, top_k: int = 5, window_s: float | None = None,
-            hop_s: float | None = None, progress: Progress | None = None) -> dict[str, Analysis]:
+            hop_s: float | None = None, penalty: float | None = None,
+            progress: Progress | None = None) -> dict[str, Analysis]:
     """Every recognizer on the video at ``path``, side by side: ``{name: Analysis}`` in the given order.
 
-    With ``timeline`` (default), one decoding pass serves all models' windows and whole-clip samples. With
+    With ``timeline`` (default), one decoding pass serves all models' windows and whole-clip samples
+    (``window_s``, ``hop_s``, ``penalty``: as in :meth:`Recognizer.timeline`). With
     ``annotate_to``, one H.264 MP4 is written there with every model's label drawn on every frame (the timeline's
     current segment, or the clip's label when ``timeline`` is False).
     """
@@ -36,7 +38,7 @@ def analyze(path: str | os.PathLike, recognizers: Recognizer | Sequence[Recogniz
     sub = scaled(progress, 0.0, share)
     results: list[Timeline | ClipPrediction]
     if timeline:
-        results = scan(p, recs, window_s, hop_s, top_k, sub)
+        results = scan(p, recs, window_s, hop_s, top_k, sub, penalty)
     else:
         results = _classify_all(p, recs, top_k, sub)
     out_path = None

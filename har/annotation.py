@@ -174,7 +174,7 @@ def _caption(name: str, result: Timeline | ClipPrediction, t: float) -> tuple[st
     """``("lrcn: Archery 93%", uncertain)`` for time ``t``. ASCII only: OpenCV's fonts have no other glyphs."""
     if isinstance(result, Timeline):
         label, p = result.label_at(t)
-        best = result.classes[int(result.probs[min(int(t), len(result.probs) - 1)].argmax())]
+        best = result.classes[int(result.probs_at(t).argmax())]
     else:
         label, p, best = result.label, float(result.probs.max()), result.top[0].label
     if label == UNCERTAIN:

@@ -149,8 +149,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     def progress(fraction: float | None, message: str) -> None:  # a download may not know its fraction
         log.info("%s %s", "    " if fraction is None else f"{fraction:4.0%}", message)
 
-    # The annotated copy shows the timeline's labels; a window or hop length asks for a timeline.
-    timeline = args.timeline or args.annotate is not None or args.window_s is not None or args.hop_s is not None
+    # The annotated copy shows the timeline's labels; a window, hop or penalty asks for a timeline.
+    timeline = args.timeline or any(v is not None for v in (args.annotate, args.window_s, args.hop_s, args.penalty))
     resolve_model_dir(args.model)  # a wrong --model fails before any download
     if is_url(args.input):
         source = fetched(args.input, progress=progress)
@@ -165,7 +165,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         recognizer = Recognizer(args.model, background=True, runtime=args.runtime)
         try:
             result = analyze(path, recognizer, timeline=timeline, annotate_to=args.annotate, top_k=args.top_k,
-                             window_s=args.window_s, hop_s=args.hop_s, progress=progress)[recognizer.name]
+                             window_s=args.window_s, hop_s=args.hop_s, penalty=args.penalty,
+                             progress=progress)[recognizer.name]
             explanation = _explain(recognizer, path, args.explain) if args.explain else None
         except BaseException:
             # The loader silences stderr while TensorFlow imports: let it finish before the error is printed.
@@ -189,7 +190,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         t = result.timeline
         k = len(t.window_starts)
         print(f"timeline: {t.duration_s:.1f} s, {k} window{'s' if k > 1 else ''} of {t.window_s:g} s every "
-              f"{t.hop_s:g} s")
+              f"{t.hop_s:g} s, switching penalty {t.penalty:g}")
         for seg in t.segments:
             print(f"  {seg.start_s:>7.1f} - {seg.end_s:>7.1f} s  {seg.label:<28}{seg.score:>6.0%}")
     if result.annotated is not None:
@@ -310,10 +311,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top-k", type=int, default=5, help="how many classes to list (default 5)")
     s.add_argument("--timeline", action="store_true", help="slide a window over the video: segments over time")
     s.add_argument("--window-s", type=float, default=None,
-                   help="timeline window in seconds (default: the model's, the median training clip; implies "
-                        "--timeline)")
+                   help="timeline window in seconds (default: har.timeline.WINDOW_S for a model trained on "
+                        "short crops, else the median training clip; implies --timeline)")
     s.add_argument("--hop-s", type=float, default=None,
-                   help="timeline hop in seconds (default: the model's, 1; implies --timeline)")
+                   help="timeline hop in seconds (default: har.timeline.HOP_S for a model trained on short crops, "
+                        "else the model's, 1; implies --timeline)")
+    s.add_argument("--penalty", type=float, default=None,
+                   help="the timeline decoder's cost of a change of action, in log-probability (default: "
+                        "har.timeline.SWITCH_PENALTY; 0: each step's own best; implies --timeline)")
     s.add_argument("--annotate", metavar="OUT.mp4", default=None,
                    help="write a copy with the label drawn on every frame (H.264 MP4; implies --timeline)")
     s.add_argument("--runtime", choices=("auto", "keras", "onnx"), default="auto",

@@ -188,10 +188,11 @@ class Recognizer:
         return pred
 
     def timeline(self, path: str | os.PathLike, window_s: float | None = None, hop_s: float | None = None,
-                 progress: Progress | None = None, top_k: int = 5) -> Timeline:
-        """Windows of ``window_s`` seconds (default: the config's, the median training clip) every ``hop_s``
-        seconds (default 1 s) over the whole video, in one decoding pass."""
-        return scan(Path(path), [self], window_s, hop_s, top_k, progress or silent)[0]
+                 progress: Progress | None = None, top_k: int = 5, penalty: float | None = None) -> Timeline:
+        """Windows of ``window_s`` seconds every ``hop_s`` seconds over the whole video, in one decoding pass,
+        decoded into segments with ``penalty`` per change of state (defaults: :func:`har.timeline.settings`,
+        :data:`har.timeline.SWITCH_PENALTY`)."""
+        return scan(Path(path), [self], window_s, hop_s, top_k, progress or silent, penalty)[0]
 
 
 def _chunks(n: int, batch: int) -> list[int]:

@@ -115,7 +115,7 @@ class Segment:
     start_s: float
     end_s: float
     label: str  # a class, or UNCERTAIN
-    score: float  # mean per-second probability of the label (of the best class when UNCERTAIN)
+    score: float  # mean per-step probability of the label (of the best class when UNCERTAIN)
 
     def to_dict(self) -> dict[str, Any]:
         return {"start_s": round(self.start_s, 2), "end_s": round(self.end_s, 2), "label": self.label,
@@ -124,7 +124,8 @@ class Segment:
 
 @dataclass(frozen=True)
 class Timeline:
-    """What a model sees over a long video: window scores, per-second probabilities and segments."""
+    """What a model sees over a long video: window scores, probabilities per second and per step (the decoder's
+    resolution: the hop, at most a second), what the decoder took as unknown, and the segments."""
 
     model: str
     clip: ClipPrediction  # the whole video sampled as in training, from the same decoding pass
@@ -137,19 +138,28 @@ class Timeline:
     window_probs: np.ndarray  # (windows, classes) float32
     seconds: np.ndarray  # (S,) start of each second: 0, 1, ..., ceil(duration) - 1
     probs: np.ndarray  # (S, classes) float32 per-second class probabilities
+    step_s: float  # the decoder's step
+    steps: np.ndarray  # (T,) start of each step: 0, step_s, 2 * step_s, ... (the last step may be partial)
+    step_probs: np.ndarray  # (T, classes) float32 per-step class probabilities
+    unknown: np.ndarray  # (T,) float32 u in [0, 1]: how likely each step shows none of the known actions
+    penalty: float  # the decoder's log-space cost per change of state
     segments: tuple[Segment, ...] = field(default=())
 
     @property
     def classes(self) -> tuple[str, ...]:
         return self.clip.classes
 
+    def probs_at(self, t: float) -> np.ndarray:
+        """``(classes,)`` the class probabilities of the step at time ``t``."""
+        return self.step_probs[min(max(int(t / self.step_s + 1e-9), 0), len(self.steps) - 1)]
+
     def label_at(self, t: float) -> tuple[str, float]:
-        """``(label, probability)`` shown at time ``t``: the segment's label, that second's probability of it."""
-        j = min(max(int(t), 0), len(self.seconds) - 1)
+        """``(label, probability)`` shown at time ``t``: the segment's label, that step's probability of it."""
+        p = self.probs_at(t)
         seg = next((s for s in self.segments if s.start_s <= t < s.end_s), self.segments[-1])
         if seg.label == UNCERTAIN:
-            return UNCERTAIN, float(self.probs[j].max())
-        return seg.label, float(self.probs[j, self.classes.index(seg.label)])
+            return UNCERTAIN, float(p.max())
+        return seg.label, float(p[self.classes.index(seg.label)])
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -159,8 +169,13 @@ class Timeline:
             "hop_s": round(self.hop_s, 3),
             "windows": len(self.window_starts),
             "segments": [s.to_dict() for s in self.segments],
+            "step_s": round(self.step_s, 3),
+            "switch_penalty": round(self.penalty, 3),
             "per_second": {"t": [int(t) for t in self.seconds], "classes": list(self.classes),
                            "probs": np.round(self.probs.astype(float), 4).tolist()},
+            "per_step": {"t": np.round(self.steps, 3).tolist(), "classes": list(self.classes),
+                         "probs": np.round(self.step_probs.astype(float), 4).tolist(),
+                         "unknown": np.round(self.unknown.astype(float), 4).tolist()},
         }
 
 

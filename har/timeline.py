@@ -6,9 +6,12 @@ of that step (:func:`plan_windows`), so overlapping windows share frames: a pass
 ``frames / window_s`` frames per second (3 of 25-30) and only grabs the others, decoding the video once and keeping
 model-sized frames only. Complete windows go to the model in batches on a worker thread while decoding goes on; a
 recognizer served in two halves (``per_frame``) gets each grid frame's features once and runs only the head per
-window. Window probabilities become per-second probabilities (:func:`per_second`: each second averages the windows
-that cover it, weighted towards windows centred on it), then segments (:func:`segments_of`: runs shorter than
-:data:`MIN_SEGMENT_S` are merged into a neighbour, so one noisy window does not split a segment).
+window. Window probabilities become probabilities per step of time (the hop, at most a second) and segments by the
+Viterbi decoder of :mod:`har.segments` (K classes and "none of the known actions", a cost per change of state).
+
+The defaults (:func:`settings`): a model trained on temporal crops (config ``min_window_s`` > 0) gets
+:data:`WINDOW_S` every :data:`HOP_S`; a model trained on whole clips keeps its config's window (the median training
+clip) and hop. Every timeline decodes with :data:`SWITCH_PENALTY` unless told otherwise.
 
 Frame ``j`` of a video is taken to show time ``j / fps`` (constant frame rate), as :mod:`har.video` does. The
 recognizers are used through ``config``, ``name``, ``uncertain_below``, ``batch_size``, ``ready``, ``per_frame``,
@@ -30,12 +33,18 @@ import numpy as np
 from har.errors import HarError
 from har.limits import check_length, max_frames
 from har.progress import Progress
-from har.results import UNCERTAIN, Segment, Timeline, check_top_k
+from har.results import Timeline, check_top_k
+from har.segments import decode, per_second, per_step, unknown_of
 from har.video import count_frames, gather, no_frame_error, open_video, probe, sample_indices, to_model_frame
 
 log = logging.getLogger(__name__)
 
-MIN_SEGMENT_S = 2.0  # a run of fewer seconds than this is merged into a neighbour (smoothing)
+# The timeline's defaults (issue 18), in one place; chosen on the validation groups' montages
+# (benchmarks/bench_timeline.py --grid), never on the test groups'.
+WINDOW_S = 2.0  # window of a model trained on temporal crops (never shorter than its config's min_window_s)
+HOP_S = 0.5  # their hop; the decoder's step is the hop, at most MAX_STEP_S
+MAX_STEP_S = 1.0
+SWITCH_PENALTY = 2.0  # log-space cost of a change of state (har.segments.decode; with its FLOOR, the trust in u)
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,7 @@ class WindowPlan:
     length_s: float  # every window's length (the video's when it is shorter than a window)
     indices: np.ndarray  # (K, frames) frame indices, ascending in each row and by first index
     clip: np.ndarray  # (frames,) the whole video sampled as in training
+    hop_s: float  # the hop asked for (windows start within half a grid step of k * hop_s)
 
 
 def plan_windows(total: int, fps: float, frames: int, window_s: float, hop_s: float) -> WindowPlan:
@@ -63,63 +73,22 @@ def plan_windows(total: int, fps: float, frames: int, window_s: float, hop_s: fl
     step = window_s / frames
     grid = int(math.floor(duration / step + 1e-9))  # grid samples whose whole step lies inside the video
     if grid <= frames:
-        return WindowPlan(np.zeros(1), duration, clip[None, :], clip)
+        return WindowPlan(np.zeros(1), duration, clip[None, :], clip, hop_s)
     last = grid - frames
     firsts = sorted({min(int(round(k * hop_s / step)), last) for k in range(int(last * step / hop_s) + 2)})
     firsts = np.array(firsts, dtype=np.int64)
     g = firsts[:, None] + np.arange(frames)[None, :]  # (K, frames) grid sample numbers
     indices = np.minimum(np.floor((g + 0.5) * step * fps).astype(np.int64), total - 1)
-    return WindowPlan(firsts * step, window_s, indices, clip)
+    return WindowPlan(firsts * step, window_s, indices, clip, hop_s)
 
 
-def per_second(starts_s: np.ndarray, length_s: float, window_probs: np.ndarray, duration_s: float):
-    """``(seconds (S,), probs (S, classes))``: each second averages the windows covering its centre, weighted
-    by how close the window's centre is (triangular, 1 at the centre, 0 at the window's edges)."""
-    n = max(1, int(math.ceil(duration_s - 1e-6)))
-    t = np.arange(n, dtype=np.float64)
-    centres = (t + np.minimum(t + 1, duration_s)) / 2  # the last second may be partial
-    dist = np.abs(centres[:, None] - (starts_s + length_s / 2)[None, :])  # (S, K)
-    half = length_s / 2
-    w = np.where(dist < half, 1.0 - dist / half + 1e-3, 0.0)
-    orphan = w.sum(axis=1) == 0  # a hop longer than the window leaves gaps: take the nearest window
-    w[orphan, dist[orphan].argmin(axis=1)] = 1.0
-    probs = (w @ window_probs) / w.sum(axis=1, keepdims=True)
-    return t, probs.astype(np.float32)
-
-
-def segments_of(probs: np.ndarray, duration_s: float, classes: Sequence[str], uncertain_below: float,
-                min_s: float = MIN_SEGMENT_S) -> tuple[Segment, ...]:
-    """Runs of equal per-second labels (a class, or UNCERTAIN under the threshold); runs shorter than ``min_s``
-    join the neighbour that explains them better, shortest first."""
-    conf = probs.max(axis=1)
-    labels = np.where(conf >= uncertain_below, probs.argmax(axis=1), -1)  # -1: uncertain
-    runs = _runs(labels)
-
-    def support(label: int, a: int, b: int) -> float:  # how well ``label`` explains seconds a..b-1
-        return float((1.0 - conf[a:b]).mean()) if label < 0 else float(probs[a:b, label].mean())
-
-    while len(runs) > 1:
-        i = min(range(len(runs)), key=lambda r: (runs[r][2] - runs[r][1], r))
-        _, a, b = runs[i]
-        if b - a >= min_s:
-            break
-        near = [j for j in (i - 1, i + 1) if 0 <= j < len(runs)]
-        j = max(near, key=lambda j: support(runs[j][0], a, b))
-        labels[a:b] = runs[j][0]
-        runs = _runs(labels)
-    out = []
-    for label, a, b in runs:
-        name = UNCERTAIN if label < 0 else classes[label]
-        out.append(Segment(float(a), float(min(b, duration_s)), name, support(label, a, b) if label >= 0
-                           else float(conf[a:b].mean())))
-    return tuple(out)
-
-
-def _runs(labels: np.ndarray) -> list[tuple[int, int, int]]:
-    """``[(label, start, end), ...]`` of equal consecutive values."""
-    cuts = np.flatnonzero(np.diff(labels)) + 1
-    bounds = [0, *cuts.tolist(), len(labels)]
-    return [(int(labels[a]), a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+def settings(config, window_s: float | None = None, hop_s: float | None = None) -> tuple[float, float]:
+    """``(window_s, hop_s)`` of a timeline: those given, else the model's defaults (the module's doc)."""
+    if config.min_window_s > 0:
+        default = max(WINDOW_S, config.min_window_s), HOP_S
+    else:
+        default = config.window_s, config.hop_s
+    return window_s or default[0], hop_s or default[1]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -127,11 +96,13 @@ def _runs(labels: np.ndarray) -> list[tuple[int, int, int]]:
 
 
 def scan(path: Path, recognizers: Sequence, window_s: float | None, hop_s: float | None, top_k: int,
-         progress: Progress) -> list[Timeline]:
+         progress: Progress, penalty: float | None = None) -> list[Timeline]:
     """Timelines (with whole-clip predictions) of every recognizer from one sequential decoding pass (two when
-    the container's frame count is wrong: the windows are planned again on the count that really decodes)."""
+    the container's frame count is wrong: the windows are planned again on the count that really decodes).
+    ``penalty``: the decoder's cost per change of state (default :data:`SWITCH_PENALTY`)."""
     check_top_k(top_k)
     window_s, hop_s = _seconds("window", window_s), _seconds("hop", hop_s)
+    penalty = _penalty(penalty)
     info = probe(path)
     check_length(path, info.duration_s)
     fps = info.fps or 25.0
@@ -152,7 +123,7 @@ def scan(path: Path, recognizers: Sequence, window_s: float | None, hop_s: float
             found = _decode(path, jobs, found, fps, names, progress)
         clips = [pool.submit(job.rec.probabilities, gather(job.plan.clip, job.clip)[None]) for job in jobs]
         progress(0.95, f"{names}: scoring windows")
-        timelines = [_timeline(job, clip.result()[0], found, fps, hop_s, top_k)
+        timelines = [_timeline(job, clip.result()[0], found, fps, penalty, top_k)
                      for job, clip in zip(jobs, clips, strict=True)]
     progress(1.0, f"{names}: timeline ready")
     # each result says how much of the container's length it was made from (found / fps of info.duration_s)
@@ -164,8 +135,7 @@ def _jobs(recognizers: Sequence, total: int, fps: float, window_s: float | None,
     """Each recognizer's windows planned on ``total`` frames: a job that takes the frames they need."""
     jobs: list[_Job] = []
     for rec in recognizers:
-        c = rec.config
-        plan = plan_windows(total, fps, c.frames, window_s or c.window_s, hop_s or c.hop_s)
+        plan = plan_windows(total, fps, rec.config.frames, *settings(rec.config, window_s, hop_s))
         # A model still loading in the background is run whole per window: always right, and no waiting here.
         jobs.append((_FrameJob if rec.ready and rec.per_frame else _WindowJob)(rec, plan, pool))
     return jobs
@@ -210,16 +180,18 @@ def _decode(path: Path, jobs: Sequence[_Job], total: int, fps: float, names: str
     return n
 
 
-def _timeline(job: _Job, clip_probs: np.ndarray, frames: int, fps: float, hop_s: float | None,
-              top_k: int) -> Timeline:
+def _timeline(job: _Job, clip_probs: np.ndarray, frames: int, fps: float, penalty: float, top_k: int) -> Timeline:
     """One recognizer's timeline from its job after the pass and its whole-clip probabilities."""
     rec, plan = job.rec, job.plan
     wp = job.window_probs()
     duration = frames / fps
     t, probs = per_second(plan.starts_s, plan.length_s, wp, duration)
-    segs = segments_of(probs, duration, rec.config.classes, rec.uncertain_below)
-    return Timeline(rec.name, rec.prediction(clip_probs, top_k), duration, fps, frames, plan.length_s,
-                    hop_s or rec.config.hop_s, plan.starts_s, wp, t, probs, segs)
+    step = min(plan.hop_s, MAX_STEP_S)
+    steps, step_probs = per_step(plan.starts_s, plan.length_s, wp, duration, step)
+    unknown = unknown_of(step_probs, rec.uncertain_below)
+    segs = decode(step_probs, step, duration, rec.config.classes, rec.uncertain_below, penalty, unknown)
+    return Timeline(rec.name, rec.prediction(clip_probs, top_k), duration, fps, frames, plan.length_s, plan.hop_s,
+                    plan.starts_s, wp, t, probs, step, steps, step_probs, unknown, penalty, segs)
 
 
 class _Job:
@@ -327,10 +299,25 @@ class _FrameJob(_Job):
 def _seconds(name: str, value: float | None) -> float | None:
     if value is None:
         return None
+    v = _finite(value)
+    if not v > 0:
+        raise HarError(f"The {name} length must be a positive number of seconds, not {value!r}.")
+    return v
+
+
+def _penalty(value: float | None) -> float:
+    if value is None:
+        return SWITCH_PENALTY
+    v = _finite(value)
+    if not v >= 0:
+        raise HarError(f"The switching penalty must be a number of at least 0, not {value!r}.")
+    return v
+
+
+def _finite(value) -> float:
+    """``value`` as a finite float; NaN (no comparison holds) when it is not one."""
     try:
         v = float(value)
     except (TypeError, ValueError):
-        v = math.nan
-    if not (math.isfinite(v) and v > 0):
-        raise HarError(f"The {name} length must be a positive number of seconds, not {value!r}.")
-    return v
+        return math.nan
+    return v if math.isfinite(v) else math.nan

@@ -23,8 +23,9 @@ from har.config import ModelConfig
 from har.errors import HarError, VideoError
 from har.ffmpeg import ffmpeg_exe
 from har.modeldir import MODEL_FILE
+from har.segments import decode, merge_short_runs, per_second, per_step, viterbi
 from har.surgery import split_per_frame
-from har.timeline import per_second, plan_windows, segments_of
+from har.timeline import HOP_S, SWITCH_PENALTY, WINDOW_S, plan_windows, settings
 from har.video import count_frames, probe, sample_clip, sample_indices
 
 CLASSES = ("Archery", "PlayingPiano", "Surfing")  # tiny_model's classes
@@ -87,11 +88,78 @@ def test_per_second_probabilities_follow_the_windows():
     assert labels[:9].tolist() == [0] * 9 and labels[11:].tolist() == [1] * 9
 
 
-def test_segments_absorb_a_one_second_blip_and_mark_low_confidence():
+def test_per_step_is_per_second_on_finer_steps():
+    # windows of 2 s every 0.5 s (snapped 0.1 s late, as on a sample grid) over 27.3 s; centred before 10.35 s:
+    # class 0, after: class 1
+    starts = np.arange(0.0, 25.0, 0.5) + 0.1
+    wp = np.where((starts + 1 < 10.35)[:, None], [[0.9, 0.1]], [[0.1, 0.9]]).astype(np.float32)
+    t, probs = per_step(starts, 2.0, wp, 27.3, 0.5)
+    assert t.tolist() == [i * 0.5 for i in range(55)] and probs.shape == (55, 2)  # the last step is partial
+    assert np.allclose(probs.sum(axis=1), 1.0)
+    assert np.flatnonzero(np.diff(probs.argmax(axis=1))).tolist() == [20]  # class 1 from 10.5 s: the nearest step
+    seconds, by_second = per_second(starts, 2.0, wp, 27.3)
+    t1, p1 = per_step(starts, 2.0, wp, 27.3, 1.0)
+    assert seconds.tolist() == t1.tolist() == list(range(28)) and np.array_equal(by_second, p1)
+
+
+def _labels(segments, step_s: float, classes) -> list[int]:
+    """Per-step label indices of decoded segments (-1: UNCERTAIN)."""
+    return [-1 if s.label == UNCERTAIN else classes.index(s.label)
+            for s in segments for _ in range(round((s.end_s - s.start_s) / step_s))]
+
+
+def test_viterbi_is_the_best_path_and_penalty_zero_is_each_steps_best():
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # against every path of 6 steps over 3 states
+        scores = rng.normal(size=(6, 3))
+        grid = np.stack(np.meshgrid(*[range(3)] * 6, indexing="ij"), -1).reshape(-1, 6)
+        totals = scores[np.arange(6), grid].sum(axis=1) - 1.5 * (np.diff(grid, axis=1) != 0).sum(axis=1)
+        path = viterbi(scores, 1.5)
+        assert scores[np.arange(6), path].sum() - 1.5 * np.count_nonzero(np.diff(path)) == pytest.approx(totals.max())
+        assert viterbi(scores, 0.0).tolist() == scores.argmax(axis=1).tolist()
+    # with the decoder's scores, penalty 0 is the threshold rule on every step
+    classes = ("a", "b", "c")
+    probs = rng.dirichlet([0.7] * 3, size=40).astype(np.float32)
+    expected = np.where(probs.max(axis=1) >= 0.5, probs.argmax(axis=1), -1).tolist()
+    assert 0 < expected.count(-1) < 40 and len(set(expected)) == 4
+    assert _labels(decode(probs, 0.5, 20.0, classes, 0.5, 0.0), 0.5, classes) == expected
+
+
+def test_the_decoder_absorbs_a_blip_keeps_a_short_action_and_finds_the_unknown():
+    classes = ("a", "b", "c")
+    p = np.tile(np.float32([0.8, 0.1, 0.1]), (60, 1))  # 30 s in steps of 0.5 s
+    p[9] = [0.3, 0.6, 0.1]  # one noisy step: must not split the segment
+    p[20:23] = [0.1, 0.85, 0.05]  # a true action of 1.5 s: three steps
+    p[40:46] = [0.4, 0.3, 0.3]  # 3 s under the threshold: none of the known actions
+    segs = decode(p, 0.5, 29.8, classes, 0.5, SWITCH_PENALTY)
+    assert [(s.start_s, s.end_s, s.label) for s in segs] == [
+        (0.0, 10.0, "a"), (10.0, 11.5, "b"), (11.5, 20.0, "a"), (20.0, 23.0, UNCERTAIN), (23.0, 29.8, "a")]
+    assert segs[1].score == pytest.approx(0.85) and segs[3].score == pytest.approx(0.4)
+    assert segs[0].score == pytest.approx(float(np.r_[p[:20, 0]].mean()))
+    # penalty 0: the blip is a segment of its own; a high one absorbs the short action too
+    assert [s.label for s in decode(p, 0.5, 29.8, classes, 0.5, 0.0)][:4] == ["a", "b", "a", "b"]
+    assert [s.label for s in decode(p, 0.5, 29.8, classes, 0.5, 5.0)] == ["a", UNCERTAIN, "a"]
+    # an open-set score passed per step replaces the threshold: unknown where it says so, even on confident steps
+    u = np.zeros(60)
+    u[50:56] = 1.0
+    segs = decode(p, 0.5, 29.8, classes, 0.5, SWITCH_PENALTY, unknown=u)
+    assert [(s.start_s, s.label) for s in segs] == [(0.0, "a"), (10.0, "b"), (11.5, "a"), (25.0, UNCERTAIN),
+                                                    (28.0, "a")]
+
+
+def test_defaults_come_from_the_config():
+    old = ModelConfig(arch="lrcn", preset="imagenet", classes=("a", "b"), window_s=7.24, hop_s=1.0)
+    assert settings(old) == (7.24, 1.0) and settings(old, 3.0, 0.25) == (3.0, 0.25)
+    cropped = dataclasses.replace(old, min_window_s=1.5)
+    assert settings(cropped) == (WINDOW_S, HOP_S) == (2.0, 0.5) and settings(cropped, hop_s=1.0) == (2.0, 1.0)
+    assert settings(dataclasses.replace(old, min_window_s=3.0)) == (3.0, HOP_S)  # never under the shortest crop
+
+
+def test_the_baseline_smoothing_absorbs_a_one_second_blip_and_marks_low_confidence():
     p = np.tile([[0.9, 0.05, 0.05]], (20, 1)).astype(np.float32)
     p[7] = [0.2, 0.7, 0.1]  # one noisy second: must not split the segment
     p[14:] = [0.4, 0.3, 0.3]  # below the threshold: none of the known actions
-    segs = segments_of(p, 19.5, ("a", "b", "c"), uncertain_below=0.5)
+    segs = merge_short_runs(p, 19.5, ("a", "b", "c"), uncertain_below=0.5)
     assert [(s.start_s, s.end_s, s.label) for s in segs] == [(0.0, 14.0, "a"), (14.0, 19.5, UNCERTAIN)]
     assert segs[0].score == pytest.approx(float(np.r_[p[:7, 0], p[8:14, 0], p[7, 0]].mean()))
     assert segs[1].score == pytest.approx(0.4)
@@ -224,6 +292,13 @@ def test_timeline_and_analyze_decode_once_for_all_models(tiny_recognizer, tiny_m
     # the whole-clip prediction of the same pass is classify's
     assert np.allclose(tl.clip.probs, tiny_recognizer.classify(video).probs, atol=1e-5)
     assert tl.segments[0].start_s == 0 and tl.segments[-1].end_s == pytest.approx(tl.duration_s, abs=0.01)
+    # the decoder's steps are the hop: per-step probabilities, boundaries on half seconds; per second kept beside
+    assert tl.step_s == 0.5 and tl.penalty == SWITCH_PENALTY and len(tl.steps) == np.ceil(tl.duration_s / 0.5 - 1e-6)
+    assert tl.step_probs.shape == (len(tl.steps), 3) and tl.unknown.shape == (len(tl.steps),)
+    assert all((2 * s.start_s).is_integer() for s in tl.segments)
+    assert tl.segments == decode(tl.step_probs, 0.5, tl.duration_s, CLASSES, tl.clip.uncertain_below, SWITCH_PENALTY)
+    assert np.array_equal(tl.probs_at(1.7), tl.step_probs[3]) and tl.label_at(1.7)[0] == next(
+        s.label for s in tl.segments if s.start_s <= 1.7 < s.end_s)
 
     # two models side by side, one call: same answers as each alone
     assert not tiny_recognizer.per_frame  # our LRCN pairs frames with their motion: it runs whole per window
@@ -244,6 +319,9 @@ def test_timeline_and_analyze_decode_once_for_all_models(tiny_recognizer, tiny_m
     assert d["input"] == str(video) and d["model"] == "lrcn"
     assert set(d) >= {"top", "uncertain", "label", "segments", "per_second"}
     assert d["per_second"]["classes"] == list(CLASSES) and len(d["per_second"]["t"]) == len(d["per_second"]["probs"])
+    assert d["step_s"] == 0.5 and d["switch_penalty"] == SWITCH_PENALTY
+    assert set(d["per_step"]) == {"t", "classes", "probs", "unknown"} and d["per_step"]["t"][:3] == [0.0, 0.5, 1.0]
+    assert len(d["per_step"]["t"]) == len(d["per_step"]["probs"]) == len(d["per_step"]["unknown"])
     assert all(set(s) == {"start_s", "end_s", "label", "score"} for s in d["segments"])
 
     clip_only = analyze(video, tiny_recognizer, timeline=False, top_k=1)["lrcn"]
@@ -295,6 +373,8 @@ def test_errors_name_the_problem(tiny_recognizer, ucf, tmp_path, monkeypatch):
         tiny_recognizer.timeline(clip, window_s=0)
     with pytest.raises(HarError, match=r"^The hop length must be a positive number of seconds, not 'x'\.$"):
         tiny_recognizer.timeline(clip, hop_s="x")
+    with pytest.raises(HarError, match=r"^The switching penalty must be a number of at least 0, not -1\.$"):
+        tiny_recognizer.timeline(clip, penalty=-1)
     seconds = probe(clip).duration_s
     monkeypatch.setenv("HAR_MAX_VIDEO_SECONDS", "2")
     msg = rf"^'{clip.name}' is {round(seconds)} s long; videos up to 2 s can be analysed\. Trim it or pick a shorter"
@@ -457,13 +537,13 @@ def test_cli_predict_json_with_timeline_and_annotated_copy(tiny_model, ucf, tmp_
     clip = ucf_clips(ucf)[2]
     out_mp4 = tmp_path / "annotated.mp4"
     res = run_cli("predict", str(clip), "--model", str(tiny_model), "--top-k", "2", "--timeline",
-                  "--window-s", "2", "--hop-s", "1", "--annotate", str(out_mp4), "--json")
+                  "--window-s", "2", "--hop-s", "1", "--penalty", "0.5", "--annotate", str(out_mp4), "--json")
     assert res.returncode == 0, res.stderr
     d = json.loads(res.stdout.strip().splitlines()[-1])
     assert d["input"] == str(clip) and d["model"] == "lrcn"
     assert len(d["top"]) == 2 and set(d["top"][0]) == {"label", "score"}
     assert d["top"][0]["score"] >= d["top"][1]["score"]
-    assert d["window_s"] == 2 and d["hop_s"] == 1 and d["segments"]
+    assert d["window_s"] == 2 and d["hop_s"] == 1 and d["switch_penalty"] == 0.5 and d["segments"]
     assert d["per_second"]["classes"] == list(CLASSES)
     assert d["annotated"] == str(out_mp4) and count_frames(out_mp4)[0] == count_frames(clip)[0]
 
@@ -543,3 +623,11 @@ def test_timeline_finds_the_segments_of_stitched_clips(shipped_lrcn, ucf, tmp_pa
         assert abs(seg.end_s - end) <= w, (seg, end)
     assert tl.segments[-1].end_s == pytest.approx(tl.duration_s, abs=0.05)
     assert all(s.score >= rec.uncertain_below for s in found)
+
+    # short windows every half second: the same actions, each cut found to within a second, on a half second
+    fine = rec.timeline(video, window_s=2.0, hop_s=0.5)
+    found = [s for s in fine.segments if not (s.label == UNCERTAIN and s.end_s - s.start_s <= 2.0)]
+    assert [s.label for s in found] == [b[0] for b in blocks], [s.to_dict() for s in fine.segments]
+    assert all((2 * s.start_s).is_integer() for s in fine.segments)
+    for seg, end in zip(found[:-1], ends[:-1], strict=True):
+        assert abs(seg.end_s - end) <= 1.0, (seg, end)
