@@ -290,7 +290,8 @@ def recognize_tab(recognizers: dict, missing: dict, turns: Turns) -> None:
             # No label badge: it would sit on the captions drawn at the top left of the annotated copy.
             annotated = gr.Video(label="Annotated copy (H.264 MP4)", show_label=False, interactive=False,
                                  elem_id="annotated")
-    timeline = gr.Plot(label="Timeline: class probabilities over time, segments shaded", elem_id="timeline")
+    timeline = gr.Plot(label="Timeline: class probabilities over time, segments shaded (grey: none of the "
+                       "known actions)", elem_id="timeline")
     with gr.Row():
         segments = gr.Dataframe(label="Segments", interactive=False, elem_id="segments", scale=3)
         result = gr.File(label="Full result (JSON)", interactive=False, elem_id="result-json", scale=1)
@@ -378,7 +379,8 @@ def compare_tab(records: list[dashboard.ModelRecord]) -> None:
     if len(timelines):
         gr.Dataframe(timelines, interactive=False, elem_id="timeline-scores",
                      label="Timelines on montages of test-group clips (6 pieces of 2–10 s each, random classes; "
-                           "benchmarks/bench_timeline.py): segments found and where they end")
+                           "benchmarks/bench_timeline.py): segments found and where they end; before: the smoothing "
+                           "the decoder replaced")
     gr.Plot(dashboard.confusion_figure(main), label="Confusion matrices (rows: true class)", elem_id="confusion")
     clips = example_clips()
     if clips:

@@ -28,6 +28,7 @@ from har.config import CONFIG_FILE, ModelConfig
 from har.errors import HarError
 from har.explain import STORED_IMAGE
 from har.modeldir import HISTORY_FILE, METRICS_FILE, MODEL_FILE, MODELS_ROOT, REFIT_HISTORY_FILE
+from har.results import UNCERTAIN
 
 BENCHMARK_FILE = "benchmark.json"
 TIMELINE_FILE = "timeline.json"  # benchmarks/bench_timeline.py --write
@@ -38,6 +39,7 @@ OTHERS = ("lrcn_scratch", "convlstm_scratch", "lrcn_tutorial", "convlstm_tutoria
 VARIANTS = {"tutorial": "tutorial", "default": "from scratch", "imagenet": "ImageNet encoder"}  # preset -> label
 DISPLAY = {"lrcn": "LRCN", "convlstm": "ConvLSTM"}
 MODEL_COLORS = {"lrcn": "#1f77b4", "convlstm": "#ff7f0e"}  # one colour per architecture in every figure
+UNKNOWN_COLOR = "#8c8c8c"  # stretches of none of the known actions
 CLASS_COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6", "#9d755d", "#bab0ac")
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
 REFIT_COLUMNS = ("epoch", "loss", "accuracy")
@@ -199,22 +201,27 @@ def summary_table(records: Sequence[ModelRecord]) -> pd.DataFrame:
 
 
 def timeline_table(records: Sequence[ModelRecord]) -> pd.DataFrame:
-    """How each model's timeline finds the pieces of montages of test-group clips (``timeline.json``)."""
+    """How each model's timeline finds the pieces of montages of test-group clips (``timeline.json``): the
+    figures of the decoder that ships ("after") and, when stored under ``before``, of the smoothing it replaced.
+    A file from before issue 18 (no ``decoder`` in its settings) is a "before" row."""
     rows = []
     for r in records:
-        t = r.timeline
-        if not t:
-            continue
-        rows.append({
-            "Model": r.label,
-            "Window / hop (s)": f"{t['timeline']['window_s']:g} / {t['timeline']['hop_s']:g}",
+        runs = [(r.timeline or {}).get("before"), r.timeline]
+        for t in [t for t in runs if t and isinstance(t.get("timeline"), dict)]:
+            rows.append({"Model": r.label, "Timeline": "after" if t["timeline"].get("decoder") else "before",
+                         **_timeline_row(t)})
+    return pd.DataFrame(rows)
+
+
+def _timeline_row(t: Mapping[str, Any]) -> dict[str, str]:
+    s = t["timeline"]
+    return {"Window / hop (s)": f"{s['window_s']:g} / {s['hop_s']:g}",
+            "Segments from": s.get("decoder") or s.get("smoothing", "—"),
             "Montages (pieces)": f"{t['montages']} ({t['segments']})",
             "Segment F1 @ IoU 0.5": f"{t['f1']:.3f}",
             "Precision / recall": f"{t['precision']:.3f} / {t['recall']:.3f}",
             "Mean boundary error": f"{t['mean_boundary_error_s']:.2f} s",
-            "2–3 s pieces found": f"{t['short_recall']:.0%} of {t['short_pieces']}",
-        })
-    return pd.DataFrame(rows)
+            "2–3 s pieces found": f"{t['short_recall']:.0%} of {t['short_pieces']}"}
 
 
 def refit_shipped(records: Sequence[ModelRecord]) -> bool:
@@ -399,18 +406,21 @@ def class_colors(classes: Sequence[str]) -> dict[str, str]:
 def timeline_figure(results: Mapping[str, Mapping[str, Any]], uncertain_below: float | None = None) -> go.Figure:
     """Class probabilities over time, one panel per model, the recognized segments shaded and labelled.
 
-    ``results``: model label -> ``Analysis.to_dict()`` (``per_second`` = {"t", "classes", "probs" (t, classes)},
-    ``segments`` = [{start_s, end_s, label, score}]).
+    ``results``: model label -> ``Analysis.to_dict()`` (``per_step`` = {"t", "classes", "probs" (t, classes)} of
+    ``step_s``, or ``per_second``, ``segments`` = [{start_s, end_s, label, score}]). Stretches of *none of the
+    known actions* are shaded grey.
     """
-    have = {k: v for k, v in results.items() if v.get("per_second") and v["per_second"].get("t")}
+    have = {k: v for k, v in results.items() if (v.get("per_step") or v.get("per_second") or {}).get("t")}
     if not have:
         return _empty("No timeline: the video is shorter than one window.", height=260)
     fig = make_subplots(rows=len(have), cols=1, shared_xaxes=True, subplot_titles=list(have),
                         vertical_spacing=0.12 if len(have) > 1 else 0.0)
     shown: set[str] = set()
+    ends: list[float] = []
     for row, (name, res) in enumerate(have.items(), start=1):
-        ps = res["per_second"]
-        t = np.asarray(ps["t"], dtype=float) + 0.5  # each row is one second [t, t + 1): plot at its centre
+        ps, step = (res["per_step"], float(res.get("step_s") or 1)) if res.get("per_step") else (res["per_second"], 1.0)
+        t = np.asarray(ps["t"], dtype=float) + step / 2  # each row is one step [t, t + step): plot at its centre
+        ends.append(float(res.get("duration_s") or t[-1] + step / 2))
         probs = np.asarray(ps["probs"], dtype=float)  # (len(t), classes)
         colors = class_colors(ps["classes"])
         for j, cls in enumerate(ps["classes"]):
@@ -421,17 +431,17 @@ def timeline_figure(results: Mapping[str, Mapping[str, Any]], uncertain_below: f
             ), row=row, col=1)
             shown.add(cls)
         for seg in res.get("segments", []):
-            color = colors.get(seg["label"], "#999")
-            fig.add_vrect(x0=seg["start_s"], x1=seg["end_s"], fillcolor=color, opacity=0.15, line_width=0,
-                          row=row, col=1)
+            unknown = seg["label"] == UNCERTAIN
+            color = UNKNOWN_COLOR if unknown else colors.get(seg["label"], UNKNOWN_COLOR)
+            fig.add_vrect(x0=seg["start_s"], x1=seg["end_s"], fillcolor=color, opacity=0.3 if unknown else 0.15,
+                          line_width=0, row=row, col=1)
             fig.add_annotation(x=(seg["start_s"] + seg["end_s"]) / 2, y=1.04, text=f"{seg['label']}",
                                showarrow=False, font={"size": 11, "color": color}, yanchor="bottom",
                                xref=f"x{row if row > 1 else ''}", yref=f"y{row if row > 1 else ''}")
         if uncertain_below:
             fig.add_hline(y=uncertain_below, line={"dash": "dot", "color": "#888", "width": 1}, row=row, col=1)
         fig.update_yaxes(title_text="probability", range=[0, 1.15], row=row, col=1)
-    end = max(float(r.get("duration_s") or len(r["per_second"]["t"])) for r in have.values())
-    fig.update_xaxes(range=[0, end])
+    fig.update_xaxes(range=[0, max(ends)])
     fig.update_xaxes(title_text="time (s)", row=len(have), col=1)
     fig.update_layout(height=260 + 200 * len(have), template="plotly_white", hovermode="x unified",
                       margin={"t": 40, "b": 40, "l": 50, "r": 20}, legend={"orientation": "h", "y": -0.15})

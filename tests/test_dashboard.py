@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import REPO, need
 
-from har import dashboard
+from har import UNCERTAIN, dashboard
 from har.config import ModelConfig
 from har.evaluate import metrics
 from har.video import probe
@@ -122,6 +122,46 @@ def test_timeline_and_segments_of_a_result():
     assert len(fig.layout.shapes) == 2 * (2 + 1)  # per panel: two segments and the threshold line
     table = dashboard.segments_table({"LRCN": result})
     assert table.values.tolist() == [["LRCN", 0.0, 2.0, "A", 0.85], ["LRCN", 2.0, 4.2, "B", 0.7]]
+
+
+def test_the_timeline_at_step_resolution_shades_none_of_the_known_actions():
+    steps = [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
+    result = {"duration_s": 2.8, "step_s": 0.5,
+              "per_second": {"t": [0, 1, 2], "classes": ["A", "B"], "probs": [[0.9, 0.1], [0.5, 0.5], [0.2, 0.8]]},
+              "per_step": {"t": steps, "classes": ["A", "B"], "unknown": [0, 0, 1, 1, 0, 0],
+                           "probs": [[0.9, 0.1], [0.8, 0.2], [0.45, 0.55], [0.4, 0.6], [0.2, 0.8], [0.1, 0.9]]},
+              "segments": [{"start_s": 0, "end_s": 1.0, "label": "A", "score": 0.85},
+                           {"start_s": 1.0, "end_s": 2.0, "label": UNCERTAIN, "score": 0.58},
+                           {"start_s": 2.0, "end_s": 2.8, "label": "B", "score": 0.85}]}
+    fig = dashboard.timeline_figure({"LRCN": result})
+    assert fig.data[0].x.tolist() == [0.25, 0.75, 1.25, 1.75, 2.25, 2.75]  # each step at its centre
+    assert fig.data[1].y.tolist()[2] == 0.55
+    unknown = [s for s in fig.layout.shapes if s.fillcolor == dashboard.UNKNOWN_COLOR]
+    assert [(s.x0, s.x1) for s in unknown] == [(1.0, 2.0)] and unknown[0].opacity > fig.layout.shapes[0].opacity
+    assert [a.text for a in fig.layout.annotations] == ["LRCN", "A", "none of the known actions", "B"]
+    assert fig.layout.xaxis.range == (0, 2.8)
+
+
+def test_timeline_scores_before_and_after_and_the_file_of_before_issue_18(tmp_path):
+    scores = {"montages": 30, "segments": 180, "predicted": 170, "precision": 0.95, "recall": 0.9, "f1": 0.924,
+              "mean_boundary_error_s": 0.61, "short_pieces": 27, "short_recall": 0.8148}
+    before = {"timeline": {"window_s": 7.24, "hop_s": 1.0, "smoothing": "runs under 2 s merged into a neighbour"},
+              **scores, "f1": 0.4438, "mean_boundary_error_s": 1.995}
+    after = {"timeline": {"window_s": 2.0, "hop_s": 0.5, "penalty": 2.0,
+                          "decoder": "Viterbi over 0.5 s steps, switching penalty 2"}, **scores, "before": before}
+    for name, record in (("lrcn", after), ("convlstm", before)):  # convlstm: a file written before issue 18
+        write_model_dir(tmp_path / name, name)
+        (tmp_path / name / "timeline.json").write_text(json.dumps(record))
+    records = dashboard.load_records(("lrcn", "convlstm"), root=tmp_path)
+    assert all(r.complete for r in records), [r.problems for r in records]
+    table = dashboard.timeline_table(records)
+    assert table[["Model", "Timeline", "Window / hop (s)", "Segment F1 @ IoU 0.5"]].values.tolist() == [
+        ["LRCN", "before", "7.24 / 1", "0.444"], ["LRCN", "after", "2 / 0.5", "0.924"],
+        ["ConvLSTM", "before", "7.24 / 1", "0.444"]]
+    assert table["Segments from"].tolist()[:2] == ["runs under 2 s merged into a neighbour",
+                                                   "Viterbi over 0.5 s steps, switching penalty 2"]
+    assert table["Mean boundary error"].tolist() == ["2.00 s", "0.61 s", "2.00 s"]
+    assert table["2–3 s pieces found"].tolist()[1] == "81% of 27"
 
 
 def test_the_app_builds_without_any_model(tmp_path):
