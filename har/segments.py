@@ -8,11 +8,12 @@ over the steps: the K classes and one more, :data:`har.results.UNCERTAIN` ("none
 * a step's score for class ``k`` is ``log(p_k) + log(1 - u + FLOOR)`` and for the unknown state
   ``log(u + FLOOR)``: ``u`` in [0, 1] is how likely the step shows none of the known actions. Today ``u`` is 1
   where the top probability is under the model's ``uncertain_below`` and 0 elsewhere (:func:`unknown_of`); an
-  open-set score (issue 17) can pass its own ``u`` per step instead (per window through :func:`per_step`, like
-  probabilities). :data:`FLOOR` says how little a 0/1 ``u`` is trusted: overruling an unsure step costs about
+  open-set score can pass its own ``u`` per step instead: :meth:`har.openset.Familiarity.unknown_probability` of
+  each window's familiarity (issue 17), averaged per step through :func:`per_step` like probabilities.
+  :data:`FLOOR` says how little a 0/1 ``u`` is trusted: overruling an unsure step costs about
   ``log((1 + FLOOR) / (FLOOR * top))`` (1.9 for a top probability of 0.45), so with a penalty of 2 an unsure
   stretch of such steps stands from two steps between two actions, from three inside one (1 and 1.5 s at a 0.5 s
-  hop). A calibrated ``u`` may want a smaller floor.
+  hop). A calibrated ``u`` may want a smaller floor (``decode(..., floor=)``).
 * every change of state costs ``penalty`` (log-space). A run whose steps favour it by less than the two changes
   it needs is absorbed; with ``penalty`` 0 every step keeps its own best state.
 
