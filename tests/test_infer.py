@@ -145,6 +145,8 @@ def test_the_decoder_absorbs_a_blip_keeps_a_short_action_and_finds_the_unknown()
     segs = decode(p, 0.5, 29.8, classes, 0.5, SWITCH_PENALTY, unknown=u)
     assert [(s.start_s, s.label) for s in segs] == [(0.0, "a"), (10.0, "b"), (11.5, "a"), (25.0, UNCERTAIN),
                                                     (28.0, "a")]
+    soft = decode(p, 0.5, 29.8, classes, 0.5, SWITCH_PENALTY, unknown=0.05 + 0.85 * u)  # 0.05 known, 0.9 unknown
+    assert soft == segs
 
 
 def test_defaults_come_from_the_config():
