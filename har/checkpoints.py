@@ -136,3 +136,29 @@ def update_average(model: keras.Model, resume: Path) -> None:
     with open(tmp, "wb") as f:
         np.savez(f, count=count + 1, **{f"w{i}": w for i, w in enumerate(weights)})
     os.replace(tmp, resume / AVG_WEIGHTS)
+
+
+def recompute_batch_norm(model: keras.Model, clips: np.ndarray, batch_size: int = 16) -> None:
+    """Set every batch normalisation's moving mean and variance to the statistics of its input over ``clips``
+    (uint8 ``(n, frames, H, W, 3)``), all positions and frames pooled: averaged weights need statistics of their
+    own. Layer by layer in graph order, each seeing its predecessors' new statistics; inference mode throughout.
+    A ``TimeDistributed`` batch normalisation (our LRCN) is the same layer on every frame: its statistics pool
+    the frames."""
+    targets = []
+    for layer in model.layers:  # a functional model's layers come in graph order
+        inner = layer.layer if isinstance(layer, keras.layers.TimeDistributed) else layer
+        if isinstance(inner, keras.layers.BatchNormalization):
+            targets.append((layer, inner))
+    for outer, bn in targets:
+        probe = keras.Model(model.input, outer.input)
+        total = total_sq = None
+        count = 0
+        for start in range(0, len(clips), batch_size):
+            x = np.asarray(probe(clips[start : start + batch_size], training=False), np.float64)
+            x = x.reshape(-1, x.shape[-1])  # every position of every frame of every clip, per channel
+            total = x.sum(axis=0) if total is None else total + x.sum(axis=0)
+            total_sq = (x * x).sum(axis=0) if total_sq is None else total_sq + (x * x).sum(axis=0)
+            count += len(x)
+        mean = total / count
+        bn.moving_mean.assign(mean.astype(np.float32))
+        bn.moving_variance.assign(np.maximum(total_sq / count - mean * mean, 0.0).astype(np.float32))

@@ -122,3 +122,27 @@ def features_of(clips: Sequence, model, sampling: Sampling, min_window_s: float,
             log.info("%s: encoded %d clips (%d of %d done)", desc, done, i + 1, len(clips))
     log.info("%s: %d clips, %d encoded now, %d from the cache", desc, len(clips), done, len(clips) - done)
     return np.stack(out)
+
+
+def view_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
+    """Shuffled training batches of cached features ``(n, VIEWS, ...)``: each clip shows one of its augmented views
+    (1..), drawn anew every epoch, as training on frames shows a fresh augmentation every epoch."""
+    import tensorflow as tf
+
+    from har.data import make_dataset
+
+    views = x.shape[1]
+
+    def view(clip, s):
+        return tf.cast(tf.gather(clip, tf.random.stateless_uniform((), s, 1, views, dtype=tf.int32)), tf.float32)
+
+    return make_dataset(x, y, batch_size, shuffle_seed=seed, map_fn=view)
+
+
+def served_dataset(x: np.ndarray, y: np.ndarray, batch_size: int):
+    """Evaluation batches of view 0 (the clips as served) of cached features ``(n, VIEWS, ...)``."""
+    import tensorflow as tf
+
+    from har.data import make_dataset
+
+    return make_dataset(x[:, 0], y, batch_size, map_fn=lambda clip: tf.cast(clip, tf.float32))

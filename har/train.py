@@ -42,10 +42,12 @@ from har.checkpoints import (
     avg_count,
     load_average,
     read_history,
+    recompute_batch_norm,
 )
 from har.config import ModelConfig, Sampling
 from har.errors import HarError
 from har.modeldir import HISTORY_FILE, METRICS_FILE, MODEL_FILE, REFIT_HISTORY_FILE
+from har.trainsets import TrainData, frozen, train_dataset
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +132,7 @@ def train(opts: TrainOptions) -> ModelConfig:
     _check(opts)
     with _process_state(opts.seed) as device:
         out, resume_dir = _prepare(opts)
-        data = _Data.load(opts)
+        data = TrainData.load(opts, _built)
         strategy = pick_strategy(opts.strategy)
         started = time.perf_counter()
         rows = _fit(opts, data, strategy)
@@ -215,75 +217,7 @@ def _prepare(opts: TrainOptions) -> tuple[Path, Path]:
     return out, resume_dir
 
 
-@dataclass
-class _Data:
-    """The split and the cached frames of one run: training and validation clips with dense candidates per
-    segment (for position jitter), test clips loaded later as served."""
-
-    index: object  # har.data.DatasetIndex
-    split: dict[str, list[str]]  # "train"/"validation"/"test" -> group keys
-    parts: dict[str, list]  # the same -> clips
-    x_train: np.ndarray  # (n, frames * DENSE, size, size, 3) uint8
-    x_val: np.ndarray
-    y_train: np.ndarray  # (n,) int class indices
-    y_val: np.ndarray
-    durations: list[float]  # seconds of each training clip
-
-    @classmethod
-    def load(cls, opts: TrainOptions) -> _Data:
-        from har import augment
-        from har.data import class_counts, clip_durations, clips_of, index_dataset, load_frames, split_groups
-
-        index = index_dataset(opts.data)
-        split = split_groups(index, seed=opts.seed, validation=opts.validation, test=opts.test)
-        parts = {s: clips_of(index, g) for s, g in split.items()}
-        if opts.max_clips:
-            rng = np.random.default_rng(opts.seed)
-            parts = {s: [c[i] for i in sorted(rng.permutation(len(c))[: opts.max_clips])] for s, c in parts.items()}
-        for s, clips in parts.items():
-            if not clips:
-                raise HarError(f"The {s} split is empty: the dataset needs at least three groups per class.")
-            log.info("%s: %d clips %s", s, len(clips), class_counts(index, clips))
-        if frozen(opts):  # encoder outputs of every clip's views, (n, VIEWS, frames, h, w, C) float16
-            from har.data import default_cache_dir
-            from har.features import features_of
-
-            model = _built(opts, len(index.classes))
-            cache = opts.cache_dir or default_cache_dir()
-            sampling = Sampling(opts.frames, opts.size)
-            x_train = features_of(parts["train"], model, sampling, opts.min_window_s, cache, desc="train features")
-            x_val = features_of(parts["validation"], model, sampling, opts.min_window_s, cache,
-                                desc="validation features")
-        else:
-            dense = Sampling(opts.frames * augment.DENSE, opts.size)
-            x_train = load_frames(parts["train"], dense, opts.cache_dir, desc="train frames")
-            x_val = load_frames(parts["validation"], dense, opts.cache_dir, desc="validation frames")
-        return cls(index, split, parts, x_train, x_val, index.labels(parts["train"]),
-                   index.labels(parts["validation"]), clip_durations(parts["train"]))
-
-
-def _train_dataset(opts: TrainOptions, x: np.ndarray, y: np.ndarray, classes: int):
-    """Shuffled, augmented batches (mixed up with ``opts.mixup``: soft labels)."""
-    import tensorflow as tf
-
-    from har import augment
-    from har.data import make_dataset
-
-    n = opts.frames
-    if frozen(opts):  # a random augmented view of each clip's cached features, drawn anew each epoch
-        views = x.shape[1]
-
-        def view(x, s):
-            return tf.cast(tf.gather(x, tf.random.stateless_uniform((), s, 1, views, dtype=tf.int32)), tf.float32)
-
-        ds = make_dataset(x, y, opts.batch_size, shuffle_seed=opts.seed, map_fn=view)
-    else:
-        ds = make_dataset(x, y, opts.batch_size, shuffle_seed=opts.seed,
-                          map_fn=lambda x, s: augment.augment_clip(x, s, n))
-    return augment.mixup(ds, classes, opts.mixup, opts.seed) if opts.mixup > 0 else ds
-
-
-def _fit(opts: TrainOptions, data: _Data, strategy) -> list[dict[str, float]]:
+def _fit(opts: TrainOptions, data: TrainData, strategy) -> list[dict[str, float]]:
     """The validated phase: fit on the training groups, validate on the validation groups, resumable; returns
     every epoch's history row (a resumed run's earlier epochs included)."""
     import tensorflow as tf
@@ -293,9 +227,11 @@ def _fit(opts: TrainOptions, data: _Data, strategy) -> list[dict[str, float]]:
 
     out, resume_dir = Path(opts.out), Path(opts.out) / RESUME_DIR
     k = len(data.index.classes)
-    ds_train = _train_dataset(opts, data.x_train, data.y_train, k)
-    if frozen(opts):  # view 0: the clips as served
-        ds_val = make_dataset(data.x_val[:, 0], data.y_val, opts.batch_size, map_fn=lambda x: tf.cast(x, tf.float32))
+    ds_train = train_dataset(opts, data.x_train, data.y_train, k)
+    if frozen(opts):
+        from har.features import served_dataset
+
+        ds_val = served_dataset(data.x_val, data.y_val, opts.batch_size)
     else:
         ds_val = make_dataset(data.x_val, data.y_val, opts.batch_size,
                               map_fn=lambda x: augment.centre(x, opts.frames))
@@ -329,7 +265,7 @@ def _verbose() -> int:
     return 1 if os.isatty(2) else 2  # a progress bar on a terminal, one line per epoch in a log
 
 
-def _final_model(opts: TrainOptions, data: _Data, rows: list[dict[str, float]],
+def _final_model(opts: TrainOptions, data: TrainData, rows: list[dict[str, float]],
                  best: int) -> tuple[keras.Model, dict | None]:
     """The shipped model in a fresh, uncompiled model (no optimizer state to ship): the refit phase's last epoch,
     the average of the last epochs' weights with batch-norm statistics recomputed on the (augmented) training
@@ -369,7 +305,7 @@ def _final_model(opts: TrainOptions, data: _Data, rows: list[dict[str, float]],
     return final, averaged
 
 
-def _test(opts: TrainOptions, data: _Data, final: keras.Model) -> dict:
+def _test(opts: TrainOptions, data: TrainData, final: keras.Model) -> dict:
     """The test groups' metrics, written to ``metrics.json``: the clips sampled as served."""
     from har.data import load_frames
     from har.evaluate import metrics, predict_frames
@@ -415,11 +351,6 @@ def _export(out: Path) -> None:
         log.warning("no %s for %s: %s", ONNX_FILE, out, exc)
 
 
-def frozen(opts: TrainOptions) -> bool:
-    """True when the run trains on cached encoder features (the imagenet preset: its encoder is frozen)."""
-    return opts.preset == "imagenet"
-
-
 def _built(opts: TrainOptions, classes: int) -> keras.Model:
     from har import models
 
@@ -450,13 +381,13 @@ def _compiled(opts: TrainOptions, classes: int, features: np.ndarray | None = No
     return model
 
 
-def _refit(opts: TrainOptions, data: _Data, strategy, epochs: int) -> dict:
+def _refit(opts: TrainOptions, data: TrainData, strategy, epochs: int) -> dict:
     """Train a fresh model on the training and validation groups for ``epochs`` epochs of the same schedule,
     resumable on its own (``_resume/refit/``); its last model is ``_resume/refit/last.keras``. Returns what
     ``config.hyper["refit"]`` says of it."""
     x_all, y_all = np.concatenate([data.x_train, data.x_val]), np.concatenate([data.y_train, data.y_val])
     classes = len(data.index.classes)
-    dataset = _train_dataset(opts, x_all, y_all, classes)
+    dataset = train_dataset(opts, x_all, y_all, classes)
     out = Path(opts.out)
     rdir = out / RESUME_DIR / REFIT_DIR
     rdir.mkdir(exist_ok=True)
@@ -477,29 +408,3 @@ def _refit(opts: TrainOptions, data: _Data, strategy, epochs: int) -> dict:
         ])
     rows = read_history(out / REFIT_HISTORY_FILE)
     return {"epochs": len(rows), "clips": len(x_all), "seconds": round(sum(r["epoch_seconds"] for r in rows), 1)}
-
-
-def recompute_batch_norm(model: keras.Model, clips: np.ndarray, batch_size: int = 16) -> None:
-    """Set every batch normalisation's moving mean and variance to the statistics of its input over ``clips``
-    (uint8 ``(n, frames, H, W, 3)``), all positions and frames pooled: averaged weights need statistics of their
-    own. Layer by layer in graph order, each seeing its predecessors' new statistics; inference mode throughout.
-    A ``TimeDistributed`` batch normalisation (our LRCN) is the same layer on every frame: its statistics pool
-    the frames."""
-    targets = []
-    for layer in model.layers:  # a functional model's layers come in graph order
-        inner = layer.layer if isinstance(layer, keras.layers.TimeDistributed) else layer
-        if isinstance(inner, keras.layers.BatchNormalization):
-            targets.append((layer, inner))
-    for outer, bn in targets:
-        probe = keras.Model(model.input, outer.input)
-        total = total_sq = None
-        count = 0
-        for start in range(0, len(clips), batch_size):
-            x = np.asarray(probe(clips[start : start + batch_size], training=False), np.float64)
-            x = x.reshape(-1, x.shape[-1])  # every position of every frame of every clip, per channel
-            total = x.sum(axis=0) if total is None else total + x.sum(axis=0)
-            total_sq = (x * x).sum(axis=0) if total_sq is None else total_sq + (x * x).sum(axis=0)
-            count += len(x)
-        mean = total / count
-        bn.moving_mean.assign(mean.astype(np.float32))
-        bn.moving_variance.assign(np.maximum(total_sq / count - mean * mean, 0.0).astype(np.float32))

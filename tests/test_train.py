@@ -178,7 +178,7 @@ def test_weight_average_is_the_mean_of_the_folded_epochs_and_survives_a_restart(
 def test_batch_norm_statistics_are_recomputed_from_the_clips(per_frame):
     import keras
 
-    from har.train import recompute_batch_norm
+    from har.checkpoints import recompute_batch_norm
 
     inputs = keras.Input((2, 4, 4, 3), dtype="uint8")
     x = keras.layers.Rescaling(1.0)(inputs)
