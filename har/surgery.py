@@ -66,12 +66,15 @@ def _acts_per_frame(layer) -> bool:
 def split_per_frame(model, size: int):
     """``(frame_model, head_model)`` when ``model`` starts with a chain of layers that act frame by frame (one
     of them TimeDistributed): ``frame_model`` maps uint8 frames ``(n, size, size, 3)`` to what the chain gives for
-    each frame, a vector ``(n, dim)`` (LRCN) or maps ``(n, h, w, c)`` (ConvLSTM); ``head_model`` maps those of
-    windows ``(n, frames, ...)`` (the model's frames) to class probabilities. The chain ends at the first layer
-    that reads time (LSTM, ConvLSTM2D, Cropping1D, ...) and gives up trailing Dropouts to the head, so the cut is
-    after the last layer that computes something (our ImageNet LRCN: "gap"; ConvLSTM: "reduce"). The head is the
-    rest of the graph, whatever its shape (our ImageNet LRCN branches there into each vector and its change from
-    the previous frame).
+    each frame, a vector ``(n, dim)`` or maps ``(n, h, w, c)``; ``head_model`` maps those of windows
+    ``(n, frames, ...)`` (the model's frames) to class probabilities. The chain ends at the first layer that reads
+    time (LSTM, ConvLSTM2D, Cropping1D, ...) and gives up trailing Dropouts to the head. A chain that starts with a
+    frozen encoder (the imagenet presets) ends where training begins, so that the features are the frozen
+    encoder's, whichever model serves them: the space of the cached training features (:mod:`har.features`) and of
+    the open-set bank (:mod:`har.openset`). Our ImageNet LRCN is cut after "gap" (the encoder's maps pooled to
+    ``(320,)`` at 128 px), the ConvLSTM after "encoder" (``(4, 4, 320)``; its trained batch norm and 1x1 "reduce"
+    run in the head: about 7 % of its multiply-adds). The head is the rest of the graph, whatever its shape (our
+    ImageNet LRCN branches there into each vector and its change from the previous frame).
     None for any other graph (a first layer that is already recurrent; a later layer that reads the frames
     themselves). The frame model runs the chain's own layers on windows of one frame, so every layer computes
     exactly as in the whole model. The caller checks that the halves agree."""
@@ -85,6 +88,9 @@ def split_per_frame(model, size: int):
             cut += 1
     except (AttributeError, ValueError):  # a layer used more than once has no single input/output
         return None
+    frozen = [i for i, layer in enumerate(chain[:cut]) if layer.weights and not layer.trainable_weights]
+    if frozen:  # a frozen encoder: the half ends where training begins (the trained layers after it go to the head)
+        cut = next((i for i in range(frozen[0], cut) if chain[i].trainable_weights), cut)
     while cut > 0 and type(chain[cut - 1]).__name__ == "Dropout":  # identity when serving: leave it to the head
         cut -= 1
     if cut == len(chain) or not any(type(x).__name__ == "TimeDistributed" for x in chain[:cut]):

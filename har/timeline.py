@@ -294,9 +294,9 @@ class _FrameJob(_Job):
         pos = np.clip(np.searchsorted(have, self.plan.indices), 0, len(have) - 1)
         left = np.clip(pos - 1, 0, len(have) - 1)
         rows = np.where(np.abs(have[left] - self.plan.indices) < np.abs(have[pos] - self.plan.indices), left, pos)
-        # (windows, frames, *feature_shape) -> (windows, classes), a few windows at a time: a ConvLSTM's maps of
-        # every window of a long video at once would take (windows x frames) times a frame's 4 KB
-        step = 8 * self.rec.batch_size
+        # (windows, frames, *feature_shape) -> (windows, classes), a batch of windows at a time: the ConvLSTM's maps
+        # (20 KB a frame at 128 px) of every window of a long video at once would take (windows x frames) times that
+        step = self.rec.batch_size
         return np.concatenate([self.rec.head_probabilities(features[rows[i : i + step]])
                                for i in range(0, len(rows), step)])
 

@@ -16,6 +16,7 @@ from har.backends import Backend, onnx_sessions, serving_sessions
 from har.config import ModelConfig
 from har.errors import ModelError
 from har.export import DIGEST_KEY, FRAME_FILE, HEAD_FILE, ONNX_FILE, export_onnx, keras_digest
+from har.features import frame_encoder
 from har.modeldir import MODEL_FILE, load_model
 from har.surgery import split_per_frame
 from har.timeline import plan_windows
@@ -30,7 +31,7 @@ def names(model) -> list[str]:
     """The layers of a half, without its input and the frame model's reshapes (to windows of one frame and back)."""
     return [layer.name for layer in model.layers if type(layer).__name__ not in ("InputLayer", "Reshape")]
 
-FEATURES = {"lrcn": (320,), "convlstm": (4, 4, 64)}  # one frame's, at SIZES
+FEATURES = {"lrcn": (320,), "convlstm": (4, 4, 320)}  # one frame's at SIZES: the frozen encoder's (pooled or maps)
 MAX_DIR_BYTES = 30_000_000  # a model directory's budget
 
 
@@ -76,40 +77,48 @@ def real_clips(ucf, size: int) -> np.ndarray:
 def test_each_architecture_is_cut_after_its_last_per_frame_layer_into_halves_that_agree(arch):
     model = models.build(arch, "imagenet", 6, 20, 64, encoder_blocks=16)
     frame_model, head = split_per_frame(model, 64)
-    # the ConvLSTM's batch norm acts per frame; its Dropout (a no-op when serving) is left to the head
-    assert names(frame_model) == {"lrcn": ["rescale", "encoder", "gap"],
-                                  "convlstm": ["rescale", "encoder", "bn_features", "reduce"]}[arch]
-    # the LRCN's head reads each vector and the previous one (Cropping1D), the ConvLSTM's runs the recurrence
-    assert names(head)[:2] == {"lrcn": ["later", "earlier"], "convlstm": ["drop_maps", "convlstm0"]}[arch]
+    # the half ends where training begins: the frozen encoder's maps, pooled for the LRCN (gap has no weights)
+    assert names(frame_model) == {"lrcn": ["rescale", "encoder", "gap"], "convlstm": ["rescale", "encoder"]}[arch]
+    # the LRCN's head reads each vector and the previous one (Cropping1D); the ConvLSTM's starts with its trained
+    # per-frame layers (batch norm, the 1x1 "reduce"), then the recurrence
+    assert names(head)[:2] == {"lrcn": ["later", "earlier"], "convlstm": ["bn_features", "reduce"]}[arch]
     x = np.random.default_rng(0).integers(0, 256, (2, 20, 64, 64, 3), np.uint8)
     features = np.asarray(frame_model(x.reshape(-1, 64, 64, 3), training=False))
-    assert features.shape == (40, *{"lrcn": (320,), "convlstm": (2, 2, 64)}[arch])
+    assert features.shape == (40, *{"lrcn": (320,), "convlstm": (2, 2, 320)}[arch])
+    # the same features as training's cache and the open-set bank (har.features' encoder maps; pooled for the LRCN)
+    maps = np.asarray(frame_encoder(model)(x.reshape(-1, 64, 64, 3), training=False))
+    np.testing.assert_allclose(features, maps.mean(axis=(1, 2)) if arch == "lrcn" else maps, rtol=1e-5, atol=1e-5)
     split = head(features.reshape(2, 20, *features.shape[1:]), training=False)
     np.testing.assert_allclose(split, model(x, training=False), atol=1e-5)
 
 
-def test_the_old_convlstm_splits_after_its_batch_norm_and_a_norm_over_time_ends_the_chain():
+def test_the_old_convlstm_splits_after_its_encoder_and_a_trained_chain_keeps_a_per_frame_batch_norm():
     import keras
     from keras import layers
 
     old, _ = load_model(REPO / "models" / "convlstm")  # 8 blocks at 64 px, BN then ConvLSTM2D (no "reduce")
     frame_model, head = split_per_frame(old, 64)
-    assert names(frame_model) == ["rescale", "encoder", "bn_features"] and names(head)[0] == "drop_maps"
+    assert names(frame_model) == ["rescale", "encoder"] and names(head)[:2] == ["bn_features", "drop_maps"]
     assert frame_model.output_shape == (None, 4, 4, 80)
     x = np.random.default_rng(1).integers(0, 256, (2, 20, 64, 64, 3), np.uint8)
     features = np.asarray(frame_model(x.reshape(-1, 64, 64, 3), training=False)).reshape(2, 20, 4, 4, 80)
     np.testing.assert_allclose(head(features, training=False), old(x, training=False), atol=1e-5)
 
-    # a BatchNormalization over the time axis tells frames apart (its statistics are per time step): it ends the
-    # chain, which then stops at the convolution before it
-    frames = keras.Input((8, 16, 16, 3), dtype="uint8")
-    x = layers.TimeDistributed(layers.Conv2D(4, 3), name="conv")(layers.Rescaling(1 / 255)(frames))
-    x = layers.BatchNormalization(axis=1, name="per_step")(x)
-    x = layers.ConvLSTM2D(4, 3, name="convlstm")(x)
-    probs = layers.Dense(2, activation="softmax")(layers.Flatten()(x))
-    model = keras.Model(frames, probs)
-    frame_model, head = split_per_frame(model, 16)
-    assert names(frame_model)[-1] == "conv" and names(head)[0] == "per_step"
+    # Without a frozen encoder the chain goes on as long as layers act frame by frame: a BatchNormalization over
+    # the channels does (fixed statistics when serving), one over the time axis does not (statistics per time
+    # step tell frames apart): it ends the chain.
+    for axis, cut in ((-1, "per_channel"), (1, "conv")):
+        frames = keras.Input((8, 16, 16, 3), dtype="uint8")
+        x = layers.TimeDistributed(layers.Conv2D(4, 3), name="conv")(layers.Rescaling(1 / 255)(frames))
+        x = layers.BatchNormalization(axis=axis, name={-1: "per_channel", 1: "per_step"}[axis])(x)
+        x = layers.ConvLSTM2D(4, 3, name="convlstm")(x)
+        model = keras.Model(frames, layers.Dense(2, activation="softmax")(layers.Flatten()(x)))
+        frame_model, head = split_per_frame(model, 16)
+        assert names(frame_model)[-1] == cut, axis
+        clip = np.random.default_rng(2).integers(0, 256, (2, 8, 16, 16, 3), np.uint8)
+        features = np.asarray(frame_model(clip.reshape(-1, 16, 16, 3), training=False))
+        np.testing.assert_allclose(head(features.reshape(2, 8, *features.shape[1:]), training=False),
+                                   model(clip, training=False), atol=1e-5)
 
 
 def test_the_export_writes_checked_stamped_halves_instead_of_a_whole_copy(exported, served, ucf):
