@@ -76,7 +76,7 @@ def load_recognizers(into: dict, missing: dict) -> None:
             continue
         t0 = time.perf_counter()
         try:
-            # ONNX Runtime when the model's model.onnx is current and no GPU is present (HAR_RUNTIME overrides):
+            # ONNX Runtime when the model's ONNX copy is current and no GPU is present (HAR_RUNTIME overrides):
             # the ImageNet LRCN's clip took 4.3 ms there, 12.5 ms in TensorFlow (bench_models, 2-core CPU).
             into[choice] = Recognizer(name, runtime="auto")
             log.info("%s loaded and warmed up in %.1f s (%s)", choice, time.perf_counter() - t0,

@@ -7,10 +7,11 @@ For each model: load it through ``har.Recognizer`` (compiled ``tf.function``, wa
 machine noise hits all of them alike. Prints median and p90 ms per clip, parameters and size on disk; with
 ``--write`` also stores ``benchmark.json`` in each model directory (the dashboard's "forward ms per clip").
 Targets on the 2-core CPU: LRCN <= 15 ms, ConvLSTM <= 60 ms, judged on the runtime the app and CLI serve on this
-machine (``runtime="auto"``: ONNX Runtime when the model has a current ``model.onnx`` and no GPU is seen, else
+machine (``runtime="auto"``: ONNX Runtime when the model has a current ONNX copy and no GPU is seen, else
 TensorFlow); the table says which one that is, and shows both.
 
-The same is measured for the ONNX copy (``model.onnx``, ONNX Runtime: what the command line serves), and for both
+The same is measured for the ONNX copy (``frame.onnx`` + ``head.onnx``, or ``model.onnx``: what the command line
+serves), and for both
 runtimes the time per clip in batches of 16 (how timeline windows go to the model).
 """
 
@@ -30,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from har import Recognizer  # noqa: E402
-from har.backends import serving_session  # noqa: E402
+from har.backends import serving_sessions  # noqa: E402
 from har.errors import ModelError  # noqa: E402
 from har.runtime import device_name  # noqa: E402
 
@@ -52,7 +53,7 @@ def main() -> None:
     dirs = sorted(d for d in Path(args.models).iterdir() if (d / "model.keras").is_file())
     recs = [Recognizer(d) for d in dirs]
     onnx = {}
-    for d in dirs:  # a model without a current model.onnx has no ONNX columns
+    for d in dirs:  # a model without a current ONNX copy has no ONNX columns
         try:
             onnx[d.name] = Recognizer(d, runtime="onnx")
         except ModelError as exc:
@@ -88,7 +89,7 @@ def main() -> None:
         b16 = float(np.median(batched[r.name, "keras"]))
         o50 = float(np.median(times[r.name, "onnx"])) if r.name in onnx else None
         o16 = float(np.median(batched[r.name, "onnx"])) if r.name in onnx else None
-        served = "keras" if o50 is None or serving_session(d, "auto") is None else "onnx"  # as the app chooses
+        served = "keras" if o50 is None or serving_sessions(d, "auto") is None else "onnx"  # as the app chooses
         target = TARGET_MS.get(r.name)
         s50 = o50 if served == "onnx" else p50
         verdict = "" if target is None else f"<= {target:.0f}: {s50:.1f} {'ok' if s50 <= target else 'MISSED'}"

@@ -1,16 +1,20 @@
 """The runtimes a model directory is served on: one small interface, one class per runtime, chosen once at load.
 
-A :class:`Backend` answers three calls on uint8 input, whatever serves it:
+A :class:`Backend` answers these calls on uint8 input, whatever serves it:
 
 * ``clips(x)``: class probabilities ``(n, classes)`` float32 of clips ``(n, frames, size, size, 3)``;
-* ``frames(x)`` and ``head(f)``, only when ``per_frame`` is True: the model's per-frame half, features ``(n, dim)``
-  of frames ``(n, size, size, 3)``, and the rest of it, probabilities of windows of features ``(n, frames, dim)``.
-  Overlapping timeline windows then share each frame's features (same numbers, less work).
+* ``frames(x)`` and ``head(f)``, only when ``per_frame`` is True: the model's per-frame half, features
+  ``(n, *feature_shape)`` of frames ``(n, size, size, 3)`` (a vector per frame for the LRCN, maps ``(h, w, c)``
+  for the ConvLSTM), and the rest of it, probabilities of windows of features ``(n, frames, *feature_shape)``.
+  Overlapping timeline windows then share each frame's features (same numbers, less work);
+* ``features_and_probs(x)``: a clip's per-frame features and its probabilities from one pass (features None when
+  the model is served whole).
 
 :class:`KerasBackend` is TensorFlow (on a GPU when it sees one), :class:`OnnxBackend` is ONNX Runtime on the
-directory's ``model.onnx`` (no TensorFlow import: 0.3 s to start instead of about 4). :func:`load_backend` picks
-one (``auto``: ONNX when the copy is current and no GPU is present). The code that uses a backend never asks which
-one it has, except to report it (``runtime``).
+directory's ONNX copy (:mod:`har.export`: ``frame.onnx`` and ``head.onnx``, or ``model.onnx`` for a model that does
+not split; no TensorFlow import: 0.3 s to start instead of about 4). :func:`load_backend` picks one (``auto``: ONNX
+when the copy is current and no GPU is present). The code that uses a backend never asks which one it has, except
+to report it (``runtime``).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import numpy as np
 
 from har.config import ModelConfig
 from har.errors import ModelError
-from har.export import DIGEST_KEY, ONNX_FILE, keras_digest
+from har.export import DIGEST_KEY, FRAME_FILE, HEAD_FILE, ONNX_FILE, keras_digest, run_onnx
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +53,7 @@ class Backend:
 
     runtime = ""  # "keras" or "onnx"
     per_frame = False  # True when frames() and head() serve the model in two halves
-    feature_dim = 0  # size of a per-frame feature vector (per_frame only)
+    feature_shape: tuple[int, ...] = ()  # one frame's features, (dim,) or (h, w, c) (per_frame only)
 
     def clips(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -60,18 +64,44 @@ class Backend:
     def head(self, features: np.ndarray) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} does not serve per-frame features")
 
+    def features_and_probs(self, x: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """``(features, probs)`` of clips ``x`` ``(n, frames, size, size, 3)`` from one pass: with ``per_frame``,
+        the per-frame half's features ``(n, frames, *feature_shape)`` float32 and the head's probabilities
+        ``(n, classes)`` over them; otherwise ``(None, clips(x))``."""
+        return self._through_halves(x) if self.per_frame else (None, self.clips(x))
+
+    def _through_halves(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        features = self.frames(x.reshape(-1, *x.shape[2:])).reshape(*x.shape[:2], *self.feature_shape)
+        return features, self.head(features)
+
 
 class OnnxBackend(Backend):
-    """ONNX Runtime on a session of the directory's current ``model.onnx`` (whole windows only)."""
+    """ONNX Runtime on sessions of the directory's current ONNX copy (:func:`onnx_sessions`): ``frame.onnx`` and
+    ``head.onnx`` serve the model in halves (a clip is the head over its frames' features; ``share_frames`` False
+    makes timelines run them per window all the same), ``model.onnx`` whole windows only."""
 
     runtime = "onnx"
 
-    def __init__(self, session):
-        self.session = session
-        self._input = session.get_inputs()[0].name
+    def __init__(self, sessions: dict, config: ModelConfig, share_frames: bool = True):
+        c = config
+        self.sessions = sessions  # file name -> onnxruntime.InferenceSession
+        self._whole = sessions.get(ONNX_FILE)
+        if self._whole is None:
+            self._frame, self._head = sessions[FRAME_FILE], sessions[HEAD_FILE]
+            self.feature_shape = tuple(self.frames(np.zeros((1, c.size, c.size, 3), np.uint8)).shape[1:])
+            self.per_frame = share_frames
+        self.clips(np.zeros((1, c.frames, c.size, c.size, 3), np.uint8))  # warm up
 
     def clips(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self._input: np.ascontiguousarray(x, np.uint8)})[0]
+        if self._whole is not None:
+            return run_onnx(self._whole, np.ascontiguousarray(x, np.uint8))
+        return self._through_halves(x)[1]
+
+    def frames(self, x: np.ndarray) -> np.ndarray:
+        return run_onnx(self._frame, np.ascontiguousarray(x, np.uint8))
+
+    def head(self, features: np.ndarray) -> np.ndarray:
+        return run_onnx(self._head, np.ascontiguousarray(features, np.float32))
 
 
 class KerasBackend(Backend):
@@ -100,21 +130,23 @@ class KerasBackend(Backend):
         if halves is None:
             return
         frame_model, head_model = halves
-        dim = head_model.input_shape[-1]
+        shape = tuple(head_model.input_shape[2:])  # one frame's features: (dim,) or (h, w, c)
         frame_fn = tf.function(lambda x: tf.cast(frame_model(x, training=False), tf.float32),
                                input_signature=[tf.TensorSpec((None, c.size, c.size, 3), tf.uint8)],
                                autograph=False)
         head_fn = tf.function(lambda f: head_model(f, training=False),
-                              input_signature=[tf.TensorSpec((None, c.frames, dim), tf.float32)], autograph=False)
+                              input_signature=[tf.TensorSpec((None, c.frames, *shape), tf.float32)],
+                              autograph=False)
         probe = np.random.default_rng(0).integers(0, 256, (2, c.frames, c.size, c.size, 3), np.uint8)
         whole = self.clips(probe)
-        split = head_fn(frame_fn(probe.reshape(-1, c.size, c.size, 3)).numpy().reshape(2, c.frames, dim)).numpy()
+        self._frame_fn, self._head_fn, self.feature_shape = frame_fn, head_fn, shape
+        split = self._through_halves(probe)[1]
         if not np.allclose(whole, split, atol=1e-4):  # a graph we misread: never serve different numbers
             log.warning("%s: per-frame split disagrees with the model (%.2g); not used", Path(directory).name,
                         float(np.abs(whole - split).max()))
+            self.feature_shape = ()
             return
-        self._frame_fn, self._head_fn = frame_fn, head_fn
-        self.per_frame, self.feature_dim = True, int(dim)
+        self.per_frame = True
 
     def clips(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self._forward(x))
@@ -127,14 +159,13 @@ class KerasBackend(Backend):
 
 
 def load_backend(directory: Path, config: ModelConfig, runtime: str = "keras", share_frames: bool = True) -> Backend:
-    """The backend serving ``directory`` on ``runtime`` (see :func:`serving_session` for ``auto``), warmed up."""
+    """The backend serving ``directory`` on ``runtime`` (see :func:`serving_sessions` for ``auto``), warmed up."""
     t0 = time.perf_counter()
-    session = None if checked_runtime(runtime) == "keras" else serving_session(directory, runtime)
-    if session is not None:  # ONNX Runtime: no TensorFlow import at all
-        backend: Backend = OnnxBackend(session)
-        c = config
-        backend.clips(np.zeros((1, c.frames, c.size, c.size, 3), np.uint8))
-        log.info("%s: ONNX Runtime on %s, warmed up in %.2f s", directory.name, directory, time.perf_counter() - t0)
+    sessions = None if checked_runtime(runtime) == "keras" else serving_sessions(directory, runtime)
+    if sessions is not None:  # ONNX Runtime: no TensorFlow import at all
+        backend: Backend = OnnxBackend(sessions, config, share_frames)
+        log.info("%s: ONNX Runtime on %s in %s, warmed up in %.2f s (per-frame split: %s)", directory.name,
+                 " and ".join(sessions), directory, time.perf_counter() - t0, backend.per_frame)
         return backend
     backend = KerasBackend(directory, config, share_frames)
     log.info("%s: loaded from %s, warmed up in %.2f s (per-frame split: %s)", directory.name, directory,
@@ -142,24 +173,34 @@ def load_backend(directory: Path, config: ModelConfig, runtime: str = "keras", s
     return backend
 
 
-def onnx_session(directory: Path):
-    """An ONNX Runtime session on ``directory``'s ``model.onnx`` when that was made from its present
-    ``model.keras``; None when it is absent, stale or unreadable (a warning says which)."""
+def onnx_sessions(directory: Path) -> dict | None:
+    """ONNX Runtime sessions on ``directory``'s ONNX copy made from its present ``model.keras``, by file name:
+    ``frame.onnx`` and ``head.onnx`` (the model in halves) when both are current, else ``model.onnx`` (whole) when
+    that is; None when there is no current copy (a warning says why a file present is not used)."""
     import onnxruntime as ort
 
-    path = Path(directory) / ONNX_FILE
-    if not path.is_file():
-        return None
-    try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own error types for a damaged file
-        log.warning("%s is unreadable (%s): serving model.keras", path, exc)
-        return None
-    if session.get_modelmeta().custom_metadata_map.get(DIGEST_KEY) != keras_digest(directory):
-        log.warning("%s was not made from the present model.keras: serving model.keras (run `python -m har "
-                    "export --model %s` to renew it)", path, directory)
-        return None
-    return session
+    directory = Path(directory)
+    digest = None
+    for names in ((FRAME_FILE, HEAD_FILE), (ONNX_FILE,)):
+        if not all((directory / name).is_file() for name in names):
+            continue
+        digest = digest or keras_digest(directory)
+        sessions = {}
+        for name in names:
+            path = directory / name
+            try:
+                session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            except Exception as exc:  # onnxruntime raises its own error types for a damaged file
+                log.warning("%s is unreadable (%s): not served", path, exc)
+                break
+            if session.get_modelmeta().custom_metadata_map.get(DIGEST_KEY) != digest:
+                log.warning("%s was not made from the present model.keras: not served (run `python -m har "
+                            "export --model %s` to renew it)", path, directory)
+                break
+            sessions[name] = session
+        else:
+            return sessions
+    return None
 
 
 def gpu_present() -> bool:
@@ -168,11 +209,11 @@ def gpu_present() -> bool:
     return gpus.is_dir() and any(gpus.iterdir())
 
 
-def serving_session(directory: Path, runtime: str = "auto"):
-    """The ONNX Runtime session to serve ``directory`` with, or None for TensorFlow (Keras).
+def serving_sessions(directory: Path, runtime: str = "auto") -> dict | None:
+    """The ONNX Runtime sessions to serve ``directory`` with (:func:`onnx_sessions`), or None for TensorFlow.
 
     ``auto`` (or the ``HAR_RUNTIME`` environment variable when set) serves ONNX when the directory has a current
-    ``model.onnx``, ``onnxruntime`` is installed and no GPU is present; TensorFlow otherwise. ``onnx`` where that
+    ONNX copy, ``onnxruntime`` is installed and no GPU is present; TensorFlow otherwise. ``onnx`` where that
     cannot be honoured is a :class:`ModelError`; ``keras`` is always TensorFlow."""
     if runtime == "auto":
         runtime = os.environ.get("HAR_RUNTIME") or "auto"
@@ -184,8 +225,8 @@ def serving_session(directory: Path, runtime: str = "auto"):
         return None
     if runtime == "auto" and gpu_present():
         return None
-    session = onnx_session(directory)
-    if session is None and runtime == "onnx":
-        raise ModelError(f"{Path(directory).name} has no usable {ONNX_FILE} made from its model.keras: run "
-                         f"`python -m har export --model {directory}`.")
-    return session
+    sessions = onnx_sessions(directory)
+    if sessions is None and runtime == "onnx":
+        raise ModelError(f"{Path(directory).name} has no usable ONNX copy ({FRAME_FILE} and {HEAD_FILE}, or "
+                         f"{ONNX_FILE}) made from its model.keras: run `python -m har export --model {directory}`.")
+    return sessions

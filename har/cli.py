@@ -82,7 +82,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from har.export import export_onnx  # it starts TensorFlow quietly itself
 
-    print(export_onnx(args.model))
+    for path in export_onnx(args.model):
+        print(path)
     return 0
 
 
@@ -322,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--annotate", metavar="OUT.mp4", default=None,
                    help="write a copy with the label drawn on every frame (H.264 MP4; implies --timeline)")
     s.add_argument("--runtime", choices=("auto", "keras", "onnx"), default="auto",
-                   help="auto (default): ONNX Runtime on the model's model.onnx when usable and no GPU is present "
+                   help="auto (default): ONNX Runtime on the model's ONNX copy when usable and no GPU is present "
                         "(no TensorFlow start-up), else TensorFlow; keras: always TensorFlow")
     s.add_argument("--explain", metavar="OUT.png", default=None,
                    help="write the frames the model relied on (occlusion) with where it looked (Grad-CAM) as an "
@@ -344,7 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_batch)
     s.error = lambda message, s=s: s.exit(1, f"error: {message} (see {s.prog} --help)\n")  # one line, status 1
 
-    s = sub.add_parser("export", help="write model.onnx beside a model's model.keras (checked against it)")
+    s = sub.add_parser("export", help="write the ONNX copy (frame.onnx + head.onnx, or model.onnx) beside a model's "
+                                      "model.keras, checked against it")
     s.add_argument("--model", default="lrcn", help="lrcn, convlstm or a model directory")
     s.set_defaults(func=cmd_export)
 

@@ -6,7 +6,9 @@
     config.json    har.config.ModelConfig: classes, frames, size, preset, split groups, seed, versions, ...
     history.csv    one row per epoch: epoch, loss, accuracy, val_loss, val_accuracy, learning_rate, epoch_seconds
     metrics.json   test-split metrics (har.evaluate schema)
-    model.onnx     the same model for ONNX Runtime, stamped with model.keras' digest (har.export; optional)
+    frame.onnx     the same model for ONNX Runtime in two halves, the per-frame encoder and the temporal head,
+    head.onnx      each stamped with model.keras' digest (har.export; optional)
+    model.onnx     instead of those two, for a model that does not split frame by frame: the whole model
     refit_history.csv   only for a model refit on training + validation groups (``train --refit``): its epochs,
                    without validation columns; history.csv then logs the validated phase that chose its length
 """

@@ -34,13 +34,14 @@ class Recognizer:
 
     ``model``: a shipped model name (``lrcn``, ``convlstm``) or a model directory.
     ``uncertain_below``: overrides the config's threshold on the top probability.
-    ``share_frames``: for a model that starts frame by frame (LRCN), let overlapping timeline windows share the
-    per-frame half of the network (same numbers, less work); False always runs the whole model per window.
+    ``share_frames``: for a model that starts frame by frame (the ImageNet LRCN and ConvLSTM: an encoder per
+    frame), let overlapping timeline windows share the per-frame half of the network (same numbers, less work);
+    False always runs the whole model per window.
     ``background``: return at once (after reading ``config.json``) and load TensorFlow and the model on a thread;
     calls that need the model wait for it. The CLI decodes the video meanwhile.
     ``runtime``: ``keras`` (TensorFlow; on a GPU when it sees one), ``onnx`` (ONNX Runtime on the directory's
-    ``model.onnx``, no TensorFlow import) or ``auto`` (ONNX when usable and no GPU is present; see
-    :func:`har.backends.serving_session`). After loading, :attr:`runtime` says which serves.
+    ONNX copy, no TensorFlow import) or ``auto`` (ONNX when usable and no GPU is present; see
+    :func:`har.backends.serving_sessions`). After loading, :attr:`runtime` says which serves.
     """
 
     def __init__(self, model: str | os.PathLike = "lrcn", *, uncertain_below: float | None = None,
@@ -139,13 +140,18 @@ class Recognizer:
     def probabilities(self, clips: np.ndarray) -> np.ndarray:
         """Class probabilities ``(n, classes)`` float32 for uint8 clips ``(n, frames, size, size, 3)``."""
         self.wait()
+        out = self._in_batches(self.backend.clips, clips)
+        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, len(self.config.classes)), np.float32)
+
+    def _in_batches(self, forward, clips: np.ndarray) -> list:
+        """``forward`` on uint8 clips ``(n, frames, size, size, 3)`` in batches (:func:`_chunks`): its answers."""
         c = self.config
         assert clips.ndim == 5 and clips.shape[1:] == (c.frames, c.size, c.size, 3), clips.shape
         out, i = [], 0
         for n in _chunks(len(clips), self.batch_size):
-            out.append(np.asarray(self.backend.clips(clips[i : i + n])))
+            out.append(forward(clips[i : i + n]))
             i += n
-        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, len(c.classes)), np.float32)
+        return out
 
     @property
     def per_frame(self) -> bool:
@@ -153,19 +159,39 @@ class Recognizer:
         self.wait()
         return self.backend.per_frame
 
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        """One frame's features, ``(dim,)`` (LRCN) or ``(h, w, c)`` (ConvLSTM); ``()`` unless ``per_frame``."""
+        self.wait()
+        return tuple(self.backend.feature_shape) if self.backend.per_frame else ()
+
     def frame_features(self, frames: np.ndarray) -> np.ndarray:
-        """Per-frame features ``(n, dim)`` float32 for uint8 frames ``(n, size, size, 3)`` (``per_frame`` only)."""
+        """Per-frame features ``(n, *feature_shape)`` float32 for uint8 frames ``(n, size, size, 3)``
+        (``per_frame`` only)."""
         assert self.per_frame
         step = 4 * self.batch_size
         out = [self.backend.frames(frames[i : i + step]) for i in range(0, len(frames), step)]
-        return np.concatenate(out) if out else np.zeros((0, self.backend.feature_dim), np.float32)
+        return np.concatenate(out) if out else np.zeros((0, *self.feature_shape), np.float32)
 
     def head_probabilities(self, features: np.ndarray) -> np.ndarray:
-        """Class probabilities ``(n, classes)`` for per-frame features of windows ``(n, frames, dim)``."""
+        """Class probabilities ``(n, classes)`` for per-frame features of windows ``(n, frames, *feature_shape)``."""
         assert self.per_frame
         step = 8 * self.batch_size
         out = [self.backend.head(features[i : i + step]) for i in range(0, len(features), step)]
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, len(self.config.classes)), np.float32)
+
+    def features_and_probabilities(self, clips: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """``(features, probs)`` of uint8 clips ``(n, frames, size, size, 3)`` from one pass: each clip's per-frame
+        features ``(n, frames, *feature_shape)`` float32 and its class probabilities ``(n, classes)``, the head's
+        over those features (:meth:`probabilities`' to within the check made at load, 1e-4). Features are None
+        for a model served whole (not ``per_frame``)."""
+        if not self.per_frame:
+            return None, self.probabilities(clips)
+        pairs = self._in_batches(self.backend.features_and_probs, clips)
+        if not pairs:
+            c = self.config
+            return np.zeros((0, c.frames, *self.feature_shape), np.float32), np.zeros((0, len(c.classes)), np.float32)
+        return np.concatenate([f for f, _ in pairs]), np.concatenate([p for _, p in pairs]).astype(np.float32)
 
     # --- answers ----------------------------------------------------------------------------------------------
 

@@ -2,9 +2,10 @@
 
 * :func:`fold_time` serves TimeDistributed layers with time folded into the batch (one convolution over all frames
   instead of one per frame).
-* :func:`split_per_frame` cuts a model whose first half works frame by frame (LRCN: a CNN per frame, then an LSTM)
-  into that half and the rest, so overlapping timeline windows compute each frame's features once. Whoever uses
-  the halves checks them against the whole model first (:class:`har.backends.KerasBackend` does, at load).
+* :func:`split_per_frame` cuts a model whose first half works frame by frame (a CNN per frame, then an LSTM or a
+  ConvLSTM) into that half and the rest, so overlapping timeline windows compute each frame's features once.
+  Whoever uses the halves checks them against the whole model first (:class:`har.backends.KerasBackend` does, at
+  load; :func:`har.export.export_onnx` before it writes them).
 """
 
 from __future__ import annotations
@@ -53,33 +54,54 @@ def fold_time(model) -> int:
     return folded
 
 
+def _acts_per_frame(layer) -> bool:
+    """True for a layer of ``_PER_FRAME``, or a BatchNormalization over the channels alone (at inference each
+    frame's values are scaled by fixed statistics; one over another axis, e.g. time, tells frames apart)."""
+    name = type(layer).__name__
+    if name == "BatchNormalization":
+        return layer.axis in (-1, len(layer.input.shape) - 1)
+    return name in _PER_FRAME
+
+
 def split_per_frame(model, size: int):
-    """``(frame_model, head_model)`` when ``model`` starts with a chain of layers that act frame by frame and the
-    chain's last layer gives one vector per frame: ``frame_model`` maps uint8 ``(n, size, size, 3)`` to
-    ``(n, dim)``, ``head_model`` maps ``(n, frames, dim)`` (the model's frames) to class probabilities; the head is
-    the rest of the graph, whatever its shape (our ImageNet LRCN branches there into each vector and its change
-    from the previous frame).
-    None for any other graph (ConvLSTM: the first real layer is already recurrent; a later layer that reads the
-    frames themselves). The caller checks that the halves agree."""
+    """``(frame_model, head_model)`` when ``model`` starts with a chain of layers that act frame by frame (one
+    of them TimeDistributed): ``frame_model`` maps uint8 frames ``(n, size, size, 3)`` to what the chain gives for
+    each frame, a vector ``(n, dim)`` or maps ``(n, h, w, c)``; ``head_model`` maps those of windows
+    ``(n, frames, ...)`` (the model's frames) to class probabilities. The chain ends at the first layer that reads
+    time (LSTM, ConvLSTM2D, Cropping1D, ...) and gives up trailing Dropouts to the head. A chain that starts with a
+    frozen encoder (the imagenet presets) ends where training begins, so that the features are the frozen
+    encoder's, whichever model serves them: the space of the cached training features (:mod:`har.features`) and of
+    the open-set bank (:mod:`har.openset`). Our ImageNet LRCN is cut after "gap" (the encoder's maps pooled to
+    ``(320,)`` at 128 px), the ConvLSTM after "encoder" (``(4, 4, 320)``; its trained batch norm and 1x1 "reduce"
+    run in the head: about 7 % of its multiply-adds). The head is the rest of the graph, whatever its shape (our
+    ImageNet LRCN branches there into each vector and its change from the previous frame).
+    None for any other graph (a first layer that is already recurrent; a later layer that reads the frames
+    themselves). The frame model runs the chain's own layers on windows of one frame, so every layer computes
+    exactly as in the whole model. The caller checks that the halves agree."""
     import keras
 
     chain = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
     cut = 0
     try:
-        while (cut < len(chain) and type(chain[cut]).__name__ in _PER_FRAME
+        while (cut < len(chain) and _acts_per_frame(chain[cut])
                and (chain[cut].input is (model.inputs[0] if cut == 0 else chain[cut - 1].output))):
             cut += 1
     except (AttributeError, ValueError):  # a layer used more than once has no single input/output
         return None
+    frozen = [i for i, layer in enumerate(chain[:cut]) if layer.weights and not layer.trainable_weights]
+    if frozen:  # a frozen encoder: the half ends where training begins (the trained layers after it go to the head)
+        cut = next((i for i in range(frozen[0], cut) if chain[i].trainable_weights), cut)
+    while cut > 0 and type(chain[cut - 1]).__name__ == "Dropout":  # identity when serving: leave it to the head
+        cut -= 1
     if cut == len(chain) or not any(type(x).__name__ == "TimeDistributed" for x in chain[:cut]):
-        return None
-    if len(chain[cut - 1].output.shape) != 3:  # (batch, frames, dim): one vector per frame
         return None
     try:  # the graph from the per-frame output on; raises when a later layer also reads an earlier tensor
         head_model = keras.Model(chain[cut - 1].output, model.outputs[0])
     except ValueError:
         return None
-    x = inputs = keras.Input((size, size, 3), dtype="uint8")
+    feature_shape = tuple(chain[cut - 1].output.shape[2:])  # one frame's: (dim,) or (h, w, c)
+    inputs = keras.Input((size, size, 3), dtype="uint8")
+    x = keras.layers.Reshape((1, size, size, 3))(inputs)  # (n, 1, size, size, 3): windows of one frame
     for layer in chain[:cut]:
-        x = (layer.layer if type(layer).__name__ == "TimeDistributed" else layer)(x)  # same weights, per frame
-    return keras.Model(inputs, x), head_model
+        x = layer(x)  # same layers, same weights
+    return keras.Model(inputs, keras.layers.Reshape(feature_shape)(x)), head_model

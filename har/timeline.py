@@ -266,8 +266,9 @@ class _WindowJob(_Job):
 
 
 class _FrameJob(_Job):
-    """One recognizer's windows during a pass, for a model split in halves: per-frame features of each grid frame
-    once (in batches, on the worker thread), then the head over every window's features at the end."""
+    """One recognizer's windows during a pass, for a model split in halves: per-frame features (vectors or maps) of
+    each grid frame once (in batches, on the worker thread), then the head over every window's features at the
+    end."""
 
     def __init__(self, rec, plan: WindowPlan, pool: ThreadPoolExecutor):
         super().__init__(rec, plan, pool)
@@ -287,13 +288,17 @@ class _FrameJob(_Job):
 
     def window_probs(self) -> np.ndarray:
         self._flush()
-        features = np.concatenate([f.result() for f in self.futures])  # (retrieved, dim)
+        features = np.concatenate([f.result() for f in self.futures])  # (retrieved, *feature_shape)
         have = np.asarray(self.indices)
         # each window frame's row; a frame that failed to decode takes the nearest decoded one
         pos = np.clip(np.searchsorted(have, self.plan.indices), 0, len(have) - 1)
         left = np.clip(pos - 1, 0, len(have) - 1)
         rows = np.where(np.abs(have[left] - self.plan.indices) < np.abs(have[pos] - self.plan.indices), left, pos)
-        return self.rec.head_probabilities(features[rows])  # (windows, frames, dim) -> (windows, classes)
+        # (windows, frames, *feature_shape) -> (windows, classes), a batch of windows at a time: the ConvLSTM's maps
+        # (20 KB a frame at 128 px) of every window of a long video at once would take (windows x frames) times that
+        step = self.rec.batch_size
+        return np.concatenate([self.rec.head_probabilities(features[rows[i : i + step]])
+                               for i in range(0, len(rows), step)])
 
 
 def _seconds(name: str, value: float | None) -> float | None:

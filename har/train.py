@@ -340,15 +340,16 @@ def _hyper(opts: TrainOptions, refit: dict | None, averaged: dict | None, device
 
 
 def _export(out: Path) -> None:
-    """model.onnx beside model.keras (the command line serves it without TensorFlow). Optional: when it cannot be
+    """The ONNX copy beside model.keras (the command line serves it without TensorFlow). Optional: when it cannot be
     made, the model is served by TensorFlow and a warning says why."""
-    from har.export import ONNX_FILE, export_onnx
+    from har.export import ONNX_FILES, export_onnx
 
-    (out / ONNX_FILE).unlink(missing_ok=True)  # never leave an earlier model's copy beside this one
+    for name in ONNX_FILES:  # never leave an earlier model's copy beside this one
+        (out / name).unlink(missing_ok=True)
     try:
         export_onnx(out)
     except (ImportError, HarError) as exc:
-        log.warning("no %s for %s: %s", ONNX_FILE, out, exc)
+        log.warning("no ONNX copy for %s: %s", out, exc)
 
 
 def _built(opts: TrainOptions, classes: int) -> keras.Model:

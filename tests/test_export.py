@@ -1,4 +1,5 @@
-"""model.onnx: made from model.keras and checked against it; served by ONNX Runtime without TensorFlow where
+"""The ONNX copy (model.onnx here: the tiny model does not split frame by frame; frame.onnx + head.onnx in
+tests/test_split.py): made from model.keras and checked against it; served by ONNX Runtime without TensorFlow where
 usable, never when stale; the command line's default."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from conftest import REPO, run_cli
 import har.backends
 import har.export
 from har import Recognizer
-from har.backends import gpu_present, serving_session
+from har.backends import gpu_present, serving_sessions
 from har.errors import ModelError
 from har.export import DIGEST_KEY, ONNX_FILE, export_onnx, keras_digest
 from har.modeldir import load_model
@@ -42,8 +43,8 @@ def onnx_model(tiny_model, tmp_path_factory):
 @pytest.mark.parametrize("name", SHIPPED)
 def test_each_shipped_model_has_a_current_onnx_copy_that_agrees_with_keras(name, ucf):
     d = REPO / "models" / name
-    session = serving_session(d, "onnx")  # raises unless model.onnx was made from this model.keras
-    assert session.get_modelmeta().custom_metadata_map[DIGEST_KEY] == keras_digest(d)
+    sessions = serving_sessions(d, "onnx")  # raises unless the ONNX copy was made from this model.keras
+    assert {s.get_modelmeta().custom_metadata_map[DIGEST_KEY] for s in sessions.values()} == {keras_digest(d)}
     keras_rec, onnx_rec = Recognizer(d, runtime="keras"), Recognizer(d, runtime="onnx")
     assert (keras_rec.runtime, onnx_rec.runtime) == ("keras", "onnx")
     classes = keras_rec.config.classes
@@ -71,7 +72,8 @@ def test_a_stale_or_damaged_copy_is_never_served(onnx_model, tmp_path, caplog, m
     with caplog.at_level("WARNING"):
         assert Recognizer(stale, runtime="auto").runtime == "keras"
     assert "was not made from the present model.keras" in caplog.text
-    with pytest.raises(ModelError, match="no usable model.onnx made from its model.keras"):
+    with pytest.raises(ModelError, match=r"no usable ONNX copy \(frame.onnx and head.onnx, or model.onnx\) made "
+                                         "from its model.keras: run `python -m har export --model "):
         Recognizer(stale, runtime="onnx")
 
     damaged = tmp_path / "damaged"
@@ -82,7 +84,7 @@ def test_a_stale_or_damaged_copy_is_never_served(onnx_model, tmp_path, caplog, m
     shutil.copytree(onnx_model, missing)
     (missing / ONNX_FILE).unlink()
     assert Recognizer(missing, runtime="auto").runtime == "keras"
-    assert serving_session(missing) is None
+    assert serving_sessions(missing) is None
 
     export_onnx(stale)  # renewed: served again
     assert Recognizer(stale, runtime="auto").runtime == "onnx"
@@ -137,4 +139,4 @@ def test_cli_serves_onnx_by_default_without_importing_tensorflow(onnx_model, ucf
     (again / ONNX_FILE).unlink()
     done = run_cli("export", "--model", str(again))
     assert done.returncode == 0 and done.stdout.strip().endswith(ONNX_FILE), done.stderr[-2000:]
-    assert serving_session(again, "onnx") is not None
+    assert list(serving_sessions(again, "onnx")) == [ONNX_FILE]

@@ -192,8 +192,9 @@ def test_models_that_look_at_more_than_one_frame_early_run_whole():
 
     from har import models
 
-    # our from-scratch LRCN pairs each frame's pixels with their motion; ConvLSTM is recurrent from the first layer
-    for arch, preset in [("lrcn", "default"), ("convlstm", "default"), ("convlstm", "imagenet")]:
+    # our from-scratch LRCN pairs each frame's pixels with their motion; these ConvLSTMs are recurrent from the first
+    # layer (the ImageNet ConvLSTM's encoder splits off: tests/test_split.py)
+    for arch, preset in [("lrcn", "default"), ("convlstm", "default"), ("convlstm", "tutorial")]:
         assert split_per_frame(models.build(arch, preset, 4, frames=8, size=64), 64) is None
     # per-frame vectors whose head also reads the frames themselves: no head can be cut from the vectors alone
     frames = keras.Input((8, 64, 64, 3), dtype="uint8")
@@ -227,7 +228,7 @@ class SpyBackend(Backend):
     runtime = "spy"
 
     def __init__(self, per_frame: bool):
-        self.per_frame, self.feature_dim = per_frame, 1
+        self.per_frame, self.feature_shape = per_frame, (1,)
         self.windows: list[list[int]] = []
 
     def clips(self, x):  # windows (whole-model path) and the whole-clip sample
