@@ -32,7 +32,7 @@ from pathlib import Path
 import gradio as gr
 import gradio.utils
 
-from har import HarError, __version__, dashboard, modelcard
+from har import HarError, __version__, dashboard, modelcard, openset_report
 from har.disk import max_cache_bytes, sweep
 from har.progress import scaled
 from har.turns import Turns
@@ -124,13 +124,23 @@ def _chosen(model: str, recognizers: dict, missing: dict) -> dict:
 def _uncertain_notice(results: dict[str, dict]) -> str:
     lines = [f"**{name} read only part of the video**: {r['read_warning']}"
              for name, r in results.items() if r.get("read_warning")]
+    strange = {name: r for name, r in results.items() if _unfamiliar(r)}
+    if strange:
+        lines.append("**This video doesn't look like any of the six actions the models know.** " + " ".join(
+            f"{name}: familiarity {r['familiarity']:.2f}, under its threshold of {r['familiar_above']:.2f} "
+            f"(closest action: {r['top'][0]['label']})." for name, r in strange.items()))
     lines += [
         f"**{name} is not sure**: its best guess, {r['top'][0]['label']}, has probability "
         f"{r['top'][0]['score']:.0%}, under its threshold of {r['uncertain_below']:.0%}. The video may show none of "
         "the six actions it knows."
-        for name, r in results.items() if r["uncertain"]
+        for name, r in results.items() if r["uncertain"] and name not in strange
     ]
     return "\n\n".join(lines)
+
+
+def _unfamiliar(result: dict) -> bool:
+    """True when a model's open-set score puts the whole video outside what it was trained on."""
+    return result.get("familiarity") is not None and result["familiarity"] < result["familiar_above"]
 
 
 def recognize(recognizers: dict, missing: dict, video: str | None, url: str, model: str,
@@ -382,6 +392,7 @@ def compare_tab(records: list[dashboard.ModelRecord]) -> None:
                            "benchmarks/bench_timeline.py): segments found and where they end; before: the smoothing "
                            "the decoder replaced")
     gr.Plot(dashboard.confusion_figure(main), label="Confusion matrices (rows: true class)", elem_id="confusion")
+    _openset_section(main)
     clips = example_clips()
     if clips:
         cfg = next((r.config for r in main if r.config), None)
@@ -394,6 +405,23 @@ def compare_tab(records: list[dashboard.ModelRecord]) -> None:
             gr.Image(str(r.explained), format="jpeg", interactive=False, elem_id=f"explained-{r.name}",
                      label=f"Why {r.label} answers as it does, on one example clip per class: where it looked "
                            "(Grad-CAM, red is hot) and, under each frame, how much its answer drops without it")
+
+
+def _openset_section(main: list[dashboard.ModelRecord]) -> None:
+    """Open set, from each model's openset.json (benchmarks/bench_openset.py --write)."""
+    reports = {r.name: rep for r in main
+               for rep in openset_report.load_reports([r.name], r.directory.parent).values()}
+    gr.Markdown("### None of the six actions: the open-set score\nEach answer carries a *familiarity*: how much the "
+                "video looks like the training clips (docs/openset.md). Under the threshold set on validation "
+                "clips, the app says the video shows none of the six actions.", elem_id="openset-intro")
+    if reports:
+        gr.Dataframe(openset_report.openset_table(reports, dashboard.DISPLAY), interactive=False,
+                     elem_id="openset-table", label="At the shipped threshold: known test-group clips rejected, "
+                     "seconds of the three wild videos (other actions) flagged, leave-one-class-out AUROC")
+    gr.Plot(openset_report.roc_figure(reports, dashboard.DISPLAY, dashboard.MODEL_COLORS), elem_id="openset-roc",
+            label="Known test clips against windows of the wild videos: ROC of familiarity and of the top probability")
+    gr.Plot(openset_report.calibration_figure(reports, dashboard.DISPLAY, dashboard.MODEL_COLORS),
+            elem_id="calibration", label="Calibration of the top probability on the test groups (reliability)")
 
 
 def about_tab(records: list[dashboard.ModelRecord]) -> None:

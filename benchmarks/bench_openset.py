@@ -72,8 +72,10 @@ def measure(name: str, cache: Path) -> dict:
 
     wild = sorted((DATA / "wild").glob("*.mp4"))
     videos, window_fam, window_top = [], [], []
+    window_s = hop_s = None
     for path in wild:
         t = rec.timeline(path)
+        window_s, hop_s = t.window_s, t.hop_s
         flagged = sum(min(s.end_s, t.duration_s) - s.start_s for s in t.segments if s.label == UNCERTAIN)
         videos.append({"video": path.name, "seconds": round(t.duration_s, 1), "flagged_s": round(flagged, 1),
                        "windows": len(t.window_starts),
@@ -88,8 +90,8 @@ def measure(name: str, cache: Path) -> dict:
     x = {s: features_of(clips_of(index, config.split[s]), model, config.sampling, config.min_window_s, cache,
                         desc=f"{s} features") for s in ("train", "validation", "test")}
     labels = {s: index.labels(clips_of(index, config.split[s])) for s in x}
-    wild_raw = np.concatenate([describe(wild_windows(p, encoder, config.size, config.frames, rec.window_s,
-                                                     rec.hop_s)) for p in wild])
+    wild_raw = np.concatenate([describe(wild_windows(p, encoder, config.size, config.frames, window_s, hop_s))
+                               for p in wild])
     loco = []
     for c, label in enumerate(index.classes):
         part = fit_features(x["train"][labels["train"] != c], x["validation"][labels["validation"] != c])
@@ -117,7 +119,7 @@ def measure(name: str, cache: Path) -> dict:
         "wild": {"videos": videos, "auroc": round(auroc(known_fam, window_fam), 4),
                  "auroc_top": round(auroc(probs.max(1), window_top), 4),
                  "roc": roc(known_fam, window_fam), "roc_top": roc(probs.max(1), window_top),
-                 "window_s": rec.window_s, "hop_s": rec.hop_s},
+                 "window_s": window_s, "hop_s": hop_s},
         "loco": {"per_class": loco, "mean": mean},
         "calibration": calibration(probs, y),
     }

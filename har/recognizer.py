@@ -11,6 +11,7 @@ warms it up. It holds no per-call state.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
@@ -21,10 +22,13 @@ from har.backends import Backend, checked_runtime, load_backend
 from har.config import ModelConfig
 from har.limits import check_length
 from har.modeldir import resolve_model_dir
+from har.openset import OPENSET_FILE, Familiarity
 from har.progress import Progress, silent
 from har.results import ClipPrediction, Timeline, check_top_k
 from har.timeline import scan
 from har.video import probe, sample_clip_counted
+
+log = logging.getLogger(__name__)
 
 BATCH = 32  # windows per forward pass; smaller batches go as power-of-two chunks (few distinct shapes)
 
@@ -79,6 +83,11 @@ class Recognizer:
         self.directory = directory
         self.uncertain_below = config.uncertain_below if uncertain_below is None else float(uncertain_below)
         self.batch_size = batch_size
+        # the open-set score (har.openset); None: "none of the known actions" from the top probability alone
+        self.familiarity = Familiarity.load(directory) if directory is not None else None
+        if self.familiarity is None and config.encoder:
+            log.warning("%s has no %s: it is served on the top probability alone (no open-set score)", name,
+                        OPENSET_FILE)
         self.backend: Backend | None = None
         self._keras_model = None
         self._model_lock = threading.Lock()
@@ -195,9 +204,23 @@ class Recognizer:
 
     # --- answers ----------------------------------------------------------------------------------------------
 
-    def prediction(self, probs: np.ndarray, top_k: int = 5) -> ClipPrediction:
+    def prediction(self, probs: np.ndarray, top_k: int = 5, familiarity: float | None = None) -> ClipPrediction:
+        fam = self.familiarity
         return ClipPrediction(self.name, self.config.classes, np.asarray(probs, np.float32), self.uncertain_below,
-                              check_top_k(top_k))
+                              check_top_k(top_k), familiarity=None if familiarity is None else float(familiarity),
+                              familiar_above=None if familiarity is None or fam is None else fam.threshold)
+
+    @property
+    def open_set(self) -> bool:
+        """True when answers carry a familiarity: an open-set score and the model served in halves."""
+        return self.familiarity is not None and self.per_frame
+
+    def answer(self, clips: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(probs (n, classes), familiarity (n,) or None)`` of uint8 clips ``(n, frames, size, size, 3)``."""
+        if not self.open_set:
+            return self.probabilities(clips), None
+        features, probs = self.features_and_probabilities(clips)
+        return probs, self.familiarity(features)
 
     def classify(self, path: str | os.PathLike, top_k: int = 5, progress: Progress | None = None) -> ClipPrediction:
         """Top-k classes of the whole video at ``path``. Raises :class:`VideoError` for an unusable video."""
@@ -208,8 +231,9 @@ class Recognizer:
         progress(0.0, f"{self.name}: sampling {self.config.frames} frames")
         clip, decoded = sample_clip_counted(path, self.config.frames, self.config.size)
         progress(0.8, f"{self.name}: classifying")
-        pred = self.prediction(self.probabilities(clip[None])[0], top_k).read(decoded / (info.fps or 25.0),
-                                                                              info.duration_s)
+        probs, fam = self.answer(clip[None])
+        pred = self.prediction(probs[0], top_k, None if fam is None else fam[0]).read(
+            decoded / (info.fps or 25.0), info.duration_s)
         progress(1.0, f"{self.name}: {pred.label}")
         return pred
 

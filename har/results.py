@@ -144,6 +144,9 @@ class Timeline:
     unknown: np.ndarray  # (T,) float32 u in [0, 1]: how likely each step shows none of the known actions
     penalty: float  # the decoder's log-space cost per change of state
     segments: tuple[Segment, ...] = field(default=())
+    # (windows,) each window's familiarity (har.openset); None for a model without an open-set score or served
+    # whole per window (still loading)
+    window_familiarity: np.ndarray | None = None
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -176,6 +179,8 @@ class Timeline:
             "per_step": {"t": np.round(self.steps, 3).tolist(), "classes": list(self.classes),
                          "probs": np.round(self.step_probs.astype(float), 4).tolist(),
                          "unknown": np.round(self.unknown.astype(float), 4).tolist()},
+            "window_familiarity": None if self.window_familiarity is None
+            else np.round(self.window_familiarity.astype(float), 4).tolist(),
         }
 
 

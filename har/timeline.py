@@ -121,9 +121,9 @@ def scan(path: Path, recognizers: Sequence, window_s: float | None, hop_s: float
                 job.cancel()
             jobs = _jobs(recognizers, found, fps, window_s, hop_s, pool)
             found = _decode(path, jobs, found, fps, names, progress)
-        clips = [pool.submit(job.rec.probabilities, gather(job.plan.clip, job.clip)[None]) for job in jobs]
+        clips = [pool.submit(job.rec.answer, gather(job.plan.clip, job.clip)[None]) for job in jobs]
         progress(0.95, f"{names}: scoring windows")
-        timelines = [_timeline(job, clip.result()[0], found, fps, penalty, top_k)
+        timelines = [_timeline(job, clip.result(), found, fps, penalty, top_k)
                      for job, clip in zip(jobs, clips, strict=True)]
     progress(1.0, f"{names}: timeline ready")
     # each result says how much of the container's length it was made from (found / fps of info.duration_s)
@@ -180,8 +180,11 @@ def _decode(path: Path, jobs: Sequence[_Job], total: int, fps: float, names: str
     return n
 
 
-def _timeline(job: _Job, clip_probs: np.ndarray, frames: int, fps: float, penalty: float, top_k: int) -> Timeline:
-    """One recognizer's timeline from its job after the pass and its whole-clip probabilities."""
+def _timeline(job: _Job, clip: tuple, frames: int, fps: float, penalty: float, top_k: int) -> Timeline:
+    """One recognizer's timeline from its job after the pass and its whole-clip answer (probabilities and
+    familiarity, :meth:`har.Recognizer.answer`). With an open-set score, a step's unknown probability is the larger
+    of the top-probability rule's and the familiarity's (:meth:`har.openset.Familiarity.unknown_probability`,
+    averaged over the windows covering the step as the probabilities are)."""
     rec, plan = job.rec, job.plan
     wp = job.window_probs()
     duration = frames / fps
@@ -189,9 +192,17 @@ def _timeline(job: _Job, clip_probs: np.ndarray, frames: int, fps: float, penalt
     step = min(plan.hop_s, MAX_STEP_S)
     steps, step_probs = per_step(plan.starts_s, plan.length_s, wp, duration, step)
     unknown = unknown_of(step_probs, rec.uncertain_below)
+    descriptors = job.window_descriptors() if rec.familiarity is not None else None
+    familiarity = None
+    if descriptors is not None:
+        familiarity = rec.familiarity.of_descriptors(descriptors)
+        u = rec.familiarity.unknown_probability(familiarity)[:, None]
+        unknown = np.maximum(unknown, per_step(plan.starts_s, plan.length_s, u, duration, step)[1][:, 0])
     segs = decode(step_probs, step, duration, rec.config.classes, rec.uncertain_below, penalty, unknown)
-    return Timeline(rec.name, rec.prediction(clip_probs, top_k), duration, fps, frames, plan.length_s, plan.hop_s,
-                    plan.starts_s, wp, t, probs, step, steps, step_probs, unknown, penalty, segs)
+    probs_clip, fam_clip = clip
+    return Timeline(rec.name, rec.prediction(probs_clip[0], top_k, None if fam_clip is None else fam_clip[0]),
+                    duration, fps, frames, plan.length_s, plan.hop_s, plan.starts_s, wp, t, probs, step, steps,
+                    step_probs, unknown.astype(np.float32), penalty, segs, familiarity)
 
 
 class _Job:
@@ -224,6 +235,11 @@ class _Job:
     def window_probs(self) -> np.ndarray:
         """``(windows, classes)`` after the pass."""
         raise NotImplementedError
+
+    def window_descriptors(self) -> np.ndarray | None:
+        """``(windows, C)`` open-set descriptors (:func:`har.openset.describe`) after :meth:`window_probs`; None
+        for a model run whole per window."""
+        return None
 
 
 class _WindowJob(_Job):
@@ -286,6 +302,9 @@ class _FrameJob(_Job):
             self.futures.append(self.pool.submit(self.rec.frame_features, np.stack(self.batch)))
             self.batch = []
 
+    def window_descriptors(self) -> np.ndarray | None:
+        return self.descriptors
+
     def window_probs(self) -> np.ndarray:
         self._flush()
         features = np.concatenate([f.result() for f in self.futures])  # (retrieved, *feature_shape)
@@ -294,6 +313,9 @@ class _FrameJob(_Job):
         pos = np.clip(np.searchsorted(have, self.plan.indices), 0, len(have) - 1)
         left = np.clip(pos - 1, 0, len(have) - 1)
         rows = np.where(np.abs(have[left] - self.plan.indices) < np.abs(have[pos] - self.plan.indices), left, pos)
+        # each window's open-set descriptor: the mean of its frames' features averaged over space
+        pooled = features.reshape(len(features), -1, features.shape[-1]).mean(axis=1)  # (retrieved, C)
+        self.descriptors = pooled[rows].mean(axis=1)
         # (windows, frames, *feature_shape) -> (windows, classes), a batch of windows at a time: the ConvLSTM's maps
         # (20 KB a frame at 128 px) of every window of a long video at once would take (windows x frames) times that
         step = self.rec.batch_size
