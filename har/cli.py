@@ -58,6 +58,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
     )
     config = train(opts)
+    if config is None:  # a --strategy multiworker worker other than the chief: worker 0 writes the model
+        print(json.dumps({"out": str(opts.out), "chief": False}))
+        return 0
     print(json.dumps({"out": str(opts.out), "epochs": config.epochs, "best_epoch": config.best_epoch,
                       "train_seconds": config.train_seconds, "params": config.params}))
     return 0

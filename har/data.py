@@ -233,12 +233,13 @@ def class_counts(index: DatasetIndex, clips: Sequence[Clip]) -> dict[str, int]:
 
 
 def make_dataset(frames: np.ndarray, labels: np.ndarray, batch_size: int, *, map_fn=None,
-                 shuffle_seed: int | None = None):
+                 shuffle_seed: int | None = None, drop_remainder: bool = False):
     """A ``tf.data.Dataset`` of ``((batch, F, H, W, 3) uint8, (batch,) int32)`` from in-memory cached frames.
 
     Evaluation (``shuffle_seed=None``): ``map_fn(clip)`` per clip, in order. Training: shuffled every epoch, and
     ``map_fn(clip, seed)`` gets a shape-(2,) int64 seed drawn from ``shuffle_seed`` per element, so stateless
-    augmentation is reproducible even with parallel map calls.
+    augmentation is reproducible even with parallel map calls. ``drop_remainder``: no last, smaller batch (the
+    clips of an epoch's shuffled order that do not fill one wait for another epoch).
     """
     import tensorflow as tf
 
@@ -254,4 +255,4 @@ def make_dataset(frames: np.ndarray, labels: np.ndarray, batch_size: int, *, map
             ds = tf.data.Dataset.zip(ds, seeds).map(
                 lambda xy, s: (map_fn(xy[0], s), xy[1]), num_parallel_calls=tf.data.AUTOTUNE
             )
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)

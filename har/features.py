@@ -124,7 +124,7 @@ def features_of(clips: Sequence, model, sampling: Sampling, min_window_s: float,
     return np.stack(out)
 
 
-def view_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
+def view_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, drop_remainder: bool = False):
     """Shuffled training batches of cached features ``(n, VIEWS, ...)``: each clip shows one of its augmented views
     (1..), drawn anew every epoch, as training on frames shows a fresh augmentation every epoch."""
     import tensorflow as tf
@@ -136,7 +136,7 @@ def view_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
     def view(clip, s):
         return tf.cast(tf.gather(clip, tf.random.stateless_uniform((), s, 1, views, dtype=tf.int32)), tf.float32)
 
-    return make_dataset(x, y, batch_size, shuffle_seed=seed, map_fn=view)
+    return make_dataset(x, y, batch_size, shuffle_seed=seed, map_fn=view, drop_remainder=drop_remainder)
 
 
 def served_dataset(x: np.ndarray, y: np.ndarray, batch_size: int):

@@ -19,7 +19,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import platform
 import shutil
 import time
@@ -45,6 +44,7 @@ from har.checkpoints import (
     recompute_batch_norm,
 )
 from har.config import ModelConfig, Sampling
+from har.distributed import all_workers_here, cluster_of, fit, pick_strategy
 from har.errors import HarError
 from har.modeldir import HISTORY_FILE, METRICS_FILE, MODEL_FILE, REFIT_HISTORY_FILE
 from har.trainsets import TrainData, frozen, train_dataset
@@ -111,29 +111,20 @@ def versions() -> dict[str, str]:
     }
 
 
-def pick_strategy(name: str):
-    """A ``tf.distribute`` strategy: GPUs when TensorFlow sees them, else the CPU."""
-    import tensorflow as tf
+def train(opts: TrainOptions) -> ModelConfig | None:
+    """Run one training; returns the config written next to the model. Raises :class:`HarError` on bad input.
 
-    gpus = tf.config.list_physical_devices("GPU")
-    if name == "multiworker":  # one process per machine, the cluster described by TF_CONFIG (see README)
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "mirrored":
-        if not gpus:
-            log.warning("--strategy mirrored: TensorFlow sees no GPU; MirroredStrategy runs on the CPU")
-        return tf.distribute.MirroredStrategy()
-    if name == "cpu" or not gpus:
-        return tf.distribute.OneDeviceStrategy("/cpu:0")
-    return tf.distribute.OneDeviceStrategy("/gpu:0")
-
-
-def train(opts: TrainOptions) -> ModelConfig:
-    """Run one training; returns the config written next to the model. Raises :class:`HarError` on bad input."""
+    Under ``--strategy multiworker`` every worker runs this in step; worker 0 (the chief) writes the model to
+    ``opts.out``. Worker k > 0 keeps its own checkpoints in ``opts.out/_worker<k>/`` (so every worker may be given
+    the same ``--out``, shared or not), removes them when training is over, and returns None."""
     _check(opts)
     with _process_state(opts.seed) as device:
+        strategy = pick_strategy(opts.strategy)
+        worker, workers = cluster_of(strategy)
+        if worker:
+            opts = dataclasses.replace(opts, out=Path(opts.out) / f"_worker{worker}")
         out, resume_dir = _prepare(opts)
         data = TrainData.load(opts, _built)
-        strategy = pick_strategy(opts.strategy)
         started = time.perf_counter()
         rows = _fit(opts, data, strategy)
         train_seconds = sum(r["epoch_seconds"] for r in rows)
@@ -142,6 +133,11 @@ def train(opts: TrainOptions) -> ModelConfig:
         if opts.refit:  # phase 2: training + validation groups, as many epochs as the validated phase's best
             refit = _refit(opts, data, strategy, best + 1)
             train_seconds += refit["seconds"]
+        if worker:  # every step that needs all the workers is done; the chief writes the model
+            shutil.rmtree(out)
+            log.info("worker %d of %d trained; waiting for worker 0 to write the model", worker, workers)
+            all_workers_here(strategy)
+            return None
         final, averaged = _final_model(opts, data, rows, best)
         final.save(out / MODEL_FILE)
         test_metrics = _test(opts, data, final)
@@ -152,7 +148,7 @@ def train(opts: TrainOptions) -> ModelConfig:
             window_s=round(float(np.median(data.durations)), 2) if data.durations else 7.0, seed=opts.seed,
             data=Path(opts.data).resolve().name, split=data.split, epochs=len(rows), best_epoch=best + 1,
             train_seconds=round(train_seconds, 1), params=int(final.count_params()),
-            hyper=_hyper(opts, refit, averaged, device), versions=versions(),
+            hyper=_hyper(opts, refit, averaged, device, workers), versions=versions(),
         )
         if frozen(opts):  # the open-set score: training clips' views as the bank, validation clips for the threshold
             from har.openset import fit_features
@@ -163,6 +159,7 @@ def train(opts: TrainOptions) -> ModelConfig:
         config.save(out)
         _export(out)
         shutil.rmtree(resume_dir)
+        all_workers_here(strategy)
         log.info("trained %s in %.0f s (this call %.0f s): test accuracy %.3f, macro-F1 %.3f", out, train_seconds,
                  time.perf_counter() - started, test_metrics["accuracy"], test_metrics["macro_f1"])
     return config
@@ -176,8 +173,6 @@ def _check(opts: TrainOptions) -> None:
         raise HarError("--average-last does not go with the imagenet preset: it trains on cached encoder features.")
     if opts.refit and opts.average_last:
         raise HarError("--refit and --average-last do not go together: the refit phase ships its last epoch.")
-    if opts.resume and not (Path(opts.out) / RESUME_DIR / STATE_FILE).is_file():
-        raise HarError(f"Nothing to resume in {opts.out}: no unfinished run there (no {RESUME_DIR}/{STATE_FILE}).")
 
 
 @contextmanager
@@ -208,6 +203,8 @@ def _prepare(opts: TrainOptions) -> tuple[Path, Path]:
     """The model directory and its ``_resume/``: an earlier unfinished run is forgotten unless resumed."""
     out = Path(opts.out)
     resume_dir = out / RESUME_DIR
+    if opts.resume and not (resume_dir / STATE_FILE).is_file():
+        raise HarError(f"Nothing to resume in {out}: no unfinished run there (no {RESUME_DIR}/{STATE_FILE}).")
     if not opts.resume and resume_dir.exists():
         shutil.rmtree(resume_dir)  # a fresh run: forget an earlier unfinished one
     if not opts.resume:
@@ -227,7 +224,7 @@ def _fit(opts: TrainOptions, data: TrainData, strategy) -> list[dict[str, float]
 
     out, resume_dir = Path(opts.out), Path(opts.out) / RESUME_DIR
     k = len(data.index.classes)
-    ds_train = train_dataset(opts, data.x_train, data.y_train, k)
+    ds_train = train_dataset(opts, data.x_train, data.y_train, k, strategy.num_replicas_in_sync)
     if frozen(opts):
         from har.features import served_dataset
 
@@ -256,13 +253,9 @@ def _fit(opts: TrainOptions, data: TrainData, strategy) -> list[dict[str, float]
         EpochLog(out, prior, average_from=opts.epochs - opts.average_last if opts.average_last else None),
     ]
     if state["epoch"] < opts.epochs and not state.get("stopped"):
-        model.fit(ds_train, validation_data=ds_val, epochs=opts.epochs, initial_epoch=state["epoch"],
-                  callbacks=callbacks, verbose=_verbose())
+        fit(model, strategy, ds_train, validation=ds_val, epochs=opts.epochs, initial_epoch=state["epoch"],
+            callbacks=callbacks)
     return read_history(history_path)
-
-
-def _verbose() -> int:
-    return 1 if os.isatty(2) else 2  # a progress bar on a terminal, one line per epoch in a log
 
 
 def _final_model(opts: TrainOptions, data: TrainData, rows: list[dict[str, float]],
@@ -318,7 +311,7 @@ def _test(opts: TrainOptions, data: TrainData, final: keras.Model) -> dict:
     return test_metrics
 
 
-def _hyper(opts: TrainOptions, refit: dict | None, averaged: dict | None, device: str) -> dict:
+def _hyper(opts: TrainOptions, refit: dict | None, averaged: dict | None, device: str, workers: int) -> dict:
     """``config.hyper``: the recipe as run, and what shipped."""
     from har import features
 
@@ -335,7 +328,7 @@ def _hyper(opts: TrainOptions, refit: dict | None, averaged: dict | None, device
         "test": opts.test, "augment": "jitter+crop+flip+brightness/contrast/saturation+grey" + (
             f" on {features.VIEWS - 1} cached views ({features.CROP_VIEWS} temporal crops from {opts.min_window_s:g} s)"
             if frozen(opts) else ""),
-        "strategy": opts.strategy, "device": device,
+        "strategy": opts.strategy, "device": device, **({"workers": workers} if workers > 1 else {}),
     }
 
 
@@ -388,7 +381,7 @@ def _refit(opts: TrainOptions, data: TrainData, strategy, epochs: int) -> dict:
     ``config.hyper["refit"]`` says of it."""
     x_all, y_all = np.concatenate([data.x_train, data.x_val]), np.concatenate([data.y_train, data.y_val])
     classes = len(data.index.classes)
-    dataset = train_dataset(opts, x_all, y_all, classes)
+    dataset = train_dataset(opts, x_all, y_all, classes, strategy.num_replicas_in_sync)
     out = Path(opts.out)
     rdir = out / RESUME_DIR / REFIT_DIR
     rdir.mkdir(exist_ok=True)
@@ -403,7 +396,7 @@ def _refit(opts: TrainOptions, data: TrainData, strategy, epochs: int) -> dict:
             model = _compiled(opts, classes, x_all)
             log.info("refit phase: training + validation groups, %d epochs", epochs)
     if state["epoch"] < epochs:
-        model.fit(dataset, epochs=epochs, initial_epoch=state["epoch"], verbose=_verbose(), callbacks=[
+        fit(model, strategy, dataset, epochs=epochs, initial_epoch=state["epoch"], callbacks=[
             keras.callbacks.LearningRateScheduler(lambda epoch: lr_at(epoch, opts)),
             EpochLog(out, prior, resume=rdir, history=REFIT_HISTORY_FILE),
         ])

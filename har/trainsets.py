@@ -71,18 +71,20 @@ class TrainData:
                    index.labels(parts["validation"]), clip_durations(parts["train"]))
 
 
-def train_dataset(opts, x: np.ndarray, y: np.ndarray, classes: int):
-    """Shuffled, augmented batches (mixed up with ``opts.mixup``: soft labels)."""
+def train_dataset(opts, x: np.ndarray, y: np.ndarray, classes: int, replicas: int = 1):
+    """Shuffled, augmented batches (mixed up with ``opts.mixup``: soft labels). A last batch of fewer clips than
+    ``replicas`` is left out of each epoch: split across them, it would give one an empty batch, which fails."""
 
     from har import augment
     from har.data import make_dataset
 
     n = opts.frames
+    drop = 0 < len(x) % opts.batch_size < replicas
     if frozen(opts):
         from har.features import view_dataset
 
-        ds = view_dataset(x, y, opts.batch_size, opts.seed)
+        ds = view_dataset(x, y, opts.batch_size, opts.seed, drop_remainder=drop)
     else:
         ds = make_dataset(x, y, opts.batch_size, shuffle_seed=opts.seed,
-                          map_fn=lambda x, s: augment.augment_clip(x, s, n))
+                          map_fn=lambda x, s: augment.augment_clip(x, s, n), drop_remainder=drop)
     return augment.mixup(ds, classes, opts.mixup, opts.seed) if opts.mixup > 0 else ds
