@@ -177,6 +177,7 @@ def onnx_sessions(directory: Path) -> dict | None:
     """ONNX Runtime sessions on ``directory``'s ONNX copy made from its present ``model.keras``, by file name:
     ``frame.onnx`` and ``head.onnx`` (the model in halves) when both are current, else ``model.onnx`` (whole) when
     that is; None when there is no current copy (a warning says why a file present is not used)."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # else it looks up a Microsoft events host
     import onnxruntime as ort
 
     directory = Path(directory)

@@ -116,6 +116,7 @@ def _converted(graph, path: Path, digest: str):
     """Convert the Keras model ``graph`` to ONNX at ``path``, stamped with ``digest``; an ONNX Runtime session on
     it."""
     import onnx
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # else it looks up a Microsoft events host
     import onnxruntime as ort
 
     graph.export(str(path), format="onnx", verbose=False)

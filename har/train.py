@@ -151,9 +151,10 @@ def train(opts: TrainOptions) -> ModelConfig | None:
             hyper=_hyper(opts, refit, averaged, device, workers), versions=versions(),
         )
         if frozen(opts):  # the open-set score: training clips' views as the bank, validation clips for the threshold
-            from har.openset import fit_features
+            from har.openset import fit_grouped
 
-            familiarity = fit_features(data.x_train, data.x_val)
+            familiarity = fit_grouped(data.x_train, [c.group for c in data.parts["train"]], data.x_val,
+                                      [c.group for c in data.parts["validation"]])
             familiarity.save(out)
             config = dataclasses.replace(config, openset=familiarity.info)
         config.save(out)

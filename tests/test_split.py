@@ -92,17 +92,18 @@ def test_each_architecture_is_cut_after_its_last_per_frame_layer_into_halves_tha
     np.testing.assert_allclose(split, model(x, training=False), atol=1e-5)
 
 
-def test_the_old_convlstm_splits_after_its_encoder_and_a_trained_chain_keeps_a_per_frame_batch_norm():
+def test_the_shipped_convlstm_splits_after_its_encoder_and_a_trained_chain_keeps_a_per_frame_batch_norm():
     import keras
     from keras import layers
 
-    old, _ = load_model(REPO / "models" / "convlstm")  # 8 blocks at 64 px, BN then ConvLSTM2D (no "reduce")
-    frame_model, head = split_per_frame(old, 64)
-    assert names(frame_model) == ["rescale", "encoder"] and names(head)[:2] == ["bn_features", "drop_maps"]
-    assert frame_model.output_shape == (None, 4, 4, 80)
-    x = np.random.default_rng(1).integers(0, 256, (2, 20, 64, 64, 3), np.uint8)
-    features = np.asarray(frame_model(x.reshape(-1, 64, 64, 3), training=False)).reshape(2, 20, 4, 4, 80)
-    np.testing.assert_allclose(head(features, training=False), old(x, training=False), atol=1e-5)
+    shipped, config = load_model(REPO / "models" / "convlstm")  # whole Lite0 at 128 px, BN and 1x1 reduce trained
+    size = config.size
+    frame_model, head = split_per_frame(shipped, size)
+    assert names(frame_model) == ["rescale", "encoder"] and names(head)[:3] == ["bn_features", "reduce", "drop_maps"]
+    assert frame_model.output_shape == (None, 4, 4, 320)
+    x = np.random.default_rng(1).integers(0, 256, (2, 20, size, size, 3), np.uint8)
+    features = np.asarray(frame_model(x.reshape(-1, size, size, 3), training=False)).reshape(2, 20, 4, 4, 320)
+    np.testing.assert_allclose(head(features, training=False), shipped(x, training=False), atol=1e-5)
 
     # Without a frozen encoder the chain goes on as long as layers act frame by frame: a BatchNormalization over
     # the channels does (fixed statistics when serving), one over the time axis does not (statistics per time
