@@ -80,15 +80,16 @@ def test_upload_a_clip_run_it_and_see_label_and_timeline(page):
     page.screenshot(path=README_SHOT)  # the first screen: input, labels, annotated copy
 
 
-def test_a_clip_the_model_is_unsure_of_shows_the_notice(page, tmp_path):
+def test_a_clip_of_none_of_the_actions_shows_the_open_set_notice(page, tmp_path):
     page.locator("#video-in input[type=file]").set_input_files(str(unsure_clip(tmp_path)))
     expect(page.locator("#video-in video")).to_be_visible(timeout=30_000)
     page.click("#recognize")
     notice = page.locator("#notice")
-    # the visitor reads the Markdown rendered: "LRCN is not sure" in bold, then the best guess and the threshold
-    expect(notice.locator("strong")).to_have_text("LRCN is not sure", timeout=RESULT_TIMEOUT_MS)
-    expect(notice).to_contain_text(re.compile(r"its best guess, \w+, has probability \d+%, under its threshold of "
-                                              r"50%\. The video may show none of the six actions it knows\."))
+    # the visitor reads the Markdown rendered: the open-set verdict in bold, then the familiarity and the closest action
+    expect(notice.locator("strong")).to_have_text(
+        "This video doesn't look like any of the six actions the models know.", timeout=RESULT_TIMEOUT_MS)
+    expect(notice).to_contain_text(re.compile(r"LRCN: familiarity \d\.\d\d, under its threshold of \d\.\d\d "
+                                              r"\(closest action: \w+\)\."))
     expect_timeline(page)
     page.screenshot(path=SHOTS / "recognize-unsure.png", full_page=True)
 

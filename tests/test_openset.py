@@ -1,0 +1,105 @@
+"""The open-set score (issue 17): familiarity on real clips and a real wild video, the stored statistics, their
+provenance, and a model directory without them."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from har.config import ModelConfig
+from har.openset import OPENSET_FILE, Familiarity, describe, fit_grouped
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+WILD = DATA / "wild" / "rowing-commercial.mp4"
+
+
+@pytest.fixture(scope="module")
+def lrcn():
+    import har
+
+    return har.Recognizer("lrcn", runtime="onnx")
+
+
+def test_a_training_clip_is_familiar_and_a_wild_video_is_flagged(lrcn):
+    from har.data import clips_of, index_dataset
+    from har.results import UNCERTAIN
+
+    config = lrcn.config
+    clip = clips_of(index_dataset(DATA / config.data), config.split["train"])[0]
+    known = lrcn.classify(clip.path)
+    assert known.familiarity is not None and known.familiar_above == lrcn.familiarity.threshold
+    assert known.familiarity > known.familiar_above and not known.unfamiliar
+    assert known.to_dict()["open_set"] == "familiarity"
+
+    timeline = lrcn.timeline(WILD)
+    fam = timeline.window_familiarity
+    assert fam is not None and fam.shape == timeline.window_starts.shape
+    assert np.mean(fam < lrcn.familiarity.threshold) > 0.3  # a rowing-machine advert is none of the six
+    assert any(s.label == UNCERTAIN for s in timeline.segments)
+    assert (timeline.unknown > 0.5).any()  # the decoder's unknown state was fed from the familiarity
+    assert timeline.to_dict()["window_familiarity"][0] == pytest.approx(float(fam[0]), abs=1e-4)
+
+
+def test_the_stored_statistics_round_trip_and_score_the_same(tmp_path):
+    fam = Familiarity.load(REPO / "models" / "lrcn")
+    assert fam is not None
+    fam.save(tmp_path)
+    back = Familiarity.load(tmp_path)
+    np.testing.assert_array_equal(back.bank, fam.bank)
+    np.testing.assert_array_equal(back.mean, fam.mean)
+    assert (back.threshold, back.k, back.info) == (fam.threshold, fam.k, fam.info)
+    x = np.random.default_rng(0).normal(0.5, 0.5, (3, 20, 4, 4, fam.mean.shape[0])).astype(np.float32)
+    np.testing.assert_allclose(back(x), fam(x), rtol=1e-6)
+    assert back.unknown_probability(np.array([fam.threshold]))[0] == pytest.approx(0.5)
+
+
+def test_the_threshold_says_where_it_came_from():
+    for name in ("lrcn", "convlstm"):
+        directory = REPO / "models" / name
+        config = ModelConfig.load(directory)
+        fam = Familiarity.load(directory)
+        assert config.openset == fam.info and fam.info["threshold"] == pytest.approx(fam.threshold, abs=1e-6)
+        assert fam.info["keep"] == 0.95 and fam.info["k"] == 200
+        from har.data import clips_of, index_dataset
+
+        index = index_dataset(DATA / config.data)
+        n_train = len(clips_of(index, config.split["train"]))
+        n_known = n_train + len(clips_of(index, config.split["validation"]))
+        assert fam.info["bank"] == len(fam.bank) == 9 * n_train  # every view of every training-group clip
+        assert fam.info["threshold_from"] == n_known  # no test-group clip
+        assert "group" in fam.info["provenance"] and str(n_known) in fam.info["provenance"]
+
+
+def test_the_grouped_threshold_keeps_its_share_of_held_out_clips():
+    rng = np.random.default_rng(1)
+    centres = rng.normal(0, 1, (4, 16))
+    groups = [f"C{g % 2}/g{g:02d}" for g in range(8) for _ in range(10)]
+    x = np.stack([centres[int(g[-2:]) % 4] + 0.3 * rng.normal(0, 1, (3, 5, 16)) for g in groups])  # (80, 3, 5, 16)
+    fam = fit_grouped(x[:60], groups[:60], x[60:], groups[60:], keep=0.9, k=5)
+    assert fam.info["threshold_from"] == 80 and len(fam.bank) == 60 * 3
+    known = fam(x[:, 0])
+    assert 0.8 <= np.mean(known >= fam.threshold) <= 1.0  # in-bank clips score at least as high as held-out ones
+    far = fam.of_descriptors(describe(rng.normal(0, 1, (5, 5, 16)) * 3 + 7))
+    assert np.all(far < fam.threshold)
+
+
+def test_a_model_directory_without_open_set_files_serves_on_the_top_probability(tmp_path, caplog):
+    import har
+
+    directory = tmp_path / "lrcn"
+    shutil.copytree(REPO / "models" / "lrcn", directory)
+    (directory / OPENSET_FILE).unlink()
+    with caplog.at_level(logging.WARNING):
+        rec = har.Recognizer(directory, runtime="onnx")
+    assert rec.familiarity is None and OPENSET_FILE in caplog.text and "top probability alone" in caplog.text
+    pred = rec.classify(REPO / "examples" / sorted(p.name for p in (REPO / "examples").glob("*.mp4"))[0])
+    assert pred.familiarity is None and not pred.unfamiliar
+    out = pred.to_dict()
+    assert out["open_set"] == "top probability only" and out["familiarity"] is None
+    assert json.loads(json.dumps(out))["uncertain"] == (float(pred.probs.max()) < pred.uncertain_below)
