@@ -5,8 +5,8 @@
 Baselines, built here:
 
 * (a) the original recipe for one clip: open, 20 seeks (``CAP_PROP_POS_FRAMES``) + reads, ``model.predict``;
-* (b) the original long-video loop: read every frame, keep a deque of the last 20 (64x64), ``model.predict`` once
-  per frame, draw the label, write mp4v with OpenCV;
+* (b) the original long-video loop: read every frame, keep a deque of the last 20 (at the model's size),
+  ``model.predict`` once per frame, draw the label, write mp4v with OpenCV;
 * (c) decoding alone: every frame read once with OpenCV (the floor for anything that looks at the whole video).
 
 Ours: ``Recognizer.timeline`` with the recognizer loaded (as the app runs it); the whole CLI run
@@ -65,13 +65,14 @@ def baseline_a_clip(model, path: Path, classes) -> str:
     cap = cv2.VideoCapture(str(path))
     count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     skip = max(int(count / SEQ), 1)
+    size = model.input.shape[2]  # the model's frame side (the write-ups': 64)
     frames = []
     for i in range(SEQ):
         cap.set(cv2.CAP_PROP_POS_FRAMES, i * skip)
         ok, frame = cap.read()
         if not ok:
             break
-        frames.append(cv2.cvtColor(cv2.resize(frame, (64, 64)), cv2.COLOR_BGR2RGB))
+        frames.append(cv2.cvtColor(cv2.resize(frame, (size, size)), cv2.COLOR_BGR2RGB))
     cap.release()
     while len(frames) < SEQ:  # the original would crash on a short read; pad to keep the comparison going
         frames.append(frames[-1])
@@ -85,12 +86,13 @@ def baseline_b_loop(model, path: Path, out: Path, classes) -> int:
     w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
     writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), cap.get(cv2.CAP_PROP_FPS), (w, h))
     queue: collections.deque = collections.deque(maxlen=SEQ)
+    size = model.input.shape[2]
     label, n = "", 0
     while True:
         ok, frame = cap.read()
         if not ok:
             break
-        queue.append(cv2.cvtColor(cv2.resize(frame, (64, 64)), cv2.COLOR_BGR2RGB))
+        queue.append(cv2.cvtColor(cv2.resize(frame, (size, size)), cv2.COLOR_BGR2RGB))
         if len(queue) == SEQ:
             probs = model.predict(np.expand_dims(np.array(queue, np.uint8), 0), verbose=0)[0]
             label = classes[int(np.argmax(probs))]
