@@ -78,7 +78,7 @@ def test_a_shipped_model_explains_a_real_clip(shipped, ucf):
 def test_a_window_is_explained_on_its_own_frames(ucf):
     rec = Recognizer("lrcn", runtime="auto")
     path = ucf / VIOLIN
-    clip, times = sample_span(path, 20, 64, 1.0, 3.0)
+    clip, times = sample_span(path, rec.config.frames, rec.config.size, 1.0, 3.0)
     assert times[0] == pytest.approx(1.05) and times[-1] == pytest.approx(2.95)
     e = explain(rec, path, start_s=1.0, end_s=3.0)
     assert np.array_equal(e.frames, clip) and np.allclose(e.times_s, times)
