@@ -86,6 +86,15 @@ def _empty(message: str) -> go.Figure:
     return fig
 
 
+def _on_diagonal(fig: go.Figure, x_title: str, y_title: str, diagonal: str | None) -> go.Figure:
+    """``fig`` on the unit square with its diagonal (chance, or perfect calibration: named ``diagonal``)."""
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"color": "#bbb", "dash": "dash"},
+                             name=diagonal or "", showlegend=diagonal is not None))
+    fig.update_layout(height=380, xaxis_title=x_title, yaxis_title=y_title, legend={"orientation": "h", "y": -0.25},
+                      margin={"t": 20})
+    return fig
+
+
 def roc_figure(reports: Mapping[str, Mapping[str, Any]], display: Mapping[str, str],
                colors: Mapping[str, str]) -> go.Figure:
     """Known test-group clips against the wild videos' windows: familiarity (solid) and top probability (dotted)."""
@@ -104,11 +113,7 @@ def roc_figure(reports: Mapping[str, Mapping[str, Any]], display: Mapping[str, s
         fig.add_trace(go.Scatter(x=[op["known_rejected"]], y=[op["wild_windows_flagged"]], mode="markers",
                                  marker={"color": colors.get(name), "size": 10, "symbol": "x"},
                                  name=f"{display.get(name, name)}: operating point"))
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"color": "#bbb", "dash": "dash"},
-                             showlegend=False))
-    fig.update_layout(height=380, xaxis_title="known test clips flagged", yaxis_title="wild-video windows flagged",
-                      legend={"orientation": "h", "y": -0.25}, margin={"t": 20})
-    return fig
+    return _on_diagonal(fig, "known test clips flagged", "wild-video windows flagged", None)
 
 
 def calibration_figure(reports: Mapping[str, Mapping[str, Any]], display: Mapping[str, str],
@@ -121,11 +126,7 @@ def calibration_figure(reports: Mapping[str, Mapping[str, Any]], display: Mappin
         fig.add_trace(go.Scatter(x=cal["confidence"], y=cal["accuracy"], mode="lines+markers",
                                  line={"color": colors.get(name)}, text=[f"{c} clips" for c in cal["count"]],
                                  name=f"{display.get(name, name)} (ECE {cal['ece']:.3f})"))
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"color": "#bbb", "dash": "dash"},
-                             name="perfect calibration"))
-    fig.update_layout(height=380, xaxis_title="top probability (bin mean)", yaxis_title="accuracy in the bin",
-                      legend={"orientation": "h", "y": -0.25}, margin={"t": 20})
-    return fig
+    return _on_diagonal(fig, "top probability (bin mean)", "accuracy in the bin", "perfect calibration")
 
 
 def openset_table(reports: Mapping[str, Mapping[str, Any]], display: Mapping[str, str]) -> pd.DataFrame:

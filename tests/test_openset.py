@@ -103,3 +103,23 @@ def test_a_model_directory_without_open_set_files_serves_on_the_top_probability(
     out = pred.to_dict()
     assert out["open_set"] == "top probability only" and out["familiarity"] is None
     assert json.loads(json.dumps(out))["uncertain"] == (float(pred.probs.max()) < pred.uncertain_below)
+
+
+def test_the_dashboard_reads_the_stored_open_set_results():
+    from har import openset_report
+    from har.dashboard import DISPLAY, MODEL_COLORS
+
+    reports = openset_report.load_reports(["lrcn", "convlstm", "lrcn_scratch"], REPO / "models")
+    assert sorted(reports) == ["convlstm", "lrcn"]  # the from-scratch model has no open-set score
+    table = openset_report.openset_table(reports, DISPLAY)
+    lrcn = json.loads((REPO / "models" / "lrcn" / "openset.json").read_text())
+    assert list(table["model"]) == ["LRCN", "ConvLSTM"]
+    assert table["known test clips rejected"][0] == f"{lrcn['operating_point']['known_rejected']:.1%}"
+    roc = openset_report.roc_figure(reports, DISPLAY, MODEL_COLORS)
+    curves = [t for t in roc.data if t.mode == "lines" and "AUROC" in (t.name or "")]
+    assert len(curves) == 4 and all(t.x[0] == 0 and t.y[0] == 0 for t in curves)
+    cal = openset_report.calibration_figure(reports, DISPLAY, MODEL_COLORS)
+    assert any("ECE" in (t.name or "") for t in cal.data)
+    assert "No open-set results" in openset_report.roc_figure({}, DISPLAY, MODEL_COLORS).layout.annotations[0].text
+    assert openset_report.auroc(np.array([2.0, 3.0]), np.array([1.0])) == 1.0
+    assert openset_report.auroc(np.array([1.0]), np.array([1.0])) == 0.5
