@@ -34,6 +34,7 @@ from har.export import DIGEST_KEY, FRAME_FILE, HEAD_FILE, ONNX_FILE, keras_diges
 log = logging.getLogger(__name__)
 
 RUNTIMES = ("auto", "keras", "onnx")
+FRAME_CHUNK = 32  # frames per call of an ONNX per-frame half
 
 # ONNX Runtime writes a session id to TMPDIR/.ses when it is imported: one small file of that fixed name, rewritten,
 # never one per request. Checks for leftover temporaries leave it out.
@@ -98,7 +99,12 @@ class OnnxBackend(Backend):
         return self._through_halves(x)[1]
 
     def frames(self, x: np.ndarray) -> np.ndarray:
-        return run_onnx(self._frame, np.ascontiguousarray(x, np.uint8))
+        # in chunks: a batch of 32 windows is 640 frames, and 640 frames of 128 px through the whole encoder at once
+        # took 3.9 GB of activations (a timeline whose model was still loading runs whole windows)
+        x = np.ascontiguousarray(x, np.uint8)
+        if len(x) <= FRAME_CHUNK:
+            return run_onnx(self._frame, x)
+        return np.concatenate([run_onnx(self._frame, x[i : i + FRAME_CHUNK]) for i in range(0, len(x), FRAME_CHUNK)])
 
     def head(self, features: np.ndarray) -> np.ndarray:
         return run_onnx(self._head, np.ascontiguousarray(features, np.float32))

@@ -294,7 +294,7 @@ class _FrameJob(_Job):
     def add(self, index: int, frame: np.ndarray) -> None:
         self.batch.append(frame)
         self.indices.append(index)
-        if len(self.batch) == 4 * self.rec.batch_size:
+        if len(self.batch) == self.rec.batch_size:  # frames per encoder call (activation memory)
             self._flush()
 
     def _flush(self) -> None:
