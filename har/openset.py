@@ -101,10 +101,7 @@ class Familiarity:
         z = (bank_raw - mean) / scale
         bank = (z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-6)).astype(np.float32)
         draft = cls(bank, mean.astype(np.float32), scale.astype(np.float32), 0.0, k)
-        scores = draft.of_descriptors(known_raw)
-        threshold = float(np.quantile(scores, 1.0 - keep))
-        # the spread that puts the unknown probability of the median known clip at 5 %
-        tau = max(float(np.median(scores)) - threshold, 1e-4) / math.log(0.95 / 0.05)
+        threshold, tau = operating_point(draft.of_descriptors(known_raw), keep)
         info = {"method": METHOD, "k": k, "keep": keep, "threshold": round(threshold, 6), "tau": round(tau, 6),
                 "bank": len(bank_raw),
                 "threshold_from": len(known_raw), "provenance": provenance}
@@ -134,6 +131,13 @@ class Familiarity:
 FOLDS = 4  # group folds of the threshold's held-out scores
 
 
+def operating_point(known: np.ndarray, keep: float) -> tuple[float, float]:
+    """``(threshold, tau)`` from the familiarity of known clips: the threshold keeps ``keep`` of them; tau is the
+    spread that puts the unknown probability of the median known clip at 5 %."""
+    threshold = float(np.quantile(known, 1.0 - keep))
+    return threshold, max(float(np.median(known)) - threshold, 1e-4) / math.log(0.95 / 0.05)
+
+
 def fit_grouped(train: np.ndarray, train_groups: list[str], validation: np.ndarray, validation_groups: list[str],
                 keep: float = KEEP, k: int = K, folds: int = FOLDS) -> Familiarity:
     """The familiarity of a run: the bank from every view of the training clips' cached features ``(n, views,
@@ -161,24 +165,12 @@ def fit_grouped(train: np.ndarray, train_groups: list[str], validation: np.ndarr
         held_out[inside] = part.of_descriptors(raw[inside][:, 0])
     bank = raw[: len(train)].reshape(-1, raw.shape[-1])
     fam = Familiarity.fit(bank, raw[len(train):, 0], keep, k)
-    threshold = float(np.quantile(held_out, 1.0 - keep))
-    tau = max(float(np.median(held_out)) - threshold, 1e-4) / math.log(0.95 / 0.05)
+    threshold, tau = operating_point(held_out, keep)
     info = {**fam.info, "threshold": round(threshold, 6), "tau": round(tau, 6), "threshold_from": len(x),
             "provenance": f"bank: all {train.shape[1]} views of the {len(train)} training-group clips; threshold: "
                           f"keeps {keep:.0%} of the {len(x)} training and validation clips as served, each scored "
                           f"against a bank without its group ({folds}-fold group split)"}
     return Familiarity(fam.bank, fam.mean, fam.scale, threshold, fam.k, info)
-
-
-def fit_features(train: np.ndarray, validation: np.ndarray, keep: float = KEEP, k: int = K) -> Familiarity:
-    """The familiarity of a run: the bank from every view of the training clips' cached features ``(n, views,
-    frames, ...)``, the threshold keeping ``keep`` of the validation clips as served (view 0)."""
-    views = train.shape[1]
-    bank = describe(train.reshape(-1, *train.shape[2:]))
-    known = describe(validation[:, 0])
-    return Familiarity.fit(bank, known, keep, k, provenance=(
-        f"bank: all {views} views of the {len(train)} training-group clips; threshold: keeps {keep:.0%} of the "
-        f"{len(validation)} validation-group clips as served (groups the bank does not hold)"))
 
 
 def fit_model_dir(directory: str | Path, data: str | Path, cache_dir: str | Path | None = None,
