@@ -411,9 +411,10 @@ def _openset_section(main: list[dashboard.ModelRecord]) -> None:
     """Open set, from each model's openset.json (benchmarks/bench_openset.py --write)."""
     reports = {r.name: rep for r in main
                for rep in openset_report.load_reports([r.name], r.directory.parent).values()}
-    gr.Markdown("### None of the six actions: the open-set score\nEach answer carries a *familiarity*: how much the "
-                "video looks like the training clips (docs/openset.md). Under the threshold set on validation "
-                "clips, the app says the video shows none of the six actions.", elem_id="openset-intro")
+    gr.Markdown("### None of the six actions: the open-set score\nEach answer carries a *familiarity*: the model's "
+                "own evidence for its classes plus how much the video looks like the training clips, 0 for a typical "
+                "known clip the model never saw (docs/openset.md). Under the threshold set on such held-out clips, "
+                "the app says the video shows none of the six actions.", elem_id="openset-intro")
     if reports:
         gr.Dataframe(openset_report.openset_table(reports, dashboard.DISPLAY), interactive=False,
                      elem_id="openset-table", label="At the shipped threshold: known test-group clips rejected, "

@@ -7,8 +7,9 @@ A :class:`Backend` answers these calls on uint8 input, whatever serves it:
   ``(n, *feature_shape)`` of frames ``(n, size, size, 3)`` (a vector per frame for the LRCN, maps ``(h, w, c)``
   for the ConvLSTM), and the rest of it, probabilities of windows of features ``(n, frames, *feature_shape)``.
   Overlapping timeline windows then share each frame's features (same numbers, less work);
-* ``features_and_probs(x)``: a clip's per-frame features and its probabilities from one pass (features None when
-  the model is served whole).
+* ``head_outputs(f)``: the head's probabilities and its logits (None from an ONNX copy exported without them);
+* ``features_and_outputs(x)``: a clip's per-frame features, probabilities and logits from one pass (features and
+  logits None when the model is served whole).
 
 :class:`KerasBackend` is TensorFlow (on a GPU when it sees one), :class:`OnnxBackend` is ONNX Runtime on the
 directory's ONNX copy (:mod:`har.export`: ``frame.onnx`` and ``head.onnx``, or ``model.onnx`` for a model that does
@@ -29,7 +30,7 @@ import numpy as np
 
 from har.config import ModelConfig
 from har.errors import ModelError
-from har.export import DIGEST_KEY, FRAME_FILE, HEAD_FILE, ONNX_FILE, keras_digest, run_onnx
+from har.export import DIGEST_KEY, FRAME_FILE, HEAD_FILE, ONNX_FILE, keras_digest, run_onnx, run_onnx_outputs
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class Backend:
     runtime = ""  # "keras" or "onnx"
     per_frame = False  # True when frames() and head() serve the model in two halves
     feature_shape: tuple[int, ...] = ()  # one frame's features, (dim,) or (h, w, c) (per_frame only)
+    logits = False  # True when head_outputs() gives logits beside the probabilities
 
     def clips(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -63,17 +65,20 @@ class Backend:
         raise NotImplementedError(f"{type(self).__name__} does not serve per-frame features")
 
     def head(self, features: np.ndarray) -> np.ndarray:
+        return self.head_outputs(features)[0]
+
+    def head_outputs(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         raise NotImplementedError(f"{type(self).__name__} does not serve per-frame features")
 
-    def features_and_probs(self, x: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
-        """``(features, probs)`` of clips ``x`` ``(n, frames, size, size, 3)`` from one pass: with ``per_frame``,
-        the per-frame half's features ``(n, frames, *feature_shape)`` float32 and the head's probabilities
-        ``(n, classes)`` over them; otherwise ``(None, clips(x))``."""
-        return self._through_halves(x) if self.per_frame else (None, self.clips(x))
+    def features_and_outputs(self, x: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+        """``(features, probs, logits)`` of clips ``x`` ``(n, frames, size, size, 3)`` from one pass: with
+        ``per_frame``, the per-frame half's features ``(n, frames, *feature_shape)`` float32 and the head's
+        probabilities and logits ``(n, classes)`` over them; otherwise ``(None, clips(x), None)``."""
+        return self._through_halves(x) if self.per_frame else (None, self.clips(x), None)
 
-    def _through_halves(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _through_halves(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         features = self.frames(x.reshape(-1, *x.shape[2:])).reshape(*x.shape[:2], *self.feature_shape)
-        return features, self.head(features)
+        return features, *self.head_outputs(features)
 
 
 class OnnxBackend(Backend):
@@ -91,6 +96,7 @@ class OnnxBackend(Backend):
             self._frame, self._head = sessions[FRAME_FILE], sessions[HEAD_FILE]
             self.feature_shape = tuple(self.frames(np.zeros((1, c.size, c.size, 3), np.uint8)).shape[1:])
             self.per_frame = share_frames
+            self.logits = len(self._head.get_outputs()) > 1
         self.clips(np.zeros((1, c.frames, c.size, c.size, 3), np.uint8))  # warm up
 
     def clips(self, x: np.ndarray) -> np.ndarray:
@@ -106,8 +112,9 @@ class OnnxBackend(Backend):
             return run_onnx(self._frame, x)
         return np.concatenate([run_onnx(self._frame, x[i : i + FRAME_CHUNK]) for i in range(0, len(x), FRAME_CHUNK)])
 
-    def head(self, features: np.ndarray) -> np.ndarray:
-        return run_onnx(self._head, np.ascontiguousarray(features, np.float32))
+    def head_outputs(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        probs, *logits = run_onnx_outputs(self._head, np.ascontiguousarray(features, np.float32))
+        return probs, (logits[0] if logits else None)
 
 
 class KerasBackend(Backend):
@@ -120,7 +127,7 @@ class KerasBackend(Backend):
     def __init__(self, directory: Path, config: ModelConfig, share_frames: bool = True):
         from har.modeldir import load_model
         from har.runtime import load_tensorflow
-        from har.surgery import fold_time, split_per_frame
+        from har.surgery import fold_time, split_per_frame, with_logits
 
         tf = load_tensorflow()  # quiet import; GPUs (when seen) grow memory on demand, shared by several models
         self.model, _ = load_model(directory)  # keras.Model
@@ -132,7 +139,8 @@ class KerasBackend(Backend):
         self._forward = tf.function(lambda x: self.model(x, training=False), input_signature=[spec],
                                     autograph=False)
         self._forward(np.zeros((1, c.frames, c.size, c.size, 3), np.uint8))  # trace now, not in a user's call
-        halves = split_per_frame(self.model, c.size) if share_frames else None
+        # the halves of the model with its logits beside its probabilities (the open-set score reads them)
+        halves = split_per_frame(with_logits(self.model) or self.model, c.size) if share_frames else None
         if halves is None:
             return
         frame_model, head_model = halves
@@ -140,7 +148,7 @@ class KerasBackend(Backend):
         frame_fn = tf.function(lambda x: tf.cast(frame_model(x, training=False), tf.float32),
                                input_signature=[tf.TensorSpec((None, c.size, c.size, 3), tf.uint8)],
                                autograph=False)
-        head_fn = tf.function(lambda f: head_model(f, training=False),
+        head_fn = tf.function(lambda f: tuple(tf.nest.flatten(head_model(f, training=False))),
                               input_signature=[tf.TensorSpec((None, c.frames, *shape), tf.float32)],
                               autograph=False)
         probe = np.random.default_rng(0).integers(0, 256, (2, c.frames, c.size, c.size, 3), np.uint8)
@@ -153,6 +161,7 @@ class KerasBackend(Backend):
             self.feature_shape = ()
             return
         self.per_frame = True
+        self.logits = len(head_model.outputs) > 1
 
     def clips(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self._forward(x))
@@ -160,8 +169,9 @@ class KerasBackend(Backend):
     def frames(self, x: np.ndarray) -> np.ndarray:
         return self._frame_fn(x).numpy()
 
-    def head(self, features: np.ndarray) -> np.ndarray:
-        return self._head_fn(features).numpy()
+    def head_outputs(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        probs, *logits = (out.numpy() for out in self._head_fn(features))
+        return probs, (logits[0] if logits else None)
 
 
 def load_backend(directory: Path, config: ModelConfig, runtime: str = "keras", share_frames: bool = True) -> Backend:

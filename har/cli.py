@@ -93,10 +93,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_openset(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     from har.modeldir import resolve_model_dir
-    from har.openset import fit_model_dir
+    from har.train import fit_openset
 
-    fam = fit_model_dir(resolve_model_dir(args.model), args.data, Path(args.cache_dir) if args.cache_dir else None)
-    print(json.dumps(fam.info))
+    config = fit_openset(resolve_model_dir(args.model), args.data, Path(args.cache_dir) if args.cache_dir else None)
+    print(json.dumps(config.openset))
     return 0
 
 

@@ -6,9 +6,9 @@ recurrences unrolled:
 
 * a model that starts frame by frame (:func:`har.surgery.split_per_frame`: both ImageNet presets) is written in
   its two halves, ``frame.onnx`` (uint8 frames ``(n, size, size, 3)`` -> per-frame features) and ``head.onnx``
-  (features of windows ``(n, frames, ...)`` -> probabilities). ONNX Runtime then serves a clip as the head over its
-  frames' features, and a timeline computes each frame's features once, as TensorFlow does. There is no whole
-  ``model.onnx`` beside them: the frame encoder (Lite0 at 128 px: 3.2 M values, 12.7 MB in float32) would be
+  (features of windows ``(n, frames, ...)`` -> probabilities and logits). ONNX Runtime then serves a clip as the
+  head over its frames' features, and a timeline computes each frame's features once, as TensorFlow does. There is
+  no whole ``model.onnx`` beside them: the frame encoder (Lite0 at 128 px: 3.2 M values, 12.7 MB in float32) would be
   stored three times, and a model directory must stay within 30 MB;
 * any other model is written whole, as ``model.onnx``.
 
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 ONNX_FILE = "model.onnx"  # the whole model, for a model that does not split in halves
 FRAME_FILE = "frame.onnx"  # the per-frame half: uint8 frames (n, size, size, 3) -> features (n, ...) float32
-HEAD_FILE = "head.onnx"  # the rest: features of windows (n, frames, ...) -> probabilities (n, classes)
+HEAD_FILE = "head.onnx"  # the rest: features of windows (n, frames, ...) -> probabilities, logits (n, classes)
 ONNX_FILES = (ONNX_FILE, FRAME_FILE, HEAD_FILE)
 DIGEST_KEY = "har.keras_sha256"  # ONNX metadata: the model.keras this copy was made from
 TOLERANCE = 1e-4  # largest difference in any class probability between the copy and the Keras model
@@ -57,12 +57,13 @@ def export_onnx(model: str | os.PathLike) -> tuple[Path, ...]:
     written or removed then)."""
     from har.modeldir import load_model
     from har.runtime import load_tensorflow
-    from har.surgery import fold_time, split_per_frame
+    from har.surgery import fold_time, split_per_frame, with_logits
 
     load_tensorflow()
     directory = resolve_model_dir(model)
     net, config = load_model(directory)
     fold_time(net)  # one convolution over all frames instead of one per frame: 5x faster to export, faster to run
+    net = with_logits(net) or net  # probabilities and the logits beside them (the open-set score reads them)
     for layer in net.layers:
         # A convolutional recurrence runs as an ONNX Loop whose every step pays for its convolutions' set-up: our
         # ConvLSTM took 29 ms a clip that way (Keras: 14), 11 ms unrolled into one static graph of its steps. An
@@ -73,13 +74,13 @@ def export_onnx(model: str | os.PathLike) -> tuple[Path, ...]:
     probe = rng.integers(0, 256, (3, config.frames, config.size, config.size, 3), dtype=np.uint8)
     probe[1] = probe[1, :1]  # a still clip and a smooth one beside noise: motion paths see both extremes
     probe[2] = np.linspace(0, 255, config.frames, dtype=np.uint8)[:, None, None, None]
-    expected = np.asarray(net(probe, training=False), np.float32)
+    expected, *expected_logits = _outputs(net(probe, training=False))
     flat = probe.reshape(-1, config.size, config.size, 3)  # (clips * frames, size, size, 3)
     halves = split_per_frame(net, config.size)
     if halves is not None:
         frame_model, head_model = halves
         features = np.asarray(frame_model(flat, training=False), np.float32)
-        split = np.asarray(head_model(features.reshape(*probe.shape[:2], *features.shape[1:]), training=False))
+        split = _outputs(head_model(features.reshape(*probe.shape[:2], *features.shape[1:]), training=False))[0]
         if not np.abs(split - expected).max() <= TOLERANCE:  # a graph we misread: export it whole
             log.warning("%s: the per-frame split disagrees with the model; exporting it whole", directory.name)
             halves = None
@@ -89,15 +90,20 @@ def export_onnx(model: str | os.PathLike) -> tuple[Path, ...]:
     try:
         sessions = {name: _converted(graph, tmps[name], digest) for name, graph in graphs.items()}
         if halves is None:
-            got = run_onnx(sessions[ONNX_FILE], probe)
+            got, *got_logits = run_onnx_outputs(sessions[ONNX_FILE], probe)
         else:
             got_features = run_onnx(sessions[FRAME_FILE], flat)
             off = float(np.abs(got_features - features).max()) / max(1.0, float(np.abs(features).max()))
             if not off <= FEATURE_TOLERANCE:
                 raise ModelError(f"The ONNX copy of {directory.name}'s per-frame half differs from the Keras model's "
                                  f"by {off:.3g} of the largest feature (more than {FEATURE_TOLERANCE}); not kept.")
-            got = run_onnx(sessions[HEAD_FILE], got_features.reshape(*probe.shape[:2], *got_features.shape[1:]))
+            got, *got_logits = run_onnx_outputs(sessions[HEAD_FILE],
+                                                got_features.reshape(*probe.shape[:2], *got_features.shape[1:]))
         diff = float(np.abs(got - expected).max())
+        if len(got_logits) != len(expected_logits) or any(  # logits: within TOLERANCE of their spread
+                not np.abs(g - e).max() <= TOLERANCE * max(1.0, float(np.abs(e).max()))
+                for g, e in zip(got_logits, expected_logits, strict=False)):
+            raise ModelError(f"The ONNX copy of {directory.name} gives other logits than the Keras model; not kept.")
         if not diff <= TOLERANCE:
             raise ModelError(f"The ONNX copy of {directory.name} differs from the Keras model by {diff:.3g} in a "
                              f"class probability (more than {TOLERANCE}); not kept.")
@@ -128,5 +134,16 @@ def _converted(graph, path: Path, digest: str):
 
 
 def run_onnx(session, x: np.ndarray) -> np.ndarray:
-    """The first output, float32, of an ONNX Runtime session with one input, on ``x``."""
-    return np.asarray(session.run(None, {session.get_inputs()[0].name: x})[0], np.float32)
+    """The first output (probabilities), float32, of an ONNX Runtime session with one input, on ``x``."""
+    return run_onnx_outputs(session, x)[0]
+
+
+def run_onnx_outputs(session, x: np.ndarray) -> list[np.ndarray]:
+    """Every output, float32, of an ONNX Runtime session with one input, on ``x``: probabilities, then logits for a
+    copy exported with them."""
+    return [np.asarray(out, np.float32) for out in session.run(None, {session.get_inputs()[0].name: x})]
+
+
+def _outputs(result) -> list[np.ndarray]:
+    """A Keras call's output(s) as a list of float32 arrays."""
+    return [np.asarray(r, np.float32) for r in (result if isinstance(result, (list, tuple)) else [result])]

@@ -1,24 +1,30 @@
-"""Open-set recognition: how much a clip looks like the clips a model was trained on (its *familiarity*).
+"""Open-set recognition: how much a clip looks like what a model was trained on (its *familiarity*).
 
-A network trained on six classes spreads all its probability over them, whatever it is shown, so the top
-probability cannot say "none of these" (Hendrycks and Gimpel's max-softmax baseline; on other actions it flagged
-almost nothing). Instead, every clip or timeline window is compared with the training clips in the model's own
-feature space, the frozen encoder's per-frame features, as in deep nearest-neighbour out-of-distribution detection
-(Sun et al., ICML 2022):
+A network trained on six classes spreads all its probability over them, whatever it is shown, so a threshold of
+0.5 on the top probability flags almost nothing (Hendrycks and Gimpel's max-softmax baseline). Familiarity adds two
+signals, each standardised on known clips *held out* from what scores them:
 
-* a clip's *descriptor* is the mean over its frames of the per-frame features (each frame's map averaged over
-  space), standardised with the training bank's statistics and scaled to unit length;
-* its *familiarity* is the mean cosine similarity to its :data:`K` nearest descriptors in the *bank*: every view
-  (as served, augmented, temporal crops) of every training clip. Higher is more like the known actions.
+* the model's own **evidence**: the energy of its logits (their log-sum-exp, Liu et al., NeurIPS 2020; the served
+  head outputs its logits beside its probabilities, :func:`har.surgery.with_logits`) or the log of its top
+  probability;
+* the **similarity** to the training clips in the frozen encoder's feature space (deep nearest neighbours, Sun et
+  al., ICML 2022): a clip's descriptor is the mean over its frames of the per-frame features averaged over space,
+  standardised and unit length; its similarity is the mean cosine similarity to its :data:`K` nearest descriptors
+  in the *bank*, every cached view of every training and validation clip.
 
-Descriptor and ``K`` were chosen by leave-one-class-out over the non-test groups (``tools/openset_choice.py``,
-``docs/openset.md``): mean AUROC 0.956 with the mean and K = 200, 0.71 with mean and standard deviation.
+familiarity = (evidence - its mean) / its std + w x (similarity - its mean) / its std; 0 is a typical known clip
+that neither the head nor the bank saw. Higher is more like the known actions.
 
-The operating point is a threshold on familiarity kept in ``openset.npz`` beside the bank: the value that keeps
-``keep`` (95 %) of the known non-test clips, each scored against a bank without its own group
-(:func:`fit_grouped`). The method, its parameters, the threshold and where they came from are written into
-``config.json`` (``openset``); a model directory without these files is served on the top probability alone, and
-says so.
+The evidence and w were chosen per architecture (:data:`CHOSEN`) by leave-one-class-out over the non-test groups,
+with heads trained without the left-out class (docs/openset.md): LRCN energy + 0.5 x similarity, mean AUROC 0.979
+(similarity alone 0.953, energy alone 0.976); ConvLSTM log top probability + 2 x similarity, 0.975 (its energy
+alone: 0.896). The statistics and the threshold come from the non-test clips scored held out (:func:`fit_grouped`):
+four group folds, each scored by a head trained on the other three with the shipped recipe
+(:func:`har.heldout.held_out_logits`) and against a bank without its groups; the threshold keeps ``keep`` (95 %)
+of them, counting those the top-probability rule already rejects. Method, parameters, threshold and provenance are
+stored in ``openset.npz`` and ``config.json`` (``openset``); a model directory without them is served on the top
+probability alone, and says so; one fitted before the evidence (``"method": "knn-cosine"``) on the similarity
+alone.
 """
 
 from __future__ import annotations
@@ -32,11 +38,15 @@ import numpy as np
 
 from har.errors import ModelError
 
-OPENSET_FILE = "openset.npz"  # the bank, its standardisation and the threshold
+OPENSET_FILE = "openset.npz"  # the bank, its standardisation, the score's scales and the threshold
 OPENSET_REPORT = "openset.json"  # measured open-set behaviour (evaluation only; the dashboard reads it)
 K = 200  # nearest neighbours averaged (of ~3,000 bank descriptors: ~20 clips' views)
-KEEP = 0.95  # share of known validation views the threshold keeps
-METHOD = "knn-cosine"
+KEEP = 0.95  # share of known clips (held out from what scores them) the threshold keeps
+# The model's evidence and the weight of the similarity beside it, per architecture: each the best of
+# {energy, log top probability} x {0, 0.25, ..., 8} by leave-one-class-out on the non-test groups (docs/openset.md)
+CHOSEN = {"lrcn": ("energy", 0.5), "convlstm": ("log_top_probability", 2.0)}
+EVIDENCE = ("energy", "log_top_probability")
+FOLDS = 4  # group folds of the threshold's held-out scores
 
 
 def pooled(features: np.ndarray) -> np.ndarray:
@@ -50,9 +60,35 @@ def describe(features: np.ndarray) -> np.ndarray:
     return pooled(features).mean(axis=1)
 
 
+def energy(logits: np.ndarray) -> np.ndarray:
+    """The negative free energy of logits ``(n, classes)``: their log-sum-exp ``(n,)`` (Liu et al., 2020), high
+    where the model's evidence for any of its classes is high."""
+    z = np.asarray(logits, np.float64)
+    top = z.max(axis=1, keepdims=True)
+    return (top[:, 0] + np.log(np.exp(z - top).sum(axis=1))).astype(np.float32)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, np.float64)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def evidence_of(logits: np.ndarray, kind: str) -> np.ndarray:
+    """The model's evidence ``(n,)`` that a clip is one of its classes: the :func:`energy` of its logits, or the log
+    of its top probability (the max-softmax baseline, on a log scale)."""
+    if kind == "energy":
+        return energy(logits)
+    if kind == "log_top_probability":
+        z = np.asarray(logits, np.float64)
+        return (z.max(axis=1) - energy(z)).astype(np.float32)  # log softmax at the top class
+    raise ModelError(f"Unknown open-set evidence '{kind}': use one of {', '.join(EVIDENCE)}.")
+
+
 @dataclass(frozen=True)
 class Familiarity:
-    """A fitted familiarity score: the bank of unit descriptors, their standardisation, the threshold."""
+    """A fitted familiarity score: the bank of unit descriptors and their standardisation, the scales that put
+    the model's evidence and the similarity on one footing (``combine``), the threshold."""
 
     bank: np.ndarray  # (m, C) float32, standardised and unit length
     mean: np.ndarray  # (C,) of the raw bank descriptors
@@ -60,13 +96,22 @@ class Familiarity:
     threshold: float  # familiarity below this: "none of the known actions"
     k: int = K
     info: dict = field(default_factory=dict)  # method, parameters, provenance (written into config.json)
+    # [evidence mean, evidence std, similarity mean, similarity std, similarity weight] of held-out known clips;
+    # None: the similarity alone
+    combine: np.ndarray | None = None
+    evidence: str = "energy"  # what combine's first two describe (EVIDENCE)
+
+    @property
+    def needs_logits(self) -> bool:
+        """True when the score reads the model's logits (then the model must be served with them)."""
+        return self.combine is not None
 
     def _unit(self, raw: np.ndarray) -> np.ndarray:
         z = (raw - self.mean) / self.scale
         return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-6)
 
-    def of_descriptors(self, raw: np.ndarray) -> np.ndarray:
-        """Familiarity ``(n,)`` of raw descriptors ``(n, C)``."""
+    def similarity(self, raw: np.ndarray) -> np.ndarray:
+        """Mean cosine similarity ``(n,)`` of raw descriptors ``(n, C)`` to their K nearest bank descriptors."""
         if len(raw) == 0:
             return np.zeros(0, np.float32)
         sims = self._unit(np.asarray(raw, np.float32)) @ self.bank.T  # (n, m) cosine similarities
@@ -74,24 +119,38 @@ class Familiarity:
         top = np.partition(sims, sims.shape[1] - k, axis=1)[:, -k:]
         return top.mean(axis=1).astype(np.float32)
 
-    def __call__(self, features: np.ndarray) -> np.ndarray:
-        """Familiarity ``(n,)`` of clips' per-frame features ``(n, frames, ...)``."""
-        return self.of_descriptors(describe(features))
+    def of_descriptors(self, raw: np.ndarray, logits: np.ndarray | None = None) -> np.ndarray:
+        """Familiarity ``(n,)`` of raw descriptors ``(n, C)`` and the model's logits ``(n, classes)`` of the same
+        clips: the standardised evidence plus the weight times the standardised similarity (0: a typical known
+        clip held out from the model), or the similarity alone for a score fitted without the model's evidence."""
+        sim = self.similarity(raw)
+        if self.combine is None:
+            return sim
+        if logits is None:
+            raise ModelError("This open-set score reads the model's logits, and none were given: re-export the "
+                             "model's ONNX copy (python -m har export) or serve it on TensorFlow.")
+        e_mean, e_std, s_mean, s_std, weight = (float(v) for v in self.combine)
+        evidence = evidence_of(logits, self.evidence)
+        return ((evidence - e_mean) / e_std + weight * (sim - s_mean) / s_std).astype(np.float32)
+
+    def __call__(self, features: np.ndarray, logits: np.ndarray | None = None) -> np.ndarray:
+        """Familiarity ``(n,)`` of clips' per-frame features ``(n, frames, ...)`` (and their logits)."""
+        return self.of_descriptors(describe(features), logits)
 
     def unknown(self, familiarity: np.ndarray) -> np.ndarray:
         return np.asarray(familiarity) < self.threshold
 
     def unknown_probability(self, familiarity: np.ndarray) -> np.ndarray:
         """A soft version of :meth:`unknown` for the timeline's decoder: 0.5 at the threshold, 0.05 at the median
-        familiarity of the known validation clips (``info["tau"]``), towards 1 below."""
+        familiarity of the held-out known clips (``info["tau"]``), towards 1 below."""
         tau = float(self.info.get("tau", 0.0)) or 1e-2
         return 1.0 / (1.0 + np.exp(-(self.threshold - np.asarray(familiarity, np.float64)) / tau))
 
     @classmethod
     def fit(cls, bank_raw: np.ndarray, known_raw: np.ndarray, keep: float = KEEP, k: int = K,
             provenance: str = "") -> Familiarity:
-        """Bank from the training descriptors ``bank_raw``; threshold keeping ``keep`` of ``known_raw`` (known
-        clips that are not in the bank: validation groups)."""
+        """The similarity alone: bank from the training descriptors ``bank_raw``; threshold keeping ``keep`` of
+        ``known_raw`` (known clips that are not in the bank)."""
         if len(bank_raw) == 0 or len(known_raw) == 0:
             raise ModelError(f"An open-set score needs training clips for its bank and known clips to set its "
                              f"threshold on; got {len(bank_raw)} and {len(known_raw)}.")
@@ -101,17 +160,18 @@ class Familiarity:
         z = (bank_raw - mean) / scale
         bank = (z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-6)).astype(np.float32)
         draft = cls(bank, mean.astype(np.float32), scale.astype(np.float32), 0.0, k)
-        threshold, tau = operating_point(draft.of_descriptors(known_raw), keep)
-        info = {"method": METHOD, "k": k, "keep": keep, "threshold": round(threshold, 6), "tau": round(tau, 6),
-                "bank": len(bank_raw),
-                "threshold_from": len(known_raw), "provenance": provenance}
+        threshold, tau = operating_point(draft.similarity(known_raw), keep)
+        info = {"method": "knn-cosine", "k": k, "keep": keep, "threshold": round(threshold, 6), "tau": round(tau, 6),
+                "bank": len(bank_raw), "threshold_from": len(known_raw), "provenance": provenance}
         return cls(bank, draft.mean, draft.scale, threshold, k, info)
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / OPENSET_FILE
+        extra = {} if self.combine is None else {"combine": np.asarray(self.combine, np.float64),
+                                                 "evidence": np.array(self.evidence)}
         np.savez_compressed(path, bank=self.bank.astype(np.float16), mean=self.mean, scale=self.scale,
                             threshold=np.float64(self.threshold), k=np.int64(self.k),
-                            info=np.array(json.dumps(self.info)))
+                            info=np.array(json.dumps(self.info)), **extra)
         return path
 
     @classmethod
@@ -123,81 +183,83 @@ class Familiarity:
         try:
             with np.load(path, allow_pickle=False) as z:
                 return cls(z["bank"].astype(np.float32), z["mean"], z["scale"], float(z["threshold"]), int(z["k"]),
-                           json.loads(str(z["info"])))
+                           json.loads(str(z["info"])), z["combine"] if "combine" in z.files else None,
+                           str(z["evidence"]) if "evidence" in z.files else "energy")
         except (OSError, KeyError, ValueError) as exc:
             raise ModelError(f"{path} is not a readable open-set file: {exc}.") from exc
 
 
-FOLDS = 4  # group folds of the threshold's held-out scores
-
-
-def operating_point(known: np.ndarray, keep: float) -> tuple[float, float]:
-    """``(threshold, tau)`` from the familiarity of known clips: the threshold keeps ``keep`` of them; tau is the
-    spread that puts the unknown probability of the median known clip at 5 %."""
-    threshold = float(np.quantile(known, 1.0 - keep))
+def operating_point(known: np.ndarray, keep: float, rejected: np.ndarray | None = None) -> tuple[float, float]:
+    """``(threshold, tau)`` from the familiarity of known clips: the threshold keeps ``keep`` of them, counting as
+    lost those the top-probability rule already rejects (``rejected``); tau is the spread that puts the unknown
+    probability of the median known clip at 5 %."""
+    known = np.asarray(known, np.float64)
+    rejected = np.zeros(len(known), bool) if rejected is None else np.asarray(rejected, bool)
+    left = 1.0 - keep - float(rejected.mean())  # share still to reject by familiarity
+    rest = known[~rejected]
+    threshold = float(np.quantile(rest, left / (1.0 - rejected.mean()))) if left > 0 and len(rest) else \
+        float(known.min()) - 1e-6
     return threshold, max(float(np.median(known)) - threshold, 1e-4) / math.log(0.95 / 0.05)
 
 
-def fit_grouped(train: np.ndarray, train_groups: list[str], validation: np.ndarray, validation_groups: list[str],
-                keep: float = KEEP, k: int = K, folds: int = FOLDS) -> Familiarity:
-    """The familiarity of a run: the bank from every view of the training clips' cached features ``(n, views,
-    frames, ...)``; the threshold keeping ``keep`` of *every* training and validation clip as served, each scored
-    against a bank that holds none of its group: the groups of each class are dealt into ``folds`` folds (sorted,
-    in turn) and each fold is scored against the other folds' views, as group cross-validation does.
-
-    Why not the validation clips alone: 18 validation groups give a noisy quantile, and on the shipped split a
-    threshold set on them rejected 15 % of held-out non-test clips in 4-fold group cross-validation
-    (docs/openset.md)."""
-    x = np.concatenate([train, validation])
-    groups = list(train_groups) + list(validation_groups)
+def group_folds(groups: list[str], folds: int = FOLDS) -> np.ndarray:
+    """Each clip's fold ``(n,)``: the groups of each class dealt into ``folds`` folds (sorted, in turn), as group
+    cross-validation does."""
     by_class: dict[str, list[str]] = {}
     for g in sorted(set(groups)):
         by_class.setdefault(g.split("/")[0], []).append(g)
     fold_of = {g: i % folds for gs in by_class.values() for i, g in enumerate(gs)}
-    fold = np.array([fold_of[g] for g in groups])
+    return np.array([fold_of[g] for g in groups])
+
+
+def fit_grouped(train: np.ndarray, train_groups: list[str], validation: np.ndarray, validation_groups: list[str],
+                keep: float = KEEP, k: int = K, folds: int = FOLDS, held_logits: np.ndarray | None = None,
+                uncertain_below: float = 0.0, evidence: str = "energy", weight: float = 1.0) -> Familiarity:
+    """The familiarity of a run, every statistic from clips held out from what scores them:
+
+    * the bank: every view of the training and validation clips' cached features ``(n, views, frames, ...)`` (what
+      the shipped models are refit on);
+    * each training and validation clip as served is scored against a bank that holds none of its group (the
+      groups of each class dealt into ``folds`` folds, each fold against the others' views);
+    * with ``held_logits`` (``(n_train + n_validation, classes)``, each clip's logits from a head trained without
+      its fold, :func:`har.heldout.held_out_logits`), the score is the model's ``evidence`` (:func:`evidence_of`)
+      plus ``weight`` times the similarity, each standardised by its held-out mean and spread; without, the
+      similarity alone;
+    * the threshold keeps ``keep`` of the held-out clips, counting those whose held-out top probability is under
+      ``uncertain_below`` as rejected already (the app's decision takes both).
+
+    Why held out: a threshold set on 18 validation groups alone rejected 15 % of held-out non-test clips on the
+    shipped split (docs/openset.md)."""
+    x = np.concatenate([train, validation])
+    groups = list(train_groups) + list(validation_groups)
+    fold = group_folds(groups, folds)
     raw = describe(x.reshape(-1, *x.shape[2:])).reshape(len(x), x.shape[1], -1)
-    held_out = np.zeros(len(x), np.float32)
+    held_sim = np.zeros(len(x), np.float32)
     for f in range(folds):
         inside = fold == f
         if inside.all() or not inside.any():
             continue
         part = Familiarity.fit(raw[~inside].reshape(-1, raw.shape[-1]), raw[inside][:, 0], keep, k)
-        held_out[inside] = part.of_descriptors(raw[inside][:, 0])
-    bank = raw[: len(train)].reshape(-1, raw.shape[-1])
-    fam = Familiarity.fit(bank, raw[len(train):, 0], keep, k)
-    threshold, tau = operating_point(held_out, keep)
-    info = {**fam.info, "threshold": round(threshold, 6), "tau": round(tau, 6), "threshold_from": len(x),
-            "provenance": f"bank: all {train.shape[1]} views of the {len(train)} training-group clips; threshold: "
-                          f"keeps {keep:.0%} of the {len(x)} training and validation clips as served, each scored "
-                          f"against a bank without its group ({folds}-fold group split)"}
-    return Familiarity(fam.bank, fam.mean, fam.scale, threshold, fam.k, info)
+        held_sim[inside] = part.similarity(raw[inside][:, 0])
+    fam = Familiarity.fit(raw.reshape(-1, raw.shape[-1]), raw[:, 0], keep, k)  # the bank: every view of them all
+    combine, rejected, score = None, None, held_sim
+    if held_logits is not None:
+        e = evidence_of(held_logits, evidence)
+        combine = np.array([e.mean(), max(e.std(), 1e-6), held_sim.mean(), max(held_sim.std(), 1e-6), weight])
+        score = Familiarity(fam.bank, fam.mean, fam.scale, 0.0, fam.k, combine=combine,
+                            evidence=evidence).of_descriptors(raw[:, 0], held_logits)
+        rejected = softmax(held_logits).max(axis=1) < uncertain_below
+    threshold, tau = operating_point(score, keep, rejected)
+    what = (f"{evidence} + {weight:g} x similarity, each standardised on the {len(x)} training and validation "
+            f"clips held out ({folds}-fold group split: heads trained without their fold, banks without their group)"
+            if combine is not None else "similarity")
+    info = {**fam.info, "method": f"{evidence}+knn" if combine is not None else "knn-cosine",
+            "threshold": round(threshold, 6), "tau": round(tau, 6), "threshold_from": len(x),
+            "knn_weight": weight if combine is not None else None,
+            "rejected_by_top_probability": round(float(np.mean(rejected)), 4) if rejected is not None else 0.0,
+            "provenance": f"bank: all {x.shape[1]} views of the {len(x)} training and validation clips; score: {what}; "
+                          f"threshold: keeps {keep:.0%} of the {len(x)} training and validation clips as served, "
+                          f"each scored held out ({folds}-fold group split)"}
+    return Familiarity(fam.bank, fam.mean, fam.scale, threshold, fam.k, info, combine, evidence)
 
 
-def fit_model_dir(directory: str | Path, data: str | Path, cache_dir: str | Path | None = None,
-                  keep: float = KEEP) -> Familiarity:
-    """Fit (or refit) the familiarity of a trained imagenet-preset model directory from its config's split of
-    ``data``; writes ``openset.npz`` and the ``openset`` entry of ``config.json``."""
-    import dataclasses
-
-    import keras
-
-    from har.config import ModelConfig
-    from har.data import clips_of, default_cache_dir, index_dataset
-    from har.features import features_of
-    from har.modeldir import MODEL_FILE
-
-    config = ModelConfig.load(directory)
-    if not config.encoder:
-        raise ModelError(f"{directory} has no frozen encoder ({config.preset} preset): its familiarity cannot be "
-                         "fitted from cached encoder features.")
-    model = keras.saving.load_model(Path(directory) / MODEL_FILE, safe_mode=True)
-    index = index_dataset(data)
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    clips = {s: clips_of(index, config.split[s]) for s in ("train", "validation")}
-    x = {s: features_of(c, model, config.sampling, config.min_window_s, cache, desc=f"{s} features")
-         for s, c in clips.items()}
-    fam = fit_grouped(x["train"], [c.group for c in clips["train"]], x["validation"],
-                      [c.group for c in clips["validation"]], keep)
-    fam.save(directory)
-    dataclasses.replace(config, openset=fam.info).save(directory)
-    return fam

@@ -97,6 +97,12 @@ class Recognizer:
     def _load(self, load) -> None:
         try:
             self.backend = load()
+            fam = self.familiarity
+            if fam is not None and fam.needs_logits and self.backend.per_frame and not self.backend.logits:
+                log.warning("%s: its open-set score reads the model's logits, which its %s copy does not give "
+                            "(python -m har export writes them); served on the top probability alone", self.name,
+                            self.backend.runtime)
+                self.familiarity = None
         except BaseException as exc:  # kept for wait(), which raises it in the caller's thread
             self._error = exc
         finally:
@@ -184,23 +190,39 @@ class Recognizer:
 
     def head_probabilities(self, features: np.ndarray) -> np.ndarray:
         """Class probabilities ``(n, classes)`` for per-frame features of windows ``(n, frames, *feature_shape)``."""
+        return self.head_outputs(features)[0]
+
+    def head_outputs(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(probs, logits)`` ``(n, classes)`` for per-frame features of windows ``(n, frames, *feature_shape)``;
+        logits None when the served copy has none."""
         assert self.per_frame
         step = 8 * self.batch_size
-        out = [self.backend.head(features[i : i + step]) for i in range(0, len(features), step)]
-        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, len(self.config.classes)), np.float32)
+        out = [self.backend.head_outputs(features[i : i + step]) for i in range(0, len(features), step)]
+        if not out:
+            return np.zeros((0, len(self.config.classes)), np.float32), None
+        logits = None if out[0][1] is None else np.concatenate([lg for _, lg in out]).astype(np.float32)
+        return np.concatenate([p for p, _ in out]).astype(np.float32), logits
 
     def features_and_probabilities(self, clips: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
         """``(features, probs)`` of uint8 clips ``(n, frames, size, size, 3)`` from one pass: each clip's per-frame
         features ``(n, frames, *feature_shape)`` float32 and its class probabilities ``(n, classes)``, the head's
         over those features (:meth:`probabilities`' to within the check made at load, 1e-4). Features are None
         for a model served whole (not ``per_frame``)."""
+        return self.features_and_outputs(clips)[:2]
+
+    def features_and_outputs(self, clips: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+        """``(features, probs, logits)``: :meth:`features_and_probabilities` and the head's logits (None for a
+        model served whole, or a copy without them)."""
         if not self.per_frame:
-            return None, self.probabilities(clips)
-        pairs = self._in_batches(self.backend.features_and_probs, clips)
-        if not pairs:
-            c = self.config
-            return np.zeros((0, c.frames, *self.feature_shape), np.float32), np.zeros((0, len(c.classes)), np.float32)
-        return np.concatenate([f for f, _ in pairs]), np.concatenate([p for _, p in pairs]).astype(np.float32)
+            return None, self.probabilities(clips), None
+        parts = self._in_batches(self.backend.features_and_outputs, clips)
+        c = self.config
+        if not parts:
+            return (np.zeros((0, c.frames, *self.feature_shape), np.float32), np.zeros((0, len(c.classes)), np.float32),
+                    None)
+        logits = None if parts[0][2] is None else np.concatenate([lg for *_, lg in parts]).astype(np.float32)
+        probs = np.concatenate([p for _, p, _ in parts]).astype(np.float32)
+        return np.concatenate([f for f, *_ in parts]), probs, logits
 
     # --- answers ----------------------------------------------------------------------------------------------
 
@@ -219,8 +241,8 @@ class Recognizer:
         """``(probs (n, classes), familiarity (n,) or None)`` of uint8 clips ``(n, frames, size, size, 3)``."""
         if not self.open_set:
             return self.probabilities(clips), None
-        features, probs = self.features_and_probabilities(clips)
-        return probs, self.familiarity(features)
+        features, probs, logits = self.features_and_outputs(clips)
+        return probs, self.familiarity(features, logits)
 
     def classify(self, path: str | os.PathLike, top_k: int = 5, progress: Progress | None = None) -> ClipPrediction:
         """Top-k classes of the whole video at ``path``. Raises :class:`VideoError` for an unusable video."""

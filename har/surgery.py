@@ -67,7 +67,8 @@ def split_per_frame(model, size: int):
     """``(frame_model, head_model)`` when ``model`` starts with a chain of layers that act frame by frame (one
     of them TimeDistributed): ``frame_model`` maps uint8 frames ``(n, size, size, 3)`` to what the chain gives for
     each frame, a vector ``(n, dim)`` or maps ``(n, h, w, c)``; ``head_model`` maps those of windows
-    ``(n, frames, ...)`` (the model's frames) to class probabilities. The chain ends at the first layer that reads
+    ``(n, frames, ...)`` (the model's frames) to class probabilities (and logits, for a model made by
+    :func:`with_logits`: every output of ``model``). The chain ends at the first layer that reads
     time (LSTM, ConvLSTM2D, Cropping1D, ...) and gives up trailing Dropouts to the head. A chain that starts with a
     frozen encoder (the imagenet presets) ends where training begins, so that the features are the frozen
     encoder's, whichever model serves them: the space of the cached training features (:mod:`har.features`) and of
@@ -96,7 +97,7 @@ def split_per_frame(model, size: int):
     if cut == len(chain) or not any(type(x).__name__ == "TimeDistributed" for x in chain[:cut]):
         return None
     try:  # the graph from the per-frame output on; raises when a later layer also reads an earlier tensor
-        head_model = keras.Model(chain[cut - 1].output, model.outputs[0])
+        head_model = keras.Model(chain[cut - 1].output, model.outputs if len(model.outputs) > 1 else model.outputs[0])
     except ValueError:
         return None
     feature_shape = tuple(chain[cut - 1].output.shape[2:])  # one frame's: (dim,) or (h, w, c)
@@ -105,3 +106,22 @@ def split_per_frame(model, size: int):
     for layer in chain[:cut]:
         x = layer(x)  # same layers, same weights
     return keras.Model(inputs, keras.layers.Reshape(feature_shape)(x)), head_model
+
+
+def with_logits(model):
+    """``model`` with a second output, the logits its last layer turns into probabilities: for a model that ends
+    in a softmax Dense named "probs" (every model ``har.models`` builds), a model over the same layers whose outputs
+    are ``[probs, logits]`` (a linear Dense sharing those weights beside it); None for any other. The open-set score
+    reads the logits' log-sum-exp, which probabilities alone no longer carry (:mod:`har.openset`)."""
+    import keras
+
+    try:
+        last = model.get_layer("probs")
+    except ValueError:
+        return None
+    if type(last).__name__ != "Dense" or getattr(last.activation, "__name__", "") != "softmax":
+        return None
+    dense = keras.layers.Dense(last.units, dtype="float32", name="logits")
+    logits = dense(last.input)
+    dense.set_weights(last.get_weights())
+    return keras.Model(model.inputs[0] if len(model.inputs) == 1 else model.inputs, [model.outputs[0], logits])

@@ -15,7 +15,7 @@ clip) and hop. Every timeline decodes with :data:`SWITCH_PENALTY` unless told ot
 
 Frame ``j`` of a video is taken to show time ``j / fps`` (constant frame rate), as :mod:`har.video` does. The
 recognizers are used through ``config``, ``name``, ``uncertain_below``, ``batch_size``, ``ready``, ``per_frame``,
-``probabilities``, ``frame_features``, ``head_probabilities`` and ``prediction`` (:class:`har.Recognizer`).
+``probabilities``, ``frame_features``, ``head_outputs`` and ``prediction`` (:class:`har.Recognizer`).
 """
 
 from __future__ import annotations
@@ -195,7 +195,7 @@ def _timeline(job: _Job, clip: tuple, frames: int, fps: float, penalty: float, t
     descriptors = job.window_descriptors() if rec.familiarity is not None else None
     familiarity = None
     if descriptors is not None:
-        familiarity = rec.familiarity.of_descriptors(descriptors)
+        familiarity = rec.familiarity.of_descriptors(descriptors, job.window_logits)
         u = rec.familiarity.unknown_probability(familiarity)[:, None]
         unknown = np.maximum(unknown, per_step(plan.starts_s, plan.length_s, u, duration, step)[1][:, 0])
     segs = decode(step_probs, step, duration, rec.config.classes, rec.uncertain_below, penalty, unknown)
@@ -240,6 +240,8 @@ class _Job:
         """``(windows, C)`` open-set descriptors (:func:`har.openset.describe`) after :meth:`window_probs`; None
         for a model run whole per window."""
         return None
+
+    window_logits: np.ndarray | None = None  # (windows, classes) after window_probs(), when the head gives them
 
 
 class _WindowJob(_Job):
@@ -319,8 +321,10 @@ class _FrameJob(_Job):
         # (windows, frames, *feature_shape) -> (windows, classes), a batch of windows at a time: the ConvLSTM's maps
         # (20 KB a frame at 128 px) of every window of a long video at once would take (windows x frames) times that
         step = self.rec.batch_size
-        return np.concatenate([self.rec.head_probabilities(features[rows[i : i + step]])
-                               for i in range(0, len(rows), step)])
+        out = [self.rec.head_outputs(features[rows[i : i + step]]) for i in range(0, len(rows), step)]
+        if out and out[0][1] is not None:
+            self.window_logits = np.concatenate([lg for _, lg in out])
+        return np.concatenate([p for p, _ in out])
 
 
 def _seconds(name: str, value: float | None) -> float | None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import platform
 import shutil
 import time
@@ -47,7 +46,7 @@ from har.config import ModelConfig, Sampling
 from har.distributed import all_workers_here, cluster_of, fit, pick_strategy
 from har.errors import HarError
 from har.modeldir import HISTORY_FILE, METRICS_FILE, MODEL_FILE, REFIT_HISTORY_FILE
-from har.trainsets import TrainData, frozen, train_dataset
+from har.trainsets import TrainData, compile_for, frozen, lr_at, train_dataset
 
 log = logging.getLogger(__name__)
 
@@ -87,15 +86,6 @@ class TrainOptions:
     resume: bool = False
     cache_dir: Path | None = None
     max_clips: int | None = None  # per split, for smoke tests only
-
-
-def lr_at(epoch: int, opts: TrainOptions) -> float:
-    """Linear warm-up, then cosine decay to 5% of the peak over ``opts.epochs``: a pure function of the epoch,
-    so a resumed run follows the same schedule."""
-    if epoch < opts.warmup_epochs:
-        return opts.lr * (epoch + 1) / (opts.warmup_epochs + 1)
-    progress = (epoch - opts.warmup_epochs) / max(opts.epochs - opts.warmup_epochs, 1)
-    return opts.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
 def versions() -> dict[str, str]:
@@ -150,13 +140,8 @@ def train(opts: TrainOptions) -> ModelConfig | None:
             train_seconds=round(train_seconds, 1), params=int(final.count_params()),
             hyper=_hyper(opts, refit, averaged, device, workers), versions=versions(),
         )
-        if frozen(opts):  # the open-set score: training clips' views as the bank, validation clips for the threshold
-            from har.openset import fit_grouped
-
-            familiarity = fit_grouped(data.x_train, [c.group for c in data.parts["train"]], data.x_val,
-                                      [c.group for c in data.parts["validation"]])
-            familiarity.save(out)
-            config = dataclasses.replace(config, openset=familiarity.info)
+        if frozen(opts):  # the open-set score (har.openset), set on heads and banks that never saw each clip
+            config = _open_set(opts, data, config, out)
         config.save(out)
         _export(out)
         shutil.rmtree(resume_dir)
@@ -164,6 +149,56 @@ def train(opts: TrainOptions) -> ModelConfig | None:
         log.info("trained %s in %.0f s (this call %.0f s): test accuracy %.3f, macro-F1 %.3f", out, train_seconds,
                  time.perf_counter() - started, test_metrics["accuracy"], test_metrics["macro_f1"])
     return config
+
+
+def fit_openset(directory: str | Path, data: str | Path, cache_dir: str | Path | None = None) -> ModelConfig:
+    """Fit (or refit) the open-set score of a trained frozen-encoder model directory on its config's split of
+    ``data``, with its own recipe (``python -m har openset``); writes ``openset.npz`` and ``config.json``'s
+    ``openset`` entry, and returns the config."""
+    config = ModelConfig.load(directory)
+    if not config.encoder:
+        raise HarError(f"{directory} has no frozen encoder ({config.preset} preset): its open-set score cannot be "
+                       "fitted from cached encoder features.")
+    opts = options_of(config, data, directory, cache_dir)
+    run = TrainData.load(opts, _built)
+    if run.split != config.split:
+        raise HarError(f"{data} does not split as {directory} was trained (seed {config.seed}): its open-set score "
+                       "must be fitted on the same dataset.")
+    config = _open_set(opts, run, config, Path(directory))
+    config.save(directory)
+    return config
+
+
+def options_of(config: ModelConfig, data: str | Path, out: str | Path, cache_dir: str | Path | None = None
+               ) -> TrainOptions:
+    """The options a model directory's config was trained with (its recipe), on ``data``."""
+    h = config.hyper
+    return TrainOptions(
+        arch=config.arch, data=Path(data), out=Path(out), preset=config.preset,
+        epochs=int(h.get("max_epochs", config.epochs)), batch_size=int(h["batch_size"]), lr=float(h["lr"]),
+        warmup_epochs=int(h["warmup_epochs"]), weight_decay=float(h["weight_decay"]), mixup=float(h["mixup"]),
+        seed=config.seed, validation=float(h["validation"]), test=float(h["test"]), frames=config.frames,
+        size=config.size, encoder=config.encoder, encoder_blocks=config.encoder_blocks,
+        min_window_s=config.min_window_s, cache_dir=Path(cache_dir) if cache_dir else None)
+
+
+def _open_set(opts: TrainOptions, data: TrainData, config: ModelConfig, out: Path) -> ModelConfig:
+    """The run's open-set score (:func:`har.openset.fit_grouped`) on logits of heads trained without each fold
+    (:func:`har.heldout.held_out_logits`, as many epochs as the shipped model had), saved in ``out``; the config
+    that records it."""
+    from har.heldout import held_out_logits
+    from har.openset import CHOSEN, fit_grouped
+
+    n = len(data.x_train)
+    groups = [c.group for c in data.parts["train"]] + [c.group for c in data.parts["validation"]]
+    held = held_out_logits(opts, np.concatenate([data.x_train, data.x_val]),
+                           np.concatenate([data.y_train, data.y_val]), groups, len(config.classes), config.best_epoch)
+    evidence, weight = CHOSEN.get(opts.arch, ("energy", 1.0))
+    familiarity = fit_grouped(data.x_train, groups[:n], data.x_val, groups[n:], held_logits=held,
+                              uncertain_below=config.uncertain_below, evidence=evidence, weight=weight)
+    familiarity.save(out)
+    log.info("open set: %s, threshold %.3f", familiarity.info["method"], familiarity.threshold)
+    return dataclasses.replace(config, openset=familiarity.info)
 
 
 def _check(opts: TrainOptions) -> None:
@@ -361,19 +396,10 @@ def _head_of(opts: TrainOptions, model: keras.Model, features: np.ndarray) -> ke
 
 
 def _compiled(opts: TrainOptions, classes: int, features: np.ndarray | None = None) -> keras.Model:
-    """A fresh model of ``opts``' architecture, compiled for training (AdamW; soft labels with mixup): the temporal
-    part alone when the run trains on cached ``features``."""
+    """A fresh model of ``opts``' architecture, compiled for training (:func:`har.trainsets.compile_for`): the
+    temporal part alone when the run trains on cached ``features``."""
     model = _built(opts, classes)
-    if frozen(opts):
-        model = _head_of(opts, model, features)
-    soft = opts.mixup > 0
-    model.compile(
-        optimizer=keras.optimizers.AdamW(opts.lr, weight_decay=opts.weight_decay),
-        loss=keras.losses.CategoricalCrossentropy() if soft else keras.losses.SparseCategoricalCrossentropy(),
-        metrics=[(keras.metrics.CategoricalAccuracy if soft else keras.metrics.SparseCategoricalAccuracy)(
-            name="accuracy")],
-    )
-    return model
+    return compile_for(_head_of(opts, model, features) if frozen(opts) else model, opts)
 
 
 def _refit(opts: TrainOptions, data: TrainData, strategy, epochs: int) -> dict:

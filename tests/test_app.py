@@ -109,7 +109,7 @@ def test_both_models_answer_side_by_side(client, ucf):
 
 
 NOTICE = (r"^\*\*This video doesn't look like any of the six actions the models know\.\*\* LRCN: familiarity "
-          r"(\d\.\d\d), under its threshold of (\d\.\d\d) \(closest action: (\w+)\)\.$")
+          r"(-?\d+\.\d\d), under its threshold of (-?\d+\.\d\d) \(closest action: (\w+)\)\.$")
 
 
 def test_a_clip_of_none_of_the_actions_gets_the_open_set_notice(client, tmp_path):

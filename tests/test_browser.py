@@ -88,7 +88,7 @@ def test_a_clip_of_none_of_the_actions_shows_the_open_set_notice(page, tmp_path)
     # the visitor reads the Markdown rendered: the open-set verdict in bold, then the familiarity and the closest action
     expect(notice.locator("strong")).to_have_text(
         "This video doesn't look like any of the six actions the models know.", timeout=RESULT_TIMEOUT_MS)
-    expect(notice).to_contain_text(re.compile(r"LRCN: familiarity \d\.\d\d, under its threshold of \d\.\d\d "
+    expect(notice).to_contain_text(re.compile(r"LRCN: familiarity -?\d+\.\d\d, under its threshold of -?\d+\.\d\d "
                                               r"\(closest action: \w+\)\."))
     expect_timeline(page)
     page.screenshot(path=SHOTS / "recognize-unsure.png", full_page=True)

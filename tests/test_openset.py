@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from har.config import ModelConfig
-from har.openset import OPENSET_FILE, Familiarity, describe, fit_grouped
+from har.errors import ModelError
+from har.openset import CHOSEN, OPENSET_FILE, Familiarity, describe, fit_grouped
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -54,8 +55,14 @@ def test_the_stored_statistics_round_trip_and_score_the_same(tmp_path):
     np.testing.assert_array_equal(back.bank, fam.bank)
     np.testing.assert_array_equal(back.mean, fam.mean)
     assert (back.threshold, back.k, back.info) == (fam.threshold, fam.k, fam.info)
-    x = np.random.default_rng(0).normal(0.5, 0.5, (3, 20, 4, 4, fam.mean.shape[0])).astype(np.float32)
-    np.testing.assert_allclose(back(x), fam(x), rtol=1e-6)
+    np.testing.assert_array_equal(back.combine, fam.combine)
+    assert back.evidence == fam.evidence and back.needs_logits
+    rng = np.random.default_rng(0)
+    x = rng.normal(0.5, 0.5, (3, 20, 4, 4, fam.mean.shape[0])).astype(np.float32)
+    logits = rng.normal(0, 3, (3, 6)).astype(np.float32)
+    np.testing.assert_allclose(back(x, logits), fam(x, logits), rtol=1e-6)
+    with pytest.raises(ModelError, match="logits"):
+        fam(x)
     assert back.unknown_probability(np.array([fam.threshold]))[0] == pytest.approx(0.5)
 
 
@@ -66,14 +73,16 @@ def test_the_threshold_says_where_it_came_from():
         fam = Familiarity.load(directory)
         assert config.openset == fam.info and fam.info["threshold"] == pytest.approx(fam.threshold, abs=1e-6)
         assert fam.info["keep"] == 0.95 and fam.info["k"] == 200
+        evidence, weight = CHOSEN[config.arch]  # chosen on non-test groups (docs/openset.md)
+        assert fam.evidence == evidence and fam.info["method"] == f"{evidence}+knn"
+        assert fam.combine[4] == weight == fam.info["knn_weight"]
         from har.data import clips_of, index_dataset
 
         index = index_dataset(DATA / config.data)
-        n_train = len(clips_of(index, config.split["train"]))
-        n_known = n_train + len(clips_of(index, config.split["validation"]))
-        assert fam.info["bank"] == len(fam.bank) == 9 * n_train  # every view of every training-group clip
+        n_known = len(clips_of(index, config.split["train"])) + len(clips_of(index, config.split["validation"]))
+        assert fam.info["bank"] == len(fam.bank) == 9 * n_known  # every view of every non-test clip
         assert fam.info["threshold_from"] == n_known  # no test-group clip
-        assert "group" in fam.info["provenance"] and str(n_known) in fam.info["provenance"]
+        assert "held out" in fam.info["provenance"] and str(n_known) in fam.info["provenance"]
 
 
 def test_the_grouped_threshold_keeps_its_share_of_held_out_clips():
@@ -82,11 +91,54 @@ def test_the_grouped_threshold_keeps_its_share_of_held_out_clips():
     groups = [f"C{g % 2}/g{g:02d}" for g in range(8) for _ in range(10)]
     x = np.stack([centres[int(g[-2:]) % 4] + 0.3 * rng.normal(0, 1, (3, 5, 16)) for g in groups])  # (80, 3, 5, 16)
     fam = fit_grouped(x[:60], groups[:60], x[60:], groups[60:], keep=0.9, k=5)
-    assert fam.info["threshold_from"] == 80 and len(fam.bank) == 60 * 3
+    assert fam.info["threshold_from"] == 80 and len(fam.bank) == 80 * 3  # every view of every known clip
     known = fam(x[:, 0])
     assert 0.8 <= np.mean(known >= fam.threshold) <= 1.0  # in-bank clips score at least as high as held-out ones
     far = fam.of_descriptors(describe(rng.normal(0, 1, (5, 5, 16)) * 3 + 7))
     assert np.all(far < fam.threshold)
+
+
+def test_the_combined_threshold_keeps_its_share_counting_the_top_probability_rule():
+    rng = np.random.default_rng(2)
+    centres = rng.normal(0, 1, (4, 16))
+    groups = [f"C{g % 2}/g{g:02d}" for g in range(8) for _ in range(10)]
+    x = np.stack([centres[int(g[-2:]) % 4] + 0.3 * rng.normal(0, 1, (3, 5, 16)) for g in groups])
+    logits = rng.normal(0, 2, (80, 3)).astype(np.float32)
+    logits[:8] = 0.0  # a flat answer: top probability 1/3, rejected by the top-probability rule anyway
+    fam = fit_grouped(x[:60], groups[:60], x[60:], groups[60:], keep=0.9, k=5, held_logits=logits,
+                      uncertain_below=0.5, evidence="energy", weight=0.5)
+    assert fam.needs_logits and fam.info["method"] == "energy+knn" and len(fam.bank) == 80 * 3
+    assert fam.info["rejected_by_top_probability"] >= 0.1
+    from har.openset import evidence_of, group_folds, operating_point
+
+    known = np.arange(100, dtype=float)
+    flat = known >= 95  # five clips the top-probability rule rejects already
+    threshold, _ = operating_point(known, 0.9, flat)
+    assert np.mean((known < threshold) | flat) == pytest.approx(0.10, abs=0.011)
+    assert operating_point(known, 0.9)[0] == pytest.approx(np.quantile(known, 0.1))
+
+    assert len(set(group_folds(groups, 4))) == 4
+    e = evidence_of(logits, "energy")
+    assert fam.combine[0] == pytest.approx(e.mean()) and fam.combine[1] == pytest.approx(e.std())
+    with pytest.raises(ModelError, match="evidence"):
+        evidence_of(logits, "entropy")
+
+
+def test_a_model_copy_without_logits_is_served_on_the_top_probability(tmp_path, caplog):
+    import onnx
+
+    import har
+
+    directory = tmp_path / "lrcn"
+    shutil.copytree(REPO / "models" / "lrcn", directory)
+    head = onnx.load(str(directory / "head.onnx"))  # as exported before the open-set score read logits
+    del head.graph.output[1:]
+    onnx.save(head, str(directory / "head.onnx"))
+    with caplog.at_level(logging.WARNING):
+        rec = har.Recognizer(directory, runtime="onnx")
+    assert rec.familiarity is None and "logits" in caplog.text and "top probability alone" in caplog.text
+    clip = rec.classify(REPO / "examples" / "v_Surfing_g22_c02.mp4")
+    assert clip.familiarity is None and clip.to_dict()["open_set"] == "top probability only"
 
 
 def test_a_model_directory_without_open_set_files_serves_on_the_top_probability(tmp_path, caplog):

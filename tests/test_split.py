@@ -169,7 +169,7 @@ class Counting(Backend):
 
     def __init__(self, inner: Backend):
         self.inner, self.runtime = inner, inner.runtime
-        self.per_frame, self.feature_shape = inner.per_frame, inner.feature_shape
+        self.per_frame, self.feature_shape, self.logits = inner.per_frame, inner.feature_shape, inner.logits
         self.encoded: list[int] = []  # frames per frames() call (the per-frame half)
         self.whole: list[int] = []  # clips per clips() call (the whole model, encoder included)
         self.headed = 0  # windows through the head alone
@@ -182,9 +182,9 @@ class Counting(Backend):
         self.encoded.append(len(x))
         return self.inner.frames(x)
 
-    def head(self, features):
+    def head_outputs(self, features):
         self.headed += len(features)
-        return self.inner.head(features)
+        return self.inner.head_outputs(features)
 
 
 def test_timelines_encode_each_grid_frame_once_on_both_runtimes_and_give_the_whole_windows_numbers(exported, served,
