@@ -65,10 +65,11 @@ class Backend:
         raise NotImplementedError(f"{type(self).__name__} does not serve per-frame features")
 
     def head(self, features: np.ndarray) -> np.ndarray:
-        return self.head_outputs(features)[0]
+        raise NotImplementedError(f"{type(self).__name__} does not serve per-frame features")
 
     def head_outputs(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        raise NotImplementedError(f"{type(self).__name__} does not serve per-frame features")
+        """``(probs, logits)``; a backend whose head gives no logits answers ``(head(features), None)``."""
+        return self.head(features), None
 
     def features_and_outputs(self, x: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
         """``(features, probs, logits)`` of clips ``x`` ``(n, frames, size, size, 3)`` from one pass: with
@@ -111,6 +112,9 @@ class OnnxBackend(Backend):
         if len(x) <= FRAME_CHUNK:
             return run_onnx(self._frame, x)
         return np.concatenate([run_onnx(self._frame, x[i : i + FRAME_CHUNK]) for i in range(0, len(x), FRAME_CHUNK)])
+
+    def head(self, features: np.ndarray) -> np.ndarray:
+        return self.head_outputs(features)[0]
 
     def head_outputs(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         probs, *logits = run_onnx_outputs(self._head, np.ascontiguousarray(features, np.float32))
@@ -168,6 +172,9 @@ class KerasBackend(Backend):
 
     def frames(self, x: np.ndarray) -> np.ndarray:
         return self._frame_fn(x).numpy()
+
+    def head(self, features: np.ndarray) -> np.ndarray:
+        return self.head_outputs(features)[0]
 
     def head_outputs(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         probs, *logits = (out.numpy() for out in self._head_fn(features))
