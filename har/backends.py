@@ -204,6 +204,11 @@ def onnx_sessions(directory: Path) -> dict | None:
     import onnxruntime as ort
 
     directory = Path(directory)
+    # Idle intra-op threads must not spin: with several sessions on 2 cores (two halves, two models, the app's
+    # visitors), each run's threads kept spinning through the next session's run. One LRCN clip after a ConvLSTM
+    # clip took 133 ms with spinning, 44 without; alone 87 and 43 (docs/benchmarks.md).
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     digest = None
     for names in ((FRAME_FILE, HEAD_FILE), (ONNX_FILE,)):
         if not all((directory / name).is_file() for name in names):
@@ -213,7 +218,7 @@ def onnx_sessions(directory: Path) -> dict | None:
         for name in names:
             path = directory / name
             try:
-                session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+                session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             except Exception as exc:  # onnxruntime raises its own error types for a damaged file
                 log.warning("%s is unreadable (%s): not served", path, exc)
                 break

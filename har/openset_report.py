@@ -136,6 +136,7 @@ def openset_table(reports: Mapping[str, Mapping[str, Any]], display: Mapping[str
         op, loco = rep["operating_point"], rep.get("loco", {}).get("mean", {})
         rows.append({
             "model": display.get(name, name),
+            "score": rep.get("method", {}).get("method", "not recorded"),
             "known test clips rejected": f"{op['known_rejected']:.1%}",
             "wild seconds flagged": f"{op['wild_seconds_flagged']:.0%}",
             "test accuracy (rejected = wrong)": f"{op['accuracy_with_rejection']:.1%} "
