@@ -129,9 +129,12 @@ class Familiarity:
         if logits is None:
             raise ModelError("This open-set score reads the model's logits, and none were given: re-export the "
                              "model's ONNX copy (python -m har export) or serve it on TensorFlow.")
+        return self.combined(evidence_of(logits, self.evidence), sim)
+
+    def combined(self, evidence: np.ndarray, similarity: np.ndarray) -> np.ndarray:
+        """The combined familiarity ``(n,)`` of the evidence and similarity of the same clips."""
         e_mean, e_std, s_mean, s_std, weight = (float(v) for v in self.combine)
-        evidence = evidence_of(logits, self.evidence)
-        return ((evidence - e_mean) / e_std + weight * (sim - s_mean) / s_std).astype(np.float32)
+        return ((evidence - e_mean) / e_std + weight * (similarity - s_mean) / s_std).astype(np.float32)
 
     def __call__(self, features: np.ndarray, logits: np.ndarray | None = None) -> np.ndarray:
         """Familiarity ``(n,)`` of clips' per-frame features ``(n, frames, ...)`` (and their logits)."""
@@ -246,8 +249,9 @@ def fit_grouped(train: np.ndarray, train_groups: list[str], validation: np.ndarr
     if held_logits is not None:
         e = evidence_of(held_logits, evidence)
         combine = np.array([e.mean(), max(e.std(), 1e-6), held_sim.mean(), max(held_sim.std(), 1e-6), weight])
+        # both parts held out: the similarity against banks without the clip's group, not the full bank
         score = Familiarity(fam.bank, fam.mean, fam.scale, 0.0, fam.k, combine=combine,
-                            evidence=evidence).of_descriptors(raw[:, 0], held_logits)
+                            evidence=evidence).combined(e, held_sim)
         rejected = softmax(held_logits).max(axis=1) < uncertain_below
     threshold, tau = operating_point(score, keep, rejected)
     what = (f"{evidence} + {weight:g} x similarity, each standardised on the {len(x)} training and validation "

@@ -13,7 +13,7 @@ import pytest
 
 from har.config import ModelConfig
 from har.errors import ModelError
-from har.openset import CHOSEN, OPENSET_FILE, Familiarity, describe, fit_grouped
+from har.openset import CHOSEN, OPENSET_FILE, Familiarity, describe, fit_grouped, softmax
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -103,13 +103,28 @@ def test_the_combined_threshold_keeps_its_share_counting_the_top_probability_rul
     centres = rng.normal(0, 1, (4, 16))
     groups = [f"C{g % 2}/g{g:02d}" for g in range(8) for _ in range(10)]
     x = np.stack([centres[int(g[-2:]) % 4] + 0.3 * rng.normal(0, 1, (3, 5, 16)) for g in groups])
-    logits = rng.normal(0, 2, (80, 3)).astype(np.float32)
+    logits = rng.normal(0, 1, (80, 3)).astype(np.float32)
+    logits[np.arange(80), rng.integers(0, 3, 80)] += 4.0  # a clear answer
     logits[:8] = 0.0  # a flat answer: top probability 1/3, rejected by the top-probability rule anyway
     fam = fit_grouped(x[:60], groups[:60], x[60:], groups[60:], keep=0.9, k=5, held_logits=logits,
                       uncertain_below=0.5, evidence="energy", weight=0.5)
     assert fam.needs_logits and fam.info["method"] == "energy+knn" and len(fam.bank) == 80 * 3
-    assert fam.info["rejected_by_top_probability"] >= 0.1
+    assert 0.1 <= fam.info["rejected_by_top_probability"] < 0.15
     from har.openset import evidence_of, group_folds, operating_point
+
+    # the threshold keeps 90 % of the clips scored held out (each against a bank without its fold), not in-bank
+    raw = describe(x.reshape(-1, 5, 16)).reshape(80, 3, -1)
+    fold, held_sim = group_folds(groups, 4), np.zeros(80, np.float32)
+    for f in range(4):
+        part = Familiarity.fit(raw[fold != f].reshape(-1, raw.shape[-1]), raw[fold == f][:, 0], 0.9, 5)
+        held_sim[fold == f] = part.similarity(raw[fold == f][:, 0])
+    held = fam.combined(evidence_of(logits, "energy"), held_sim)
+    in_bank = fam(x[:, 0], logits)
+    assert np.mean(in_bank) > np.mean(held)  # the bank's own clips look more familiar than held-out ones
+    rejected = softmax(logits).max(axis=1) < 0.5
+    assert fam.threshold == pytest.approx(operating_point(held, 0.9, rejected)[0], abs=1e-5)
+    assert fam.threshold != pytest.approx(operating_point(in_bank, 0.9, rejected)[0], abs=1e-3)
+    assert np.mean((held < fam.threshold) | rejected) == pytest.approx(0.10, abs=0.02)
 
     known = np.arange(100, dtype=float)
     flat = known >= 95  # five clips the top-probability rule rejects already
