@@ -205,6 +205,32 @@ def operating_point(known: np.ndarray, keep: float, rejected: np.ndarray | None 
     return threshold, max(float(np.median(known)) - threshold, 1e-4) / math.log(0.95 / 0.05)
 
 
+def nested_rejected(score: np.ndarray, fold: np.ndarray, keep: float, rejected: np.ndarray) -> np.ndarray:
+    """Which held-out known clips ``(n,)`` a threshold set on the other folds' scores (keeping ``keep`` of them)
+    rejects, or the top-probability rule does: the operating point's behaviour on groups it was not set on."""
+    lost = np.asarray(rejected, bool).copy()
+    for f in np.unique(fold):
+        inside = fold == f
+        threshold, _ = operating_point(score[~inside], keep, rejected[~inside])
+        lost[inside] |= score[inside] < threshold
+    return lost
+
+
+def grouped_operating_point(score: np.ndarray, fold: np.ndarray, keep: float, rejected: np.ndarray | None = None,
+                            step: float = 0.0025) -> tuple[float, float, float]:
+    """``(threshold, tau, share kept in sample)``: :func:`operating_point` on the held-out scores, with the share
+    kept raised from ``keep`` in ``step`` until a threshold set on the other folds rejects at most ``1 - keep`` of
+    each fold's clips, pooled (:func:`nested_rejected`). Groups differ, so a 5 % quantile set on some groups rejects
+    more than 5 % of new ones (6.4 % for the ConvLSTM's non-test folds, docs/openset.md)."""
+    rejected = np.zeros(len(score), bool) if rejected is None else np.asarray(rejected, bool)
+    share = keep
+    if len(np.unique(fold)) > 1:
+        most = 1.0 - float(rejected.mean())  # keeping more leaves nothing to the familiarity
+        while share + step <= most + 1e-9 and nested_rejected(score, fold, share, rejected).mean() > 1.0 - keep + 1e-9:
+            share = round(share + step, 6)
+    return (*operating_point(score, share, rejected), share)
+
+
 def group_folds(groups: list[str], folds: int = FOLDS) -> np.ndarray:
     """Each clip's fold ``(n,)``: the groups of each class dealt into ``folds`` folds (sorted, in turn), as group
     cross-validation does."""
@@ -213,6 +239,19 @@ def group_folds(groups: list[str], folds: int = FOLDS) -> np.ndarray:
         by_class.setdefault(g.split("/")[0], []).append(g)
     fold_of = {g: i % folds for gs in by_class.values() for i, g in enumerate(gs)}
     return np.array([fold_of[g] for g in groups])
+
+
+def held_out_similarity(raw: np.ndarray, fold: np.ndarray, k: int = K) -> np.ndarray:
+    """Each clip's similarity ``(n,)`` as served (view 0 of raw descriptors ``(n, views, C)``) against a bank of
+    every view of the clips outside its fold (``fold``: ``(n,)``, :func:`group_folds`)."""
+    sim = np.zeros(len(raw), np.float32)
+    for f in np.unique(fold):
+        inside = fold == f
+        if inside.all():
+            continue
+        part = Familiarity.fit(raw[~inside].reshape(-1, raw.shape[-1]), raw[inside][:, 0], KEEP, k)
+        sim[inside] = part.similarity(raw[inside][:, 0])
+    return sim
 
 
 def fit_grouped(train: np.ndarray, train_groups: list[str], validation: np.ndarray, validation_groups: list[str],
@@ -228,24 +267,19 @@ def fit_grouped(train: np.ndarray, train_groups: list[str], validation: np.ndarr
       its fold, :func:`har.heldout.held_out_logits`), the score is the model's ``evidence`` (:func:`evidence_of`)
       plus ``weight`` times the similarity, each standardised by its held-out mean and spread; without, the
       similarity alone;
-    * the threshold keeps ``keep`` of the held-out clips, counting those whose held-out top probability is under
+    * the threshold keeps ``keep`` of new groups' clips, as estimated on the held-out clips
+      (:func:`grouped_operating_point`), counting those whose held-out top probability is under
       ``uncertain_below`` as rejected already (the app's decision takes both).
 
     Why held out: a threshold set on 18 validation groups alone rejected 15 % of held-out non-test clips on the
     shipped split (docs/openset.md)."""
     x = np.concatenate([train, validation])
     groups = list(train_groups) + list(validation_groups)
-    fold = group_folds(groups, folds)
     raw = describe(x.reshape(-1, *x.shape[2:])).reshape(len(x), x.shape[1], -1)
-    held_sim = np.zeros(len(x), np.float32)
-    for f in range(folds):
-        inside = fold == f
-        if inside.all() or not inside.any():
-            continue
-        part = Familiarity.fit(raw[~inside].reshape(-1, raw.shape[-1]), raw[inside][:, 0], keep, k)
-        held_sim[inside] = part.similarity(raw[inside][:, 0])
+    fold = group_folds(groups, folds)
+    held_sim = held_out_similarity(raw, fold, k)
     fam = Familiarity.fit(raw.reshape(-1, raw.shape[-1]), raw[:, 0], keep, k)  # the bank: every view of them all
-    combine, rejected, score = None, None, held_sim
+    combine, rejected, score = None, np.zeros(len(x), bool), held_sim
     if held_logits is not None:
         e = evidence_of(held_logits, evidence)
         combine = np.array([e.mean(), max(e.std(), 1e-6), held_sim.mean(), max(held_sim.std(), 1e-6), weight])
@@ -253,17 +287,20 @@ def fit_grouped(train: np.ndarray, train_groups: list[str], validation: np.ndarr
         score = Familiarity(fam.bank, fam.mean, fam.scale, 0.0, fam.k, combine=combine,
                             evidence=evidence).combined(e, held_sim)
         rejected = softmax(held_logits).max(axis=1) < uncertain_below
-    threshold, tau = operating_point(score, keep, rejected)
+    threshold, tau, share = grouped_operating_point(score, fold, keep, rejected)
+    nested = float(nested_rejected(score, fold, share, rejected).mean())
     what = (f"{evidence} + {weight:g} x similarity, each standardised on the {len(x)} training and validation "
             f"clips held out ({folds}-fold group split: heads trained without their fold, banks without their group)"
             if combine is not None else "similarity")
     info = {**fam.info, "method": f"{evidence}+knn" if combine is not None else "knn-cosine",
             "threshold": round(threshold, 6), "tau": round(tau, 6), "threshold_from": len(x),
             "knn_weight": weight if combine is not None else None,
-            "rejected_by_top_probability": round(float(np.mean(rejected)), 4) if rejected is not None else 0.0,
+            "rejected_by_top_probability": round(float(np.mean(rejected)), 4),
+            "kept_in_sample": share, "nested_rejected": round(nested, 4),
             "provenance": f"bank: all {x.shape[1]} views of the {len(x)} training and validation clips; score: {what}; "
-                          f"threshold: keeps {keep:.0%} of the {len(x)} training and validation clips as served, "
-                          f"each scored held out ({folds}-fold group split)"}
+                          f"threshold: keeps {share:.2%} of the {len(x)} training and validation clips as served, "
+                          f"each scored held out ({folds}-fold group split), the share at which a threshold set on "
+                          f"the other folds rejects {nested:.1%} (at most {1 - keep:.0%}) of each fold's clips"}
     return Familiarity(fam.bank, fam.mean, fam.scale, threshold, fam.k, info, combine, evidence)
 
 

@@ -105,11 +105,11 @@ def test_the_combined_threshold_keeps_its_share_counting_the_top_probability_rul
     x = np.stack([centres[int(g[-2:]) % 4] + 0.3 * rng.normal(0, 1, (3, 5, 16)) for g in groups])
     logits = rng.normal(0, 1, (80, 3)).astype(np.float32)
     logits[np.arange(80), rng.integers(0, 3, 80)] += 4.0  # a clear answer
-    logits[:8] = 0.0  # a flat answer: top probability 1/3, rejected by the top-probability rule anyway
+    logits[:6] = 0.0  # a flat answer: top probability 1/3, rejected by the top-probability rule anyway
     fam = fit_grouped(x[:60], groups[:60], x[60:], groups[60:], keep=0.9, k=5, held_logits=logits,
                       uncertain_below=0.5, evidence="energy", weight=0.5)
     assert fam.needs_logits and fam.info["method"] == "energy+knn" and len(fam.bank) == 80 * 3
-    assert 0.1 <= fam.info["rejected_by_top_probability"] < 0.15
+    assert 0.07 <= fam.info["rejected_by_top_probability"] < 0.1
     from har.openset import evidence_of, group_folds, operating_point
 
     # the threshold keeps 90 % of the clips scored held out (each against a bank without its fold), not in-bank
@@ -122,9 +122,11 @@ def test_the_combined_threshold_keeps_its_share_counting_the_top_probability_rul
     in_bank = fam(x[:, 0], logits)
     assert np.mean(in_bank) > np.mean(held)  # the bank's own clips look more familiar than held-out ones
     rejected = softmax(logits).max(axis=1) < 0.5
-    assert fam.threshold == pytest.approx(operating_point(held, 0.9, rejected)[0], abs=1e-5)
-    assert fam.threshold != pytest.approx(operating_point(in_bank, 0.9, rejected)[0], abs=1e-3)
-    assert np.mean((held < fam.threshold) | rejected) == pytest.approx(0.10, abs=0.02)
+    share = fam.info["kept_in_sample"]
+    assert 0.9 <= share < 1.0 and fam.info["nested_rejected"] <= 0.10
+    assert fam.threshold == pytest.approx(operating_point(held, share, rejected)[0], abs=1e-5)
+    assert fam.threshold != pytest.approx(operating_point(in_bank, share, rejected)[0], abs=1e-3)
+    assert np.mean((held < fam.threshold) | rejected) == pytest.approx(1 - share, abs=0.02)
 
     known = np.arange(100, dtype=float)
     flat = known >= 95  # five clips the top-probability rule rejects already
@@ -137,6 +139,21 @@ def test_the_combined_threshold_keeps_its_share_counting_the_top_probability_rul
     assert fam.combine[0] == pytest.approx(e.mean()) and fam.combine[1] == pytest.approx(e.std())
     with pytest.raises(ModelError, match="evidence"):
         evidence_of(logits, "entropy")
+
+
+def test_the_operating_point_keeps_its_share_of_groups_it_was_not_set_on():
+    from har.openset import grouped_operating_point, nested_rejected, operating_point
+
+    rng = np.random.default_rng(3)
+    fold = np.repeat(np.arange(4), 250)
+    same = rng.normal(0, 1, 1000)  # every fold alike: the in-sample 10 % quantile carries over
+    threshold, _, share = grouped_operating_point(same, fold, 0.9)
+    assert share < 0.92 and threshold == pytest.approx(operating_point(same, share)[0])
+    shifted = same + np.array([-1.0, 0.0, 0.3, 0.6])[fold]  # one fold of groups unlike the others
+    assert nested_rejected(shifted, fold, 0.9, np.zeros(1000, bool)).mean() > 0.12
+    threshold, _, share = grouped_operating_point(shifted, fold, 0.9)
+    assert share > 0.93 and nested_rejected(shifted, fold, share, np.zeros(1000, bool)).mean() <= 0.10
+    assert np.mean(shifted < threshold) == pytest.approx(1 - share, abs=0.002)
 
 
 def test_a_model_copy_without_logits_is_served_on_the_top_probability(tmp_path, caplog):
