@@ -21,7 +21,8 @@ with heads trained without the left-out class (docs/openset.md): LRCN energy + 0
 alone: 0.896). The statistics and the threshold come from the non-test clips scored held out (:func:`fit_grouped`):
 four group folds, each scored by a head trained on the other three with the shipped recipe
 (:func:`har.heldout.held_out_logits`) and against a bank without its groups; the threshold keeps ``keep`` (95 %)
-of them, counting those the top-probability rule already rejects. Method, parameters, threshold and provenance are
+of the clips of groups it was not set on, as the folds estimate it (:func:`grouped_operating_point`), counting those
+the top-probability rule already rejects. Method, parameters, threshold and provenance are
 stored in ``openset.npz`` and ``config.json`` (``openset``); a model directory without them is served on the top
 probability alone, and says so; one fitted before the evidence (``"method": "knn-cosine"``) on the similarity
 alone.
@@ -41,7 +42,7 @@ from har.errors import ModelError
 OPENSET_FILE = "openset.npz"  # the bank, its standardisation, the score's scales and the threshold
 OPENSET_REPORT = "openset.json"  # measured open-set behaviour (evaluation only; the dashboard reads it)
 K = 200  # nearest neighbours averaged (of ~3,000 bank descriptors: ~20 clips' views)
-KEEP = 0.95  # share of known clips (held out from what scores them) the threshold keeps
+KEEP = 0.95  # share of known clips of new groups the threshold keeps (estimated on group folds)
 # The model's evidence and the weight of the similarity beside it, per architecture: each the best of
 # {energy, log top probability} x {0, 0.25, ..., 8} by leave-one-class-out on the non-test groups (docs/openset.md)
 CHOSEN = {"lrcn": ("energy", 0.5), "convlstm": ("log_top_probability", 2.0)}
