@@ -26,6 +26,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -136,14 +137,17 @@ def run_cli(args: list[str]) -> dict:
     (``VmHWM``): ``RUSAGE_CHILDREN`` would report the parent's size, since a forked child counts the pages it
     shares with its parent until it execs ffmpeg."""
     t = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, *args], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    ffmpeg_kb = 0
-    while proc.poll() is None:
-        ffmpeg_kb = max(ffmpeg_kb, _children_hwm_kb(proc.pid))
-        time.sleep(0.2)
-    stdout, stderr = proc.communicate()
-    wall = time.perf_counter() - t
+    # output goes to files, not pipes: a long video's JSON outgrows a pipe's buffer, and the child would block
+    # writing it while this loop polls instead of reading
+    with tempfile.TemporaryFile("w+") as out_f, tempfile.TemporaryFile("w+") as err_f:
+        proc = subprocess.Popen([sys.executable, "-c", CHILD, *args], cwd=REPO, stdout=out_f, stderr=err_f, text=True)
+        ffmpeg_kb = 0
+        while proc.poll() is None:
+            ffmpeg_kb = max(ffmpeg_kb, _children_hwm_kb(proc.pid))
+            time.sleep(0.2)
+        wall = time.perf_counter() - t
+        out_f.seek(0), err_f.seek(0)
+        stdout, stderr = out_f.read(), err_f.read()
     if proc.returncode != 0:
         raise SystemExit(f"CLI failed: {' '.join(args)}\n{stderr[-2000:]}")
     *_, answer, last = stdout.strip().splitlines()
