@@ -146,7 +146,8 @@ def run_cli(args: list[str]) -> dict:
             ffmpeg_kb = max(ffmpeg_kb, _children_hwm_kb(proc.pid))
             time.sleep(0.2)
         wall = time.perf_counter() - t
-        out_f.seek(0), err_f.seek(0)
+        out_f.seek(0)
+        err_f.seek(0)
         stdout, stderr = out_f.read(), err_f.read()
     if proc.returncode != 0:
         raise SystemExit(f"CLI failed: {' '.join(args)}\n{stderr[-2000:]}")

@@ -75,6 +75,13 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
+def combine_scores(combine: np.ndarray, evidence: np.ndarray, similarity: np.ndarray) -> np.ndarray:
+    """``(evidence - m_e) / s_e + w x (similarity - m_s) / s_s`` ``(n,)``, with ``combine`` = ``[m_e, s_e, m_s, s_s,
+    w]``: only these scales, never the bank, go into it."""
+    e_mean, e_std, s_mean, s_std, weight = (float(v) for v in combine)
+    return ((evidence - e_mean) / e_std + weight * (similarity - s_mean) / s_std).astype(np.float32)
+
+
 def evidence_of(logits: np.ndarray, kind: str) -> np.ndarray:
     """The model's evidence ``(n,)`` that a clip is one of its classes: the :func:`energy` of its logits, or the log
     of its top probability (the max-softmax baseline, on a log scale)."""
@@ -134,8 +141,7 @@ class Familiarity:
 
     def combined(self, evidence: np.ndarray, similarity: np.ndarray) -> np.ndarray:
         """The combined familiarity ``(n,)`` of the evidence and similarity of the same clips."""
-        e_mean, e_std, s_mean, s_std, weight = (float(v) for v in self.combine)
-        return ((evidence - e_mean) / e_std + weight * (similarity - s_mean) / s_std).astype(np.float32)
+        return combine_scores(self.combine, evidence, similarity)
 
     def __call__(self, features: np.ndarray, logits: np.ndarray | None = None) -> np.ndarray:
         """Familiarity ``(n,)`` of clips' per-frame features ``(n, frames, ...)`` (and their logits)."""
@@ -284,9 +290,7 @@ def fit_grouped(train: np.ndarray, train_groups: list[str], validation: np.ndarr
     if held_logits is not None:
         e = evidence_of(held_logits, evidence)
         combine = np.array([e.mean(), max(e.std(), 1e-6), held_sim.mean(), max(held_sim.std(), 1e-6), weight])
-        # both parts held out: the similarity against banks without the clip's group, not the full bank
-        score = Familiarity(fam.bank, fam.mean, fam.scale, 0.0, fam.k, combine=combine,
-                            evidence=evidence).combined(e, held_sim)
+        score = combine_scores(combine, e, held_sim)  # both parts held out: banks without the clip's group
         rejected = softmax(held_logits).max(axis=1) < uncertain_below
     threshold, tau, share = grouped_operating_point(score, fold, keep, rejected)
     nested = float(nested_rejected(score, fold, share, rejected).mean())

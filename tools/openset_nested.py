@@ -70,5 +70,6 @@ def main() -> None:
         cells = " | ".join(f"{lost[inside].mean():.1%}" for lost in rows.values())
         print(f"| {'all' if f is None else f} | {inside.sum()} | {n_groups} | {cells} |")
 
+
 if __name__ == "__main__":
     main()
