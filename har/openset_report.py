@@ -38,9 +38,10 @@ def roc(known: np.ndarray, unknown: np.ndarray, points: int = 101) -> dict[str, 
     """ROC of "score under t means unknown" over thresholds t: the share of knowns flagged (false positive rate)
     and of unknowns flagged (true positive rate), thinned to about ``points`` points."""
     known, unknown = np.sort(np.asarray(known, float)), np.sort(np.asarray(unknown, float))
-    ts = np.unique(np.concatenate([known, unknown, [np.inf]]))
+    ts = np.unique(np.concatenate([known, unknown]))
     if len(ts) > points:
         ts = np.unique(np.quantile(ts, np.linspace(0, 1, points)))
+    ts = np.append(ts, np.inf)  # after thinning: a quantile next to an infinite value is NaN
     fpr = np.searchsorted(known, ts, side="left") / max(len(known), 1)
     tpr = np.searchsorted(unknown, ts, side="left") / max(len(unknown), 1)
     return {"fpr": [0.0, *np.round(fpr, 4).tolist()], "tpr": [0.0, *np.round(tpr, 4).tolist()]}

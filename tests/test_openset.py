@@ -208,3 +208,21 @@ def test_the_dashboard_reads_the_stored_open_set_results():
     assert "No open-set results" in openset_report.roc_figure({}, DISPLAY, MODEL_COLORS).layout.annotations[0].text
     assert openset_report.auroc(np.array([2.0, 3.0]), np.array([1.0])) == 1.0
     assert openset_report.auroc(np.array([1.0]), np.array([1.0])) == 0.5
+
+
+def test_the_roc_is_thinned_without_warnings_and_runs_from_nothing_flagged_to_everything_flagged():
+    import warnings
+
+    from har import openset_report
+
+    rng = np.random.default_rng(0)
+    known, unknown = rng.normal(1.0, 1.0, 400), rng.normal(-1.0, 1.0, 300)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the thinning once took quantiles next to +inf: NaN and a RuntimeWarning
+        curve = openset_report.roc(known, unknown, points=51)
+    fpr, tpr = np.array(curve["fpr"]), np.array(curve["tpr"])
+    assert len(fpr) <= 53 and np.isfinite(fpr).all() and np.isfinite(tpr).all()
+    assert (fpr[0], tpr[0]) == (0.0, 0.0) and (fpr[-1], tpr[-1]) == (1.0, 1.0)
+    assert (np.diff(fpr) >= 0).all() and (np.diff(tpr) >= 0).all()
+    area = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))  # the thinned curve keeps the AUROC close
+    assert abs(area - openset_report.auroc(known, unknown)) < 0.02
