@@ -9,7 +9,12 @@ probability, the max logit, the energy, and the standardised evidence plus w x t
 standardised on the knowns). The test groups and the wild videos are never read. Reads the feature cache a training
 run left (``python -m har train ... --cache-dir C``).
 
-    python tools/openset_evidence.py --model lrcn --cache /work/scratch/cache [--out scratch/openset_evidence.json]
+``--grouped`` (session 11) asks the same question of groups further from the training ones: all non-test clips,
+their groups dealt into the four folds the shipped fit uses; for each left-out class and each fold, a head and a
+bank from the other folds' five classes, knowns that fold's clips of those classes; each class's AUROC the mean
+over the folds (24 heads in all).
+
+    python tools/openset_evidence.py --model lrcn --cache /work/scratch/cache [--grouped] [--out F.json]
 """
 
 from __future__ import annotations
@@ -29,11 +34,29 @@ from har.data import clips_of, index_dataset  # noqa: E402
 from har.features import features_of  # noqa: E402
 from har.heldout import logits_of, train_head  # noqa: E402
 from har.modeldir import resolve_model_dir  # noqa: E402
-from har.openset import Familiarity, describe, energy, evidence_of, softmax  # noqa: E402
+from har.openset import Familiarity, describe, energy, evidence_of, group_folds, softmax  # noqa: E402
 from har.openset_report import auroc  # noqa: E402
 from har.train import options_of  # noqa: E402
 
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def score_all(head, bank_raw: np.ndarray, known_x: np.ndarray, known_raw: np.ndarray, unknown_x: np.ndarray,
+              unknown_raw: np.ndarray) -> dict[str, float]:
+    """AUROC of every candidate score, knowns (as served) against unknowns, for one five-class head and the bank of
+    its training clips' views ``bank_raw`` ``(n, views, C)``; combined scores standardised on the knowns."""
+    fam = Familiarity.fit(bank_raw.reshape(-1, bank_raw.shape[-1]), known_raw)
+    lk, lu = logits_of(head, known_x), logits_of(head, unknown_x)
+    sk, su = fam.similarity(known_raw), fam.similarity(unknown_raw)
+    single = {"similarity": (sk, su), "top probability": (softmax(lk).max(1), softmax(lu).max(1)),
+              "max logit": (lk.max(1), lu.max(1)), "energy": (energy(lk), energy(lu))}
+    for kind in ("energy", "log_top_probability"):
+        ek, eu = evidence_of(lk, kind), evidence_of(lu, kind)
+        for w in WEIGHTS:
+            single[f"{kind} + {w:g} x similarity"] = (
+                (ek - ek.mean()) / ek.std() + w * (sk - sk.mean()) / sk.std(),
+                (eu - ek.mean()) / ek.std() + w * (su - sk.mean()) / sk.std())
+    return {name: auroc(k, u) for name, (k, u) in single.items()}
 
 
 def main() -> None:
@@ -42,6 +65,8 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, required=True)
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/ucf101-6")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--grouped", action="store_true",
+                    help="knowns from every group fold in turn (4 heads per class), not seed 0's validation groups")
     args = ap.parse_args()
     import keras
 
@@ -57,25 +82,29 @@ def main() -> None:
     y = {s: index.labels(c) for s, c in parts.items()}
     raw = {s: describe(x[s].reshape(-1, *x[s].shape[2:])).reshape(len(x[s]), x[s].shape[1], -1) for s in x}
     scores: dict[str, list[float]] = {}
+    if args.grouped:  # every non-test clip, the groups dealt into folds as the shipped fit deals them
+        xa = np.concatenate([x["train"], x["validation"]])
+        ya, ra = np.concatenate([y["train"], y["validation"]]), np.concatenate([raw["train"], raw["validation"]])
+        fold = group_folds([c.group for s in ("train", "validation") for c in parts[s]])
     for c, label in enumerate(index.classes):
-        tr, va = y["train"] != c, y["validation"] != c
-        head = train_head(opts, x["train"][tr], y["train"][tr] - (y["train"][tr] > c), 5, epochs, opts.seed)
-        bank = raw["train"][tr].reshape(-1, raw["train"].shape[-1])
-        fam = Familiarity.fit(bank, raw["validation"][va][:, 0])
-        unknown_x = np.concatenate([x["train"][~tr], x["validation"][~va]])[:, 0]
-        unknown_raw = np.concatenate([raw["train"][~tr], raw["validation"][~va]])[:, 0]
-        lk, lu = logits_of(head, x["validation"][va][:, 0]), logits_of(head, unknown_x)
-        sk, su = fam.similarity(raw["validation"][va][:, 0]), fam.similarity(unknown_raw)
-        single = {"similarity": (sk, su), "top probability": (softmax(lk).max(1), softmax(lu).max(1)),
-                  "max logit": (lk.max(1), lu.max(1)), "energy": (energy(lk), energy(lu))}
-        for kind in ("energy", "log_top_probability"):
-            ek, eu = evidence_of(lk, kind), evidence_of(lu, kind)
-            for w in WEIGHTS:
-                single[f"{kind} + {w:g} x similarity"] = (
-                    (ek - ek.mean()) / ek.std() + w * (sk - sk.mean()) / sk.std(),
-                    (eu - ek.mean()) / ek.std() + w * (su - sk.mean()) / sk.std())
-        for name, (k, u) in single.items():
-            scores.setdefault(name, []).append(auroc(k, u))
+        if not args.grouped:
+            tr, va = y["train"] != c, y["validation"] != c
+            head = train_head(opts, x["train"][tr], y["train"][tr] - (y["train"][tr] > c), 5, epochs, opts.seed)
+            unknown_x = np.concatenate([x["train"][~tr], x["validation"][~va]])[:, 0]
+            unknown_raw = np.concatenate([raw["train"][~tr], raw["validation"][~va]])[:, 0]
+            for name, a in score_all(head, raw["train"][tr], x["validation"][va][:, 0], raw["validation"][va][:, 0],
+                                     unknown_x, unknown_raw).items():
+                scores.setdefault(name, []).append(a)
+        else:  # per fold: head and bank from the other folds' five classes; knowns this fold's; the class unknown
+            per_fold: dict[str, list[float]] = {}
+            for f in range(int(fold.max()) + 1):
+                tr, kn = (ya != c) & (fold != f), (ya != c) & (fold == f)
+                head = train_head(opts, xa[tr], ya[tr] - (ya[tr] > c), 5, epochs, opts.seed + 1 + f)
+                for name, a in score_all(head, ra[tr], xa[kn][:, 0], ra[kn][:, 0], xa[ya == c][:, 0],
+                                         ra[ya == c][:, 0]).items():
+                    per_fold.setdefault(name, []).append(a)
+            for name, v in per_fold.items():
+                scores.setdefault(name, []).append(float(np.mean(v)))
         print(f"left out {label}: " + ", ".join(f"{n} {v[-1]:.3f}" for n, v in scores.items() if " x " not in n),
               flush=True)
     rows = {name: {"mean": float(np.mean(v)), "per_class": [round(a, 4) for a in v]} for name, v in scores.items()}
@@ -85,7 +114,8 @@ def main() -> None:
     print(f"chosen for {config.arch}: {best} ({rows[best]['mean']:.4f})")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"model": config.arch, "rows": rows, "chosen": best}, indent=1))
+        args.out.write_text(json.dumps({"model": config.arch, "grouped": args.grouped, "rows": rows, "chosen": best},
+                                       indent=1))
 
 
 if __name__ == "__main__":
