@@ -34,7 +34,15 @@ from har.data import clips_of, index_dataset  # noqa: E402
 from har.features import features_of  # noqa: E402
 from har.heldout import logits_of, train_head  # noqa: E402
 from har.modeldir import resolve_model_dir  # noqa: E402
-from har.openset import Familiarity, describe, energy, evidence_of, group_folds, softmax  # noqa: E402
+from har.openset import (  # noqa: E402
+    Familiarity,
+    combine_scores,
+    describe,
+    energy,
+    evidence_of,
+    group_folds,
+    softmax,
+)
 from har.openset_report import auroc  # noqa: E402
 from har.train import options_of  # noqa: E402
 
@@ -53,9 +61,8 @@ def score_all(head, bank_raw: np.ndarray, known_x: np.ndarray, known_raw: np.nda
     for kind in ("energy", "log_top_probability"):
         ek, eu = evidence_of(lk, kind), evidence_of(lu, kind)
         for w in WEIGHTS:
-            single[f"{kind} + {w:g} x similarity"] = (
-                (ek - ek.mean()) / ek.std() + w * (sk - sk.mean()) / sk.std(),
-                (eu - ek.mean()) / ek.std() + w * (su - sk.mean()) / sk.std())
+            scales = np.array([ek.mean(), ek.std(), sk.mean(), sk.std(), w])  # standardised on the knowns
+            single[f"{kind} + {w:g} x similarity"] = (combine_scores(scales, ek, sk), combine_scores(scales, eu, su))
     return {name: auroc(k, u) for name, (k, u) in single.items()}
 
 
