@@ -120,15 +120,14 @@ def leave_one_class_out(config, x: dict, labels: dict, groups: dict, classes: li
                         wild_x: np.ndarray, cache: Path) -> list[dict]:
     """The issue's protocol, with the shipped recipe: for each class, a head trained on the other five classes'
     non-test clips (as many epochs as the shipped refit) and its familiarity fitted as shipped (held-out logits of
-    four fold heads, banks without their groups; :func:`har.train._open_set`'s steps); knowns: the five classes'
-    test clips; unknowns: every clip of the left-out class and the wild videos' windows."""
-    from har.heldout import held_out_logits, logits_of, train_head
-    from har.openset import CHOSEN, fit_grouped, softmax
+    four fold heads, banks without their groups: :func:`har.heldout.fit_familiarity`, as a run fits it); knowns: the
+    five classes' test clips; unknowns: every clip of the left-out class and the wild videos' windows."""
+    from har.heldout import fit_familiarity, logits_of, train_head
+    from har.openset import softmax
     from har.openset_report import auroc
     from har.train import options_of
 
     opts = options_of(config, DATA / config.data, "unused", cache)
-    evidence, weight = CHOSEN[config.arch]
     rows = []
     for c, label in enumerate(classes):
         started = time.perf_counter()
@@ -139,9 +138,8 @@ def leave_one_class_out(config, x: dict, labels: dict, groups: dict, classes: li
         x_known = np.concatenate([xs["train"], xs["validation"]])
         y_known = np.concatenate([ys["train"], ys["validation"]])
         head = train_head(opts, x_known, y_known, 5, config.best_epoch, opts.seed)
-        held = held_out_logits(opts, x_known, y_known, gs["train"] + gs["validation"], 5, config.best_epoch)
-        part = fit_grouped(xs["train"], gs["train"], xs["validation"], gs["validation"], held_logits=held,
-                           uncertain_below=config.uncertain_below, evidence=evidence, weight=weight)
+        part = fit_familiarity(opts, *[(xs[s], ys[s], gs[s]) for s in ("train", "validation")], 5, config.best_epoch,
+                               config.uncertain_below)
         left_x = np.concatenate([x[s][labels[s] == c][:, 0] for s in x])
         logits = {"known": logits_of(head, xs["test"][:, 0]), "left": logits_of(head, left_x),
                   "wild": logits_of(head, wild_x)}

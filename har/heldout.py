@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from har.openset import FOLDS, group_folds
+from har.openset import CHOSEN, FOLDS, Familiarity, fit_grouped, group_folds
 from har.trainsets import compile_for, lr_at, train_dataset
 
 log = logging.getLogger(__name__)
@@ -59,3 +59,16 @@ def held_out_logits(opts, x: np.ndarray, y: np.ndarray, groups: list[str], class
         log.info("open set: held-out head %d of %d (%d clips) in %.0f s", f + 1, folds, int(inside.sum()),
                  time.perf_counter() - started)
     return out
+
+
+def fit_familiarity(opts, train: tuple[np.ndarray, np.ndarray, list[str]],
+                    validation: tuple[np.ndarray, np.ndarray, list[str]], classes: int, epochs: int,
+                    uncertain_below: float) -> Familiarity:
+    """The open-set score a run ships, from its training and validation clips, each given as (cached features
+    ``(n, views, frames, ...)``, labels ``(n,)``, groups): held-out logits of fold heads (:func:`held_out_logits`),
+    the architecture's evidence and weight (:data:`har.openset.CHOSEN`), :func:`har.openset.fit_grouped`."""
+    (xt, yt, gt), (xv, yv, gv) = train, validation
+    held = held_out_logits(opts, np.concatenate([xt, xv]), np.concatenate([yt, yv]), gt + gv, classes, epochs)
+    evidence, weight = CHOSEN.get(opts.arch, ("energy", 1.0))
+    return fit_grouped(xt, gt, xv, gv, held_logits=held, uncertain_below=uncertain_below, evidence=evidence,
+                       weight=weight)

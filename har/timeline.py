@@ -32,6 +32,7 @@ import numpy as np
 
 from har.errors import HarError
 from har.limits import check_length, max_frames
+from har.openset import pooled
 from har.progress import Progress
 from har.results import Timeline, check_top_k
 from har.segments import decode, per_second, per_step, unknown_of
@@ -316,8 +317,8 @@ class _FrameJob(_Job):
         left = np.clip(pos - 1, 0, len(have) - 1)
         rows = np.where(np.abs(have[left] - self.plan.indices) < np.abs(have[pos] - self.plan.indices), left, pos)
         # each window's open-set descriptor: the mean of its frames' features averaged over space
-        pooled = features.reshape(len(features), -1, features.shape[-1]).mean(axis=1)  # (retrieved, C)
-        self.descriptors = pooled[rows].mean(axis=1)
+        per_frame = pooled(features[None])[0]  # (retrieved, C): pooled before gathering, the maps stay unrepeated
+        self.descriptors = per_frame[rows].mean(axis=1)
         # (windows, frames, *feature_shape) -> (windows, classes), a batch of windows at a time: the ConvLSTM's maps
         # (20 KB a frame at 128 px) of every window of a long video at once would take (windows x frames) times that
         step = self.rec.batch_size

@@ -183,19 +183,14 @@ def options_of(config: ModelConfig, data: str | Path, out: str | Path, cache_dir
 
 
 def _open_set(opts: TrainOptions, data: TrainData, config: ModelConfig, out: Path) -> ModelConfig:
-    """The run's open-set score (:func:`har.openset.fit_grouped`) on logits of heads trained without each fold
-    (:func:`har.heldout.held_out_logits`, as many epochs as the shipped model had), saved in ``out``; the config
-    that records it."""
-    from har.heldout import held_out_logits
-    from har.openset import CHOSEN, fit_grouped
+    """The run's open-set score (:func:`har.heldout.fit_familiarity`: held-out logits of heads trained without each
+    fold, as many epochs as the shipped model had), saved in ``out``; the config that records it."""
+    from har.heldout import fit_familiarity
 
-    n = len(data.x_train)
-    groups = [c.group for c in data.parts["train"]] + [c.group for c in data.parts["validation"]]
-    held = held_out_logits(opts, np.concatenate([data.x_train, data.x_val]),
-                           np.concatenate([data.y_train, data.y_val]), groups, len(config.classes), config.best_epoch)
-    evidence, weight = CHOSEN.get(opts.arch, ("energy", 1.0))
-    familiarity = fit_grouped(data.x_train, groups[:n], data.x_val, groups[n:], held_logits=held,
-                              uncertain_below=config.uncertain_below, evidence=evidence, weight=weight)
+    train = (data.x_train, data.y_train, [c.group for c in data.parts["train"]])
+    validation = (data.x_val, data.y_val, [c.group for c in data.parts["validation"]])
+    familiarity = fit_familiarity(opts, train, validation, len(config.classes), config.best_epoch,
+                                  config.uncertain_below)
     familiarity.save(out)
     log.info("open set: %s, threshold %.3f", familiarity.info["method"], familiarity.threshold)
     return dataclasses.replace(config, openset=familiarity.info)

@@ -49,20 +49,40 @@ from har.train import options_of  # noqa: E402
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
+def class_similarity(fam: Familiarity, bank_y: np.ndarray, raw: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Session 12's candidate: the mean cosine similarity ``(n,)`` to the K nearest bank descriptors *of the class
+    the head predicts* (labels ``bank_y`` ``(m,)`` of the bank's rows), not of the whole bank."""
+    sims = fam._unit(np.asarray(raw, np.float32)) @ fam.bank.T  # (n, m)
+    out = np.empty(len(raw), np.float32)
+    for i, (row, c) in enumerate(zip(sims, predicted, strict=True)):
+        own = row[bank_y == c]
+        k = min(fam.k, len(own))
+        out[i] = np.partition(own, len(own) - k)[-k:].mean()
+    return out
+
+
 def score_all(head, bank_raw: np.ndarray, known_x: np.ndarray, known_raw: np.ndarray, unknown_x: np.ndarray,
-              unknown_raw: np.ndarray) -> dict[str, float]:
+              unknown_raw: np.ndarray, bank_y: np.ndarray | None = None) -> dict[str, float]:
     """AUROC of every candidate score, knowns (as served) against unknowns, for one five-class head and the bank of
-    its training clips' views ``bank_raw`` ``(n, views, C)``; combined scores standardised on the knowns."""
+    its training clips' views ``bank_raw`` ``(n, views, C)``; combined scores standardised on the knowns. With the
+    bank clips' labels ``bank_y`` ``(n,)`` (the head's classes), also the class-conditional similarity's."""
     fam = Familiarity.fit(bank_raw.reshape(-1, bank_raw.shape[-1]), known_raw)
     lk, lu = logits_of(head, known_x), logits_of(head, unknown_x)
     sk, su = fam.similarity(known_raw), fam.similarity(unknown_raw)
-    single = {"similarity": (sk, su), "top probability": (softmax(lk).max(1), softmax(lu).max(1)),
+    sims = {"similarity": (sk, su)}
+    if bank_y is not None:
+        flat_y = np.repeat(bank_y, bank_raw.shape[1])
+        sims["class similarity"] = (class_similarity(fam, flat_y, known_raw, lk.argmax(1)),
+                                    class_similarity(fam, flat_y, unknown_raw, lu.argmax(1)))
+    single = {**sims, "top probability": (softmax(lk).max(1), softmax(lu).max(1)),
               "max logit": (lk.max(1), lu.max(1)), "energy": (energy(lk), energy(lu))}
     for kind in ("energy", "log_top_probability"):
         ek, eu = evidence_of(lk, kind), evidence_of(lu, kind)
-        for w in WEIGHTS:
-            scales = np.array([ek.mean(), ek.std(), sk.mean(), sk.std(), w])  # standardised on the knowns
-            single[f"{kind} + {w:g} x similarity"] = (combine_scores(scales, ek, sk), combine_scores(scales, eu, su))
+        for sim_name, (sk, su) in sims.items():
+            for w in WEIGHTS:
+                scales = np.array([ek.mean(), ek.std(), sk.mean(), sk.std(), w])  # standardised on the knowns
+                single[f"{kind} + {w:g} x {sim_name}"] = (combine_scores(scales, ek, sk),
+                                                          combine_scores(scales, eu, su))
     return {name: auroc(k, u) for name, (k, u) in single.items()}
 
 
@@ -108,7 +128,7 @@ def main() -> None:
                 tr, kn = (ya != c) & (fold != f), (ya != c) & (fold == f)
                 head = train_head(opts, xa[tr], ya[tr] - (ya[tr] > c), 5, epochs, opts.seed + 1 + f)
                 for name, a in score_all(head, ra[tr], xa[kn][:, 0], ra[kn][:, 0], xa[ya == c][:, 0],
-                                         ra[ya == c][:, 0]).items():
+                                         ra[ya == c][:, 0], ya[tr] - (ya[tr] > c)).items():
                     per_fold.setdefault(name, []).append(a)
             for name, v in per_fold.items():
                 scores.setdefault(name, []).append(float(np.mean(v)))
