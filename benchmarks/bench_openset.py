@@ -138,8 +138,8 @@ def leave_one_class_out(config, x: dict, labels: dict, groups: dict, classes: li
         x_known = np.concatenate([xs["train"], xs["validation"]])
         y_known = np.concatenate([ys["train"], ys["validation"]])
         head = train_head(opts, x_known, y_known, 5, config.best_epoch, opts.seed)
-        part = fit_familiarity(opts, *[(xs[s], ys[s], gs[s]) for s in ("train", "validation")], 5, config.best_epoch,
-                               config.uncertain_below)
+        part = fit_familiarity(opts, x_known, y_known, gs["train"] + gs["validation"], len(xs["train"]), 5,
+                               config.best_epoch, config.uncertain_below)
         left_x = np.concatenate([x[s][labels[s] == c][:, 0] for s in x])
         logits = {"known": logits_of(head, xs["test"][:, 0]), "left": logits_of(head, left_x),
                   "wild": logits_of(head, wild_x)}

@@ -61,14 +61,13 @@ def held_out_logits(opts, x: np.ndarray, y: np.ndarray, groups: list[str], class
     return out
 
 
-def fit_familiarity(opts, train: tuple[np.ndarray, np.ndarray, list[str]],
-                    validation: tuple[np.ndarray, np.ndarray, list[str]], classes: int, epochs: int,
+def fit_familiarity(opts, x: np.ndarray, y: np.ndarray, groups: list[str], n_train: int, classes: int, epochs: int,
                     uncertain_below: float) -> Familiarity:
-    """The open-set score a run ships, from its training and validation clips, each given as (cached features
-    ``(n, views, frames, ...)``, labels ``(n,)``, groups): held-out logits of fold heads (:func:`held_out_logits`),
-    the architecture's evidence and weight (:data:`har.openset.CHOSEN`), :func:`har.openset.fit_grouped`."""
-    (xt, yt, gt), (xv, yv, gv) = train, validation
-    held = held_out_logits(opts, np.concatenate([xt, xv]), np.concatenate([yt, yv]), gt + gv, classes, epochs)
+    """The open-set score a run ships, from its training clips followed by its validation clips (cached features
+    ``x`` ``(n, views, frames, ...)``, labels ``y`` ``(n,)``, ``groups``; the first ``n_train`` are the training
+    ones): held-out logits of fold heads (:func:`held_out_logits`), the architecture's evidence and weight
+    (:data:`har.openset.CHOSEN`), :func:`har.openset.fit_grouped`."""
+    held = held_out_logits(opts, x, y, groups, classes, epochs)
     evidence, weight = CHOSEN.get(opts.arch, ("energy", 1.0))
-    return fit_grouped(xt, gt, xv, gv, held_logits=held, uncertain_below=uncertain_below, evidence=evidence,
-                       weight=weight)
+    return fit_grouped(x[:n_train], groups[:n_train], x[n_train:], groups[n_train:], held_logits=held,
+                       uncertain_below=uncertain_below, evidence=evidence, weight=weight)

@@ -187,10 +187,10 @@ def _open_set(opts: TrainOptions, data: TrainData, config: ModelConfig, out: Pat
     fold, as many epochs as the shipped model had), saved in ``out``; the config that records it."""
     from har.heldout import fit_familiarity
 
-    train = (data.x_train, data.y_train, [c.group for c in data.parts["train"]])
-    validation = (data.x_val, data.y_val, [c.group for c in data.parts["validation"]])
-    familiarity = fit_familiarity(opts, train, validation, len(config.classes), config.best_epoch,
-                                  config.uncertain_below)
+    groups = [c.group for c in data.parts["train"]] + [c.group for c in data.parts["validation"]]
+    familiarity = fit_familiarity(opts, np.concatenate([data.x_train, data.x_val]),
+                                  np.concatenate([data.y_train, data.y_val]), groups, len(data.x_train),
+                                  len(config.classes), config.best_epoch, config.uncertain_below)
     familiarity.save(out)
     log.info("open set: %s, threshold %.3f", familiarity.info["method"], familiarity.threshold)
     return dataclasses.replace(config, openset=familiarity.info)

@@ -126,9 +126,10 @@ def main() -> None:
             per_fold: dict[str, list[float]] = {}
             for f in range(int(fold.max()) + 1):
                 tr, kn = (ya != c) & (fold != f), (ya != c) & (fold == f)
-                head = train_head(opts, xa[tr], ya[tr] - (ya[tr] > c), 5, epochs, opts.seed + 1 + f)
+                y5 = ya[tr] - (ya[tr] > c)  # five classes: 0..4
+                head = train_head(opts, xa[tr], y5, 5, epochs, opts.seed + 1 + f)
                 for name, a in score_all(head, ra[tr], xa[kn][:, 0], ra[kn][:, 0], xa[ya == c][:, 0],
-                                         ra[ya == c][:, 0], ya[tr] - (ya[tr] > c)).items():
+                                         ra[ya == c][:, 0], y5).items():
                     per_fold.setdefault(name, []).append(a)
             for name, v in per_fold.items():
                 scores.setdefault(name, []).append(float(np.mean(v)))
