@@ -14,7 +14,11 @@ their groups dealt into the four folds the shipped fit uses; for each left-out c
 bank from the other folds' five classes, knowns that fold's clips of those classes; each class's AUROC the mean
 over the folds (24 heads in all).
 
-    python tools/openset_evidence.py --model lrcn --cache /work/scratch/cache [--grouped] [--out F.json]
+``--oe`` (session 13) trains every head with outlier exposure (Hendrycks et al., ICLR 2019) on synthetic outliers
+made from its own training clips (:func:`oe_dataset`), to see whether a head taught to spread its probability over
+mixtures of its classes separates a class it never saw better. Each row also gives the heads' accuracy on the knowns.
+
+    python tools/openset_evidence.py --model lrcn --cache /work/scratch/cache [--grouped] [--oe] [--out F.json]
 """
 
 from __future__ import annotations
@@ -47,6 +51,50 @@ from har.openset_report import auroc  # noqa: E402
 from har.train import options_of  # noqa: E402
 
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+OE_WEIGHT = 0.5  # of the outliers' cross-entropy to the uniform distribution (Hendrycks et al.'s lambda)
+OE_MIX = (0.35, 0.65)  # range of the share of a clip in its synthetic outlier
+
+
+def oe_dataset(opts, x: np.ndarray, y: np.ndarray, classes: int):
+    """The shipped recipe's batches of ``(features, labels)`` with as many synthetic outliers: each clip's view mixed
+    with the next clip's in the batch by a weight in :data:`OE_MIX`, its target uniform over the ``classes``, its
+    sample weight :data:`OE_WEIGHT` (0 when the two clips share a class: that mixture is no outlier). Labels one-hot,
+    so the loss is the categorical cross-entropy with sample weights."""
+    import tensorflow as tf
+
+    from har.trainsets import train_dataset
+
+    def expose(xy, s):
+        xb, yb = xy
+        partner, partner_y = tf.roll(xb, 1, 0), tf.roll(yb, 1, 0)
+        b = tf.shape(xb)[0]
+        lam = tf.random.stateless_uniform((b,), tf.cast(s, tf.int64), *OE_MIX)
+        lam = tf.reshape(lam, tf.concat([[b], tf.ones([tf.rank(xb) - 1], tf.int32)], 0))
+        outliers = lam * xb + (1.0 - lam) * partner
+        uniform = tf.fill([b, classes], 1.0 / classes)
+        weight = OE_WEIGHT * tf.cast(tf.not_equal(yb, partner_y), tf.float32)
+        return (tf.concat([xb, outliers], 0), tf.concat([tf.one_hot(yb, classes), uniform], 0),
+                tf.concat([tf.ones([b]), weight], 0))
+
+    seeds = tf.data.Dataset.random(seed=opts.seed + 7).batch(2)
+    return tf.data.Dataset.zip(train_dataset(opts, x, y, classes), seeds).map(expose)
+
+
+def train_oe_head(opts, x: np.ndarray, y: np.ndarray, classes: int, epochs: int, seed: int):
+    """:func:`har.heldout.train_head` with outlier exposure: the same head, optimizer and schedule, trained on
+    :func:`oe_dataset`."""
+    import keras
+
+    from har import models
+    from har.trainsets import lr_at
+
+    keras.utils.set_random_seed(seed)
+    head = models.temporal_head(opts.arch, tuple(x.shape[2:]), classes)
+    head.compile(optimizer=keras.optimizers.AdamW(opts.lr, weight_decay=opts.weight_decay),
+                 loss=keras.losses.CategoricalCrossentropy())
+    head.fit(oe_dataset(opts, x, y, classes), epochs=epochs, verbose=0,
+             callbacks=[keras.callbacks.LearningRateScheduler(lambda epoch: lr_at(epoch, opts))])
+    return head
 
 
 def class_similarity(fam: Familiarity, bank_y: np.ndarray, raw: np.ndarray, predicted: np.ndarray) -> np.ndarray:
@@ -62,10 +110,12 @@ def class_similarity(fam: Familiarity, bank_y: np.ndarray, raw: np.ndarray, pred
 
 
 def score_all(head, bank_raw: np.ndarray, known_x: np.ndarray, known_raw: np.ndarray, unknown_x: np.ndarray,
-              unknown_raw: np.ndarray, bank_y: np.ndarray | None = None) -> dict[str, float]:
+              unknown_raw: np.ndarray, bank_y: np.ndarray | None = None,
+              known_y: np.ndarray | None = None) -> dict[str, float]:
     """AUROC of every candidate score, knowns (as served) against unknowns, for one five-class head and the bank of
     its training clips' views ``bank_raw`` ``(n, views, C)``; combined scores standardised on the knowns. With the
-    bank clips' labels ``bank_y`` ``(n,)`` (the head's classes), also the class-conditional similarity's."""
+    bank clips' labels ``bank_y`` ``(n,)`` (the head's classes), also the class-conditional similarity's; with the
+    knowns' labels ``known_y``, also the head's accuracy on them (row "accuracy")."""
     fam = Familiarity.fit(bank_raw.reshape(-1, bank_raw.shape[-1]), known_raw)
     lk, lu = logits_of(head, known_x), logits_of(head, unknown_x)
     sk, su = fam.similarity(known_raw), fam.similarity(unknown_raw)
@@ -83,7 +133,10 @@ def score_all(head, bank_raw: np.ndarray, known_x: np.ndarray, known_raw: np.nda
                 scales = np.array([ek.mean(), ek.std(), sk.mean(), sk.std(), w])  # standardised on the knowns
                 single[f"{kind} + {w:g} x {sim_name}"] = (combine_scores(scales, ek, sk),
                                                           combine_scores(scales, eu, su))
-    return {name: auroc(k, u) for name, (k, u) in single.items()}
+    out = {name: auroc(k, u) for name, (k, u) in single.items()}
+    if known_y is not None:
+        out["accuracy"] = float((lk.argmax(1) == known_y).mean())
+    return out
 
 
 def main() -> None:
@@ -94,6 +147,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--grouped", action="store_true",
                     help="knowns from every group fold in turn (4 heads per class), not seed 0's validation groups")
+    ap.add_argument("--oe", action="store_true", help="heads trained with outlier exposure (oe_dataset)")
     args = ap.parse_args()
     import keras
 
@@ -109,6 +163,7 @@ def main() -> None:
     y = {s: index.labels(c) for s, c in parts.items()}
     raw = {s: describe(x[s].reshape(-1, *x[s].shape[2:])).reshape(len(x[s]), x[s].shape[1], -1) for s in x}
     scores: dict[str, list[float]] = {}
+    train = train_oe_head if args.oe else train_head
     if args.grouped:  # every non-test clip, the groups dealt into folds as the shipped fit deals them
         xa = np.concatenate([x["train"], x["validation"]])
         ya, ra = np.concatenate([y["train"], y["validation"]]), np.concatenate([raw["train"], raw["validation"]])
@@ -116,20 +171,21 @@ def main() -> None:
     for c, label in enumerate(index.classes):
         if not args.grouped:
             tr, va = y["train"] != c, y["validation"] != c
-            head = train_head(opts, x["train"][tr], y["train"][tr] - (y["train"][tr] > c), 5, epochs, opts.seed)
+            head = train(opts, x["train"][tr], y["train"][tr] - (y["train"][tr] > c), 5, epochs, opts.seed)
             unknown_x = np.concatenate([x["train"][~tr], x["validation"][~va]])[:, 0]
             unknown_raw = np.concatenate([raw["train"][~tr], raw["validation"][~va]])[:, 0]
             for name, a in score_all(head, raw["train"][tr], x["validation"][va][:, 0], raw["validation"][va][:, 0],
-                                     unknown_x, unknown_raw).items():
+                                     unknown_x, unknown_raw,
+                                     known_y=y["validation"][va] - (y["validation"][va] > c)).items():
                 scores.setdefault(name, []).append(a)
         else:  # per fold: head and bank from the other folds' five classes; knowns this fold's; the class unknown
             per_fold: dict[str, list[float]] = {}
             for f in range(int(fold.max()) + 1):
                 tr, kn = (ya != c) & (fold != f), (ya != c) & (fold == f)
                 y5 = ya[tr] - (ya[tr] > c)  # five classes: 0..4
-                head = train_head(opts, xa[tr], y5, 5, epochs, opts.seed + 1 + f)
+                head = train(opts, xa[tr], y5, 5, epochs, opts.seed + 1 + f)
                 for name, a in score_all(head, ra[tr], xa[kn][:, 0], ra[kn][:, 0], xa[ya == c][:, 0],
-                                         ra[ya == c][:, 0], y5).items():
+                                         ra[ya == c][:, 0], y5, known_y=ya[kn] - (ya[kn] > c)).items():
                     per_fold.setdefault(name, []).append(a)
             for name, v in per_fold.items():
                 scores.setdefault(name, []).append(float(np.mean(v)))
@@ -139,11 +195,13 @@ def main() -> None:
     for name, row in rows.items():
         print(f"{config.arch} {name:40s} mean AUROC {row['mean']:.4f}  {row['per_class']}")
     best = max((n for n in rows if " x " in n), key=lambda n: rows[n]["mean"])
+    rows_note = "heads with outlier exposure" if args.oe else "plain heads"
+    print(f"{config.arch}: {rows_note}; 'accuracy' is the heads' on the knowns, not an AUROC")
     print(f"chosen for {config.arch}: {best} ({rows[best]['mean']:.4f})")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"model": config.arch, "grouped": args.grouped, "rows": rows, "chosen": best},
-                                       indent=1))
+        args.out.write_text(json.dumps({"model": config.arch, "grouped": args.grouped, "oe": args.oe, "rows": rows,
+                                        "chosen": best}, indent=1))
 
 
 if __name__ == "__main__":
