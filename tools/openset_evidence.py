@@ -69,7 +69,7 @@ def oe_dataset(opts, x: np.ndarray, y: np.ndarray, classes: int):
         partner, partner_y = tf.roll(xb, 1, 0), tf.roll(yb, 1, 0)
         b = tf.shape(xb)[0]
         lam = tf.random.stateless_uniform((b,), tf.cast(s, tf.int64), *OE_MIX)
-        lam = tf.reshape(lam, tf.concat([[b], tf.ones([tf.rank(xb) - 1], tf.int32)], 0))
+        lam = tf.reshape(lam, [-1] + [1] * (xb.shape.rank - 1))  # one weight per clip
         outliers = lam * xb + (1.0 - lam) * partner
         uniform = tf.fill([b, classes], 1.0 / classes)
         weight = OE_WEIGHT * tf.cast(tf.not_equal(yb, partner_y), tf.float32)
@@ -192,11 +192,11 @@ def main() -> None:
         print(f"left out {label}: " + ", ".join(f"{n} {v[-1]:.3f}" for n, v in scores.items() if " x " not in n),
               flush=True)
     rows = {name: {"mean": float(np.mean(v)), "per_class": [round(a, 4) for a in v]} for name, v in scores.items()}
+    print(f"{config.arch}: {'heads with outlier exposure' if args.oe else 'plain heads'}")
     for name, row in rows.items():
-        print(f"{config.arch} {name:40s} mean AUROC {row['mean']:.4f}  {row['per_class']}")
+        measure = "mean accuracy on the knowns" if name == "accuracy" else "mean AUROC"
+        print(f"{config.arch} {name:40s} {measure} {row['mean']:.4f}  {row['per_class']}")
     best = max((n for n in rows if " x " in n), key=lambda n: rows[n]["mean"])
-    rows_note = "heads with outlier exposure" if args.oe else "plain heads"
-    print(f"{config.arch}: {rows_note}; 'accuracy' is the heads' on the knowns, not an AUROC")
     print(f"chosen for {config.arch}: {best} ({rows[best]['mean']:.4f})")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
