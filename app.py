@@ -9,9 +9,9 @@ anything else is a bug, logged here and shown to a visitor as a bare "Error", ne
 Serving knobs (environment): ``HAR_MODELS_DIR`` (the model directories, default ``models/``), ``HAR_CONCURRENCY``
 (recognitions at once, default half the CPUs), ``HAR_QUEUE_SIZE`` (waiting requests, default 16),
 ``HAR_MAX_UPLOAD_MB`` (default 200), ``HAR_MAX_BATCH`` (videos per Test many request, default 10),
-``HAR_MAX_CACHE_MB`` (Gradio's cache of uploads and outputs, default 2000: ``har.disk``); downloads obey
-``HAR_ALLOWED_HOSTS`` and the limits of ``har.fetch``. Single requests and each item of a batch take turns
-(``har.turns``) at the recognizers, so a batch holds up another visitor for one item at most.
+``HAR_MAX_CACHE_MB`` (Gradio's cache of uploads and outputs, default 2000: ``har.serve.cache``); downloads obey
+``HAR_ALLOWED_HOSTS`` and the limits of ``har.links.fetch``. Single requests and each item of a batch take turns
+(``har.serve.turns``) at the recognizers, so a batch holds up another visitor for one item at most.
 """
 
 from __future__ import annotations
@@ -32,11 +32,13 @@ from pathlib import Path
 import gradio as gr
 import gradio.utils
 
-from har import HarError, __version__, dashboard, modelcard, openset_report
-from har.disk import max_cache_bytes, sweep
+from har import HarError, __version__
+from har.media.video import VIDEO_EXTENSIONS
+from har.openset import report as openset_report
 from har.progress import scaled
-from har.turns import Turns
-from har.video import VIDEO_EXTENSIONS
+from har.reports import dashboard, modelcard
+from har.serve.cache import max_cache_bytes, sweep
+from har.serve.turns import Turns
 
 log = logging.getLogger("har.app")
 
@@ -214,7 +216,7 @@ def recognize(recognizers: dict, missing: dict, video: str | None, url: str, mod
 def _explained(recs: list, names: dict, path: Path, out: Path, progress) -> tuple[str, str]:
     """Each chosen model's reasons on the clip (frames by occlusion, regions by Grad-CAM): one strip image, one line
     of words per model."""
-    from har.explain import explain_all, save_strip, strip
+    from har.evaluation.explain import explain_all, save_strip, strip
 
     found = explain_all(recs, path, progress=progress)  # one sampling pass for models that sample alike
     image = save_strip(strip(found, [names[r.name] for r in recs]), out / f"{path.stem}-explained.jpg")
@@ -229,9 +231,9 @@ def test_many(recognizers: dict, missing: dict, links: str, files: list[str] | N
     file) after every video: the table fills in as results arrive. Each recognition takes a ``turn()``."""
     import pandas as pd
 
-    from har.batch import Results, manifest, pasted_items, run
-    from har.fetch import FetchLimits
-    from har.report import TABLE_HEADERS, summary_markdown, table_row, write_summary
+    from har.batch.report import TABLE_HEADERS, summary_markdown, table_row, write_summary
+    from har.batch.runner import Results, manifest, pasted_items, run
+    from har.links.fetch import FetchLimits
 
     if model not in MODELS:
         raise gr.Error(f"Unknown model '{model}': choose one of {', '.join(MODELS)}.", print_exception=False)
@@ -339,7 +341,7 @@ def recognize_tab(recognizers: dict, missing: dict, turns: Turns) -> None:
 
 
 def test_many_tab(recognizers: dict, missing: dict, turns: Turns) -> None:
-    from har.report import TABLE_HEADERS
+    from har.batch.report import TABLE_HEADERS
 
     most = _env_int("HAR_MAX_BATCH", DEFAULT_MAX_BATCH)
     gr.Markdown(f"Test up to {most} videos at once: paste links, one per line, each optionally followed by a comma "
@@ -440,7 +442,7 @@ def build_app(recognizers: dict, missing: dict, records: list[dashboard.ModelRec
     """The page. ``turns``: the recognizers' fair turns (one at a time by default)."""
     turns = turns or Turns(1)
     # Gradio's cache (uploads, outputs) is swept every 15 min of files older than an hour, and emptied at exit;
-    # har.disk caps its size (HAR_MAX_CACHE_MB) at every request and every minute.
+    # har.serve.cache caps its size (HAR_MAX_CACHE_MB) at every request and every minute.
     with gr.Blocks(title="HAR Studio", delete_cache=(900, 3600)) as demo:
         gr.Markdown("# HAR Studio\nWhich of six UCF101 actions does a video show? Two architectures, LRCN and "
                     "ConvLSTM, trained and tested on separate groups of clips, compared in the open.")
@@ -472,8 +474,8 @@ def settings() -> dict[str, int]:
     """The serving numbers from the environment, and the limits of uploads and links, all checked before anything
     slow starts: a bad ``HAR_*`` value stops start-up with one line (``error: ...``, status 1), not at the first
     request."""
-    from har.fetch import FetchLimits
-    from har.limits import max_video_seconds
+    from har.links.fetch import FetchLimits
+    from har.media.limits import max_video_seconds
 
     try:
         max_video_seconds()

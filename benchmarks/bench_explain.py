@@ -7,7 +7,7 @@ For each shipped model, served as the app serves it (``runtime="auto"``), on the
 (occlusion: one batch of 21 clips; Grad-CAM: TensorFlow's gradients, the Keras model loaded on first use when ONNX
 Runtime serves), and ``classify`` again after it, interleaved clip by clip in one process. The ratio
 after / before says whether explaining slows the plain path down (target: about 1, within the machine's noise);
-the plain path itself never calls anything of ``har.explain``.
+the plain path itself never calls anything of ``har.evaluation.explain``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from har import Recognizer  # noqa: E402
-from har.explain import explain  # noqa: E402
+from har.evaluation.explain import explain  # noqa: E402
 
 
 def timed(fn, *args) -> float:

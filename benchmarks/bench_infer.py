@@ -175,7 +175,7 @@ def long_video(scratch: Path, wild: list[Path]) -> Path:
     subprocess.run(["ffmpeg", "-v", "error", "-y", *inputs, "-filter_complex", parts + joined, "-map", "[v]",
                     "-map", "[a]", "-c:v", "libx264", "-preset", "veryfast", "-crf", "26", "-c:a", "aac",
                     str(cycle)], check=True)
-    from har.video import probe
+    from har.media.video import probe
 
     loops = max(1, int(595 // max(probe(cycle).duration_s, 1)))  # stay under the 600 s default limit
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-stream_loop", str(loops - 1), "-i", str(cycle), "-c", "copy",
@@ -194,8 +194,8 @@ def main() -> int:
     args = ap.parse_args()
 
     from har import Recognizer
-    from har.data import index_dataset
-    from har.runtime import device_name
+    from har.data.dataset import index_dataset
+    from har.serve.runtime import device_name
 
     args.scratch.mkdir(parents=True, exist_ok=True)
     videos = args.videos or sorted((SHARED / "wild").glob("*.mp4"))
@@ -242,7 +242,7 @@ def main() -> int:
         print(f"{lv.name}: CLI predict --timeline --annotate, peak memory ...", flush=True)
         long = run_cli(["predict", str(lv), "--model", str(rec.directory), "--timeline", "--annotate",
                         str(args.scratch / "long.annotated.mp4"), "--json"])
-        from har.video import probe
+        from har.media.video import probe
 
         long["duration"] = probe(lv).duration_s
 

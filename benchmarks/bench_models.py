@@ -32,9 +32,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from har import Recognizer  # noqa: E402
-from har.backends import serving_sessions  # noqa: E402
 from har.errors import ModelError  # noqa: E402
-from har.runtime import device_name  # noqa: E402
+from har.serve.backends import serving_sessions  # noqa: E402
+from har.serve.runtime import device_name  # noqa: E402
 
 TARGET_MS = {"lrcn": 100.0, "convlstm": 100.0}  # issue 16: one clip through the served runtime, p50
 BATCH = 16

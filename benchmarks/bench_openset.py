@@ -36,7 +36,7 @@ DATA = ROOT.parent / "shared" / "data"
 def wild_windows(path: Path, encoder, size: int, frames: int, window_s: float, hop_s: float) -> np.ndarray:
     """Per-frame features ``(windows, frames, h, w, C)`` of every window of ``path``, as the timeline samples them
     (a grid of ``window_s / frames`` s, windows every ``hop_s``)."""
-    from har.video import iter_frames
+    from har.media.video import iter_frames
 
     step = window_s / frames
     grid = np.stack([f.image for f in iter_frames(path, size, every_s=step)])
@@ -49,12 +49,12 @@ def wild_windows(path: Path, encoder, size: int, frames: int, window_s: float, h
 def measure(name: str, cache: Path) -> dict:
     import har
     from har.config import ModelConfig
-    from har.data import clips_of, index_dataset
-    from har.features import features_of, frame_encoder
+    from har.data.dataset import clips_of, index_dataset
+    from har.data.features import features_of, frame_encoder
     from har.modeldir import resolve_model_dir
-    from har.openset import Familiarity, describe
-    from har.openset_report import auroc, calibration, roc
-    from har.results import UNCERTAIN
+    from har.openset.report import auroc, calibration, roc
+    from har.openset.score import Familiarity, describe
+    from har.serve.results import UNCERTAIN
 
     directory = resolve_model_dir(name)
     config = ModelConfig.load(directory)
@@ -120,12 +120,13 @@ def leave_one_class_out(config, x: dict, labels: dict, groups: dict, classes: li
                         wild_x: np.ndarray, cache: Path) -> list[dict]:
     """The issue's protocol, with the shipped recipe: for each class, a head trained on the other five classes'
     non-test clips (as many epochs as the shipped refit) and its familiarity fitted as shipped (held-out logits of
-    four fold heads, banks without their groups: :func:`har.heldout.fit_familiarity`, as a run fits it); knowns: the
+    four fold heads, banks without their groups: :func:`har.openset.heldout.fit_familiarity`, as a run fits it);
+    knowns: the
     five classes' test clips; unknowns: every clip of the left-out class and the wild videos' windows."""
-    from har.heldout import fit_familiarity, logits_of, train_head
-    from har.openset import softmax
-    from har.openset_report import auroc
-    from har.train import options_of
+    from har.openset.heldout import fit_familiarity, logits_of, train_head
+    from har.openset.report import auroc
+    from har.openset.score import softmax
+    from har.train.fit import options_of
 
     opts = options_of(config, DATA / config.data, "unused", cache)
     rows = []
@@ -167,9 +168,9 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=None, help="frame and feature cache (default: the library's)")
     ap.add_argument("--write", action="store_true", help="store models/NAME/openset.json")
     args = ap.parse_args()
-    from har.data import default_cache_dir
+    from har.data.dataset import default_cache_dir
     from har.modeldir import resolve_model_dir
-    from har.openset import OPENSET_REPORT
+    from har.openset.score import OPENSET_REPORT
 
     for name in args.models:
         rep = measure(name, args.cache or default_cache_dir())

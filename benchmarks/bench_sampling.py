@@ -1,4 +1,4 @@
-"""Sampling speed: har.video.sample_clip (one sequential pass) vs the seek-per-frame recipe, on the shared clips.
+"""Sampling speed: har.media.video.sample_clip (one sequential pass) vs the seek-per-frame recipe, on the shared clips.
 
     python benchmarks/bench_sampling.py [--data ../shared/data/ucf101-6] [--clips 120] [--frames 20]
 
@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from har.video import sample_clip, sample_indices, to_model_frame  # noqa: E402
+from har.media.video import sample_clip, sample_indices, to_model_frame  # noqa: E402
 
 
 def seek_recipe(path: Path, frames: int = 20, size: int = 64) -> np.ndarray:
@@ -79,7 +79,7 @@ def main() -> None:
     print(f"| {'method':<34} | {'mean ms':>8} | {'p50 ms':>8} |")
     print(f"|{'-' * 36}|{'-' * 10}|{'-' * 10}|")
     print(row("seek per frame (original recipe)", seek))
-    print(row("har.video.sample_clip (one pass)", ours))
+    print(row("har.media.video.sample_clip (one pass)", ours))
     print(f"speed-up (mean): {statistics.mean(seek) / statistics.mean(ours):.1f}x; "
           f"(median): {statistics.median(seek) / statistics.median(ours):.1f}x")
     print(f"frames where seeking returned another frame than the one asked for: {wrong} of "

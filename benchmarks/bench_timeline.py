@@ -6,13 +6,14 @@
 
 Montages are built from the shipped split's ``--groups`` only (test by default: groups no model saw in training
 or selection; validation to choose settings), each of 6 pieces of random classes cut to random lengths of 2-10 s
-(:mod:`har.montage`, seeded: the same montages on every run). Both shipped models run from one decoding pass per
+(:mod:`har.data.montage`, seeded: the same montages on every run). Both shipped models run from one decoding pass per
 window and hop, and their segments are scored against the truth, in rows:
 
 * ``before``: the timeline before issue 18, the model's config window and hop (7.24 s every 1 s), per-second
-  labels with runs under 2 s merged into a neighbour (:func:`har.segments.merge_short_runs`);
+  labels with runs under 2 s merged into a neighbour (:func:`har.serve.segments.merge_short_runs`);
 * ``decoder``: the same windows through the Viterbi decoder (the decoder's own effect);
-* ``after``: the timeline as it ships (:func:`har.timeline.settings`, :data:`har.timeline.SWITCH_PENALTY`), or
+* ``after``: the timeline as it ships (:func:`har.serve.timeline.settings`, :data:`har.serve.timeline.SWITCH_PENALTY`),
+or
   with ``--window-s`` / ``--hop-s`` / ``--penalty``;
 * with ``--grid`` (validation groups only), every window of ``--windows`` at hop ``--hop-s`` (0.5) and every
   penalty of ``--penalties`` instead of ``after`` (one pass per window; the penalties re-decode its windows).
@@ -36,10 +37,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from har import UNCERTAIN, Recognizer, analyze  # noqa: E402
-from har.data import clips_of, index_dataset  # noqa: E402
-from har.montage import build, score, summarize  # noqa: E402
-from har.segments import MIN_SEGMENT_S, decode, merge_short_runs  # noqa: E402
-from har.timeline import SWITCH_PENALTY, settings  # noqa: E402
+from har.data.dataset import clips_of, index_dataset  # noqa: E402
+from har.data.montage import build, score, summarize  # noqa: E402
+from har.serve.segments import MIN_SEGMENT_S, decode, merge_short_runs  # noqa: E402
+from har.serve.timeline import SWITCH_PENALTY, settings  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "ucf101-6"
 MODELS = ("lrcn", "convlstm")

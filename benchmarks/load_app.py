@@ -46,7 +46,7 @@ import corpus  # noqa: E402  (tests/corpus.py: the bad files and their messages)
 import launcher  # noqa: E402  (tests/launcher.py: python app.py on a free port)
 
 sys.path.insert(0, str(REPO))
-from har.backends import ORT_SESSION_FILE  # noqa: E402
+from har.serve.backends import ORT_SESSION_FILE  # noqa: E402
 
 BAD = ("zero-bytes", "random-bytes", "text", "png", "audio-only", "truncated-index-last", "too-long")
 MIX = ("example", "bad", "example", "example", "bad", "example", "long", "example")  # repeated up to N requests

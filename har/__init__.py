@@ -16,26 +16,23 @@ The public API, for the app, the command line, the benchmarks and outside script
 * Errors caused by what a user gave are :class:`HarError` subclasses with a message a user can act on.
 
 ``import har`` stays cheap: these names are loaded on first use (the command line prints its messages before
-TensorFlow or yt-dlp are imported). The library never imports gradio. One module per job:
+TensorFlow or yt-dlp are imported). The library never imports gradio. A sub-package per job:
 
-========================  ===========================================================================
-``video``                 decode and sample (one sequential pass, no seeks)
-``data``                  index a folder per class, split by group, cache frames
-``models``, ``backbone``  build the networks; the ImageNet frame encoder
-``train``, ``evaluate``   fit and log (``checkpoints``: resume state); score a model directory
-``export``                the ONNX copy of a model directory
-``surgery``, ``backends`` graph surgery for serving; the runtimes a model is served on
-``recognizer``            a loaded model: classify, timeline
-``timeline``              windows, the one decoding pass, the timeline's defaults
-``segments``              probabilities per step, the Viterbi decoder into segments
-``analysis``              several models, one call
-``annotation``            the annotated H.264 copy
-``fetch``                 download links safely
-``batch``, ``report``     test many videos (``python -m har batch``); their summary
-``turns``, ``disk``       the app's fair turns at the recognizers; its cache's size cap
-``dashboard``             stored logs -> tables and figures
-``modelcard``             the model card (About tab, docs/model-card.md)
-========================  ===========================================================================
+==============  =====================================================================================
+``media``       decode and sample (one sequential pass, no seeks), ffmpeg, the annotated H.264 copy
+``data``        index a folder per class, split by group, cache frames and encoder features, montages
+``models``      build the networks; the ImageNet frame encoder and its weights
+``train``       fit a model directory and log it; resume state; several machines
+``serve``       a loaded model (``Recognizer``): runtimes, graph surgery, ONNX copy, timelines, results
+``openset``     none of the known actions: the familiarity score, its held-out threshold, its report
+``evaluation``  score a model directory on its test groups; explain its answers
+``links``       download links safely (yt-dlp behind the link guard)
+``batch``       test many videos (``python -m har batch``); their summary
+``reports``     stored logs -> tables, figures and the model card
+==============  =====================================================================================
+
+At the top: ``errors`` (our exceptions), ``config`` (the typed config saved with each model), ``modeldir`` (a model
+directory's files), ``settings`` (every ``HAR_*`` setting, read once), ``progress``, ``cli``.
 """
 
 from __future__ import annotations
@@ -47,17 +44,17 @@ from har.errors import DatasetError, FetchError, HarError, ModelError, VideoErro
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Recognizer": "har.recognizer",
-    "analyze": "har.analysis",
-    "annotate": "har.annotation",
-    "download": "har.fetch",
-    "fetched": "har.fetch",
-    "Analysis": "har.results",
-    "ClipPrediction": "har.results",
-    "Score": "har.results",
-    "Segment": "har.results",
-    "Timeline": "har.results",
-    "UNCERTAIN": "har.results",
+    "Recognizer": "har.serve.recognizer",
+    "analyze": "har.serve.analysis",
+    "annotate": "har.media.annotation",
+    "download": "har.links.fetch",
+    "fetched": "har.links.fetch",
+    "Analysis": "har.serve.results",
+    "ClipPrediction": "har.serve.results",
+    "Score": "har.serve.results",
+    "Segment": "har.serve.results",
+    "Timeline": "har.serve.results",
+    "UNCERTAIN": "har.serve.results",
 }
 
 __all__ = ["DatasetError", "FetchError", "HarError", "ModelError", "VideoError", "__version__", *_LAZY]

@@ -3,7 +3,7 @@
 import os
 import sys
 
-# Python's own messages (logging, errors) go to a copy of file descriptor 2: har.runtime silences fd 2 while
+# Python's own messages (logging, errors) go to a copy of file descriptor 2: har.serve.runtime silences fd 2 while
 # TensorFlow imports, on a thread while the video decodes, and progress lines must not vanish meanwhile.
 sys.stderr = os.fdopen(os.dup(2), "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace")
 

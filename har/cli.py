@@ -16,14 +16,14 @@ from har.errors import HarError
 
 
 def _quiet_tensorflow() -> None:
-    # TensorFlow's C++ start-up chatter is not for users: import it with stderr silenced (har.runtime).
-    from har.runtime import load_tensorflow
+    # TensorFlow's C++ start-up chatter is not for users: import it with stderr silenced (har.serve.runtime).
+    from har.serve.runtime import load_tensorflow
 
     load_tensorflow()
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from har.data import describe, index_dataset
+    from har.data.dataset import describe, index_dataset
 
     index = index_dataset(args.data)
     report = describe(index)
@@ -46,7 +46,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
-    from har.train import TrainOptions, train
+    from har.train.fit import TrainOptions, train
 
     opts = TrainOptions(
         arch=args.arch, preset=args.preset, data=Path(args.data), out=Path(args.out), epochs=args.epochs,
@@ -68,7 +68,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
-    from har.evaluate import evaluate_dir
+    from har.evaluation.evaluate import evaluate_dir
 
     result = evaluate_dir(args.model, args.data, cache_dir=Path(args.cache_dir) if args.cache_dir else None)
     if args.json:
@@ -83,7 +83,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from har.export import export_onnx  # it starts TensorFlow quietly itself
+    from har.serve.export import export_onnx  # it starts TensorFlow quietly itself
 
     for path in export_onnx(args.model):
         print(path)
@@ -93,7 +93,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_openset(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     from har.modeldir import resolve_model_dir
-    from har.train import fit_openset
+    from har.train.fit import fit_openset
 
     config = fit_openset(resolve_model_dir(args.model), args.data, Path(args.cache_dir) if args.cache_dir else None)
     print(json.dumps(config.openset))
@@ -102,7 +102,7 @@ def cmd_openset(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from har import Recognizer
-    from har.explain import explain_examples
+    from har.evaluation.explain import explain_examples
     from har.modeldir import resolve_model_dir
 
     directory = resolve_model_dir(args.model)
@@ -116,7 +116,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
-    from har import dashboard, modelcard
+    from har.reports import dashboard, modelcard
 
     path = Path(args.out) if args.out else modelcard.DOC
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,9 +144,9 @@ def cmd_download(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from contextlib import nullcontext
 
-    from har.fetch import fetched, is_url
+    from har.links.fetch import fetched, is_url
+    from har.media.video import probe
     from har.modeldir import resolve_model_dir
-    from har.video import probe
 
     log = logging.getLogger("har.predict")
 
@@ -206,7 +206,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _explain(recognizer, path: Path, out: str):
     """The recognizer's reasons on the clip, drawn as a strip into ``out``; returns the explanation."""
-    from har.explain import explain, save_strip, strip
+    from har.evaluation.explain import explain, save_strip, strip
 
     explanation = explain(recognizer, path)
     save_strip(strip([explanation]), out)
@@ -219,10 +219,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from har.batch import Results, collect, manifest, run
-    from har.fetch import FetchLimits
+    from har.batch.report import summary_text, write_summary
+    from har.batch.runner import Results, collect, manifest, run
+    from har.links.fetch import FetchLimits
     from har.modeldir import resolve_model_dir
-    from har.report import summary_text, write_summary
 
     if args.jobs < 1 or args.top_k < 1:
         raise HarError("--jobs and --top-k must be whole numbers of at least 1.")
@@ -236,7 +236,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from har import Recognizer
 
     recognizer = Recognizer(directory, runtime=args.runtime)  # ModelError: the batch cannot start
-    log = logging.getLogger("har.batch")
+    log = logging.getLogger("har.batch.runner")
     t0 = time.perf_counter()
     # A bar with ETA on a terminal only (tqdm's disable=None); scripts and logs get one line per item with -v.
     with tqdm(total=len(items), initial=len(items) - len(todo), unit="video", disable=None, file=sys.stderr,
@@ -315,14 +315,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top-k", type=int, default=5, help="how many classes to list (default 5)")
     s.add_argument("--timeline", action="store_true", help="slide a window over the video: segments over time")
     s.add_argument("--window-s", type=float, default=None,
-                   help="timeline window in seconds (default: har.timeline.WINDOW_S for a model trained on "
+                   help="timeline window in seconds (default: har.serve.timeline.WINDOW_S for a model trained on "
                         "short crops, else the median training clip; implies --timeline)")
     s.add_argument("--hop-s", type=float, default=None,
-                   help="timeline hop in seconds (default: har.timeline.HOP_S for a model trained on short crops, "
+                   help="timeline hop in seconds (default: har.serve.timeline.HOP_S for a model trained on short "
+                        "crops, "
                         "else the model's, 1; implies --timeline)")
     s.add_argument("--penalty", type=float, default=None,
                    help="the timeline decoder's cost of a change of action, in log-probability (default: "
-                        "har.timeline.SWITCH_PENALTY; 0: each step's own best; implies --timeline)")
+                        "har.serve.timeline.SWITCH_PENALTY; 0: each step's own best; implies --timeline)")
     s.add_argument("--annotate", metavar="OUT.mp4", default=None,
                    help="write a copy with the label drawn on every frame (H.264 MP4; implies --timeline)")
     s.add_argument("--runtime", choices=("auto", "keras", "onnx"), default="auto",

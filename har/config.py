@@ -47,7 +47,7 @@ class ModelConfig:
     train_seconds: float = 0.0  # wall-clock seconds of the fit, all epochs
     params: int = 0  # trainable + non-trainable parameters
     hyper: dict[str, float | int | str] = field(default_factory=dict)  # learning rate, batch size, ...
-    openset: dict = field(default_factory=dict)  # the familiarity score: method, threshold, provenance (har.openset)
+    openset: dict = field(default_factory=dict)  # familiarity score: method, threshold, provenance (har.openset)
     versions: dict[str, str] = field(default_factory=dict)  # python, tensorflow, keras, opencv at training time
 
     @property

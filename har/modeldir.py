@@ -5,9 +5,9 @@
     model.keras    weights and graph, Keras 3 format, loads with safe_mode=True (no optimizer state)
     config.json    har.config.ModelConfig: classes, frames, size, preset, split groups, seed, versions, ...
     history.csv    one row per epoch: epoch, loss, accuracy, val_loss, val_accuracy, learning_rate, epoch_seconds
-    metrics.json   test-split metrics (har.evaluate schema)
+    metrics.json   test-split metrics (har.evaluation.evaluate schema)
     frame.onnx     the same model for ONNX Runtime in two halves, the per-frame encoder and the temporal head,
-    head.onnx      each stamped with model.keras' digest (har.export; optional)
+    head.onnx      each stamped with model.keras' digest (har.serve.export; optional)
     model.onnx     instead of those two, for a model that does not split frame by frame: the whole model
     refit_history.csv   only for a model refit on training + validation groups (``train --refit``): its epochs,
                    without validation columns; history.csv then logs the validated phase that chose its length

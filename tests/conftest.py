@@ -180,7 +180,7 @@ def tiny_dataset(ucf, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tiny_dataset, tmp_path_factory) -> Path:
     """An LRCN trained for one epoch on :func:`tiny_dataset` through the real training code: every artifact."""
-    from har.train import TrainOptions, train
+    from har.train.fit import TrainOptions, train
 
     out = tmp_path_factory.mktemp("tiny-model") / "lrcn"
     train(TrainOptions(arch="lrcn", data=tiny_dataset, out=out, epochs=1, batch_size=4, seed=0,

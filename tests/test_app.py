@@ -21,7 +21,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from har.errors import VideoError
-from har.video import probe
+from har.media.video import probe
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""har.augment: seeded, per-clip augmentation; the centre view is the served sampling; mixup blends clips and
+"""har.data.augment: seeded, per-clip augmentation; the centre view is the served sampling; mixup blends clips and
 labels by the same weight."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from har import augment
+from har.data import augment
 
 
 def _dense(n_clips: int, frames: int = 4, size: int = 16) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""har.backbone: the ImageNet frame encoder of the imagenet presets is the converted checkpoint, every layer of it,
+"""har.models.backbone: the ImageNet frame encoder of the imagenet presets is the converted checkpoint, every layer of
+it,
 and stays frozen through training."""
 
 from __future__ import annotations
@@ -7,9 +8,10 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-from har import backbone, models
 from har.errors import ModelError
 from har.modeldir import load_model
+from har.models import backbone
+from har.models import builders as models
 
 
 def _archive() -> dict[str, np.ndarray]:

@@ -1,4 +1,4 @@
-"""har.backbone beyond today's encoder (issue 16): any Lite variant, any depth, any size, from the right archive,
+"""har.models.backbone beyond today's encoder (issue 16): any Lite variant, any depth, any size, from the right archive,
 while the 8- and 11-block Lite0 encoders of the models shipped before stay exactly what they were."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from test_backbone import archive_keys_used
 
-from har import backbone
+from har.models import backbone
 
 
 def test_the_shipped_encoders_still_read_the_original_archive():

@@ -1,4 +1,5 @@
-"""``python -m har batch`` and har.batch / har.report: real clips served to real yt-dlp by a local HTTP server on
+"""``python -m har batch`` and har.batch.runner / har.batch.report: real clips served to real yt-dlp by a local HTTP
+server on
 127.0.0.1 (nothing else is contacted), the shipped LRCN as the app serves it, a run killed with SIGKILL and
 resumed, and the warning for a video that is only partly read (library and command line).
 
@@ -28,10 +29,10 @@ from pathlib import Path
 import pytest
 from conftest import REPO, run_cli
 
-from har.batch import Item, Results, collect, manifest, parse_line, pasted_items, read_list, status_of
-from har.disk import max_cache_bytes, sweep
+from har.batch.runner import Item, Results, collect, manifest, parse_line, pasted_items, read_list, status_of
 from har.errors import HarError
-from har.turns import Turns
+from har.serve.cache import max_cache_bytes, sweep
+from har.serve.turns import Turns
 
 EXAMPLES = sorted((REPO / "examples").glob("v_*.mp4"))  # one per class; both shipped models get them right
 LABEL = {p.name: p.stem.split("_")[1] for p in EXAMPLES}
@@ -149,7 +150,7 @@ def test_inputs_from_files_class_folders_lists_and_links(tmp_path):
         (4, "https://youtu.be/abc", "Surfing", 3.0, 9.5, True),
         (5, "x.mp4", None, None, None, False),
         (6, "https://youtu.be/def", "Piano", None, None, True),
-        (7, "youtube.com/watch?v=q", None, None, None, True),  # a link without its scheme (har.fetch adds it)
+        (7, "youtube.com/watch?v=q", None, None, None, True),  # a link without its scheme (har.links.fetch adds it)
         (8, "y.mp4", "Archery", None, None, False),  # columns found by the header's names
         (9, "https://youtu.be/ghi", None, None, None, True),
         (10, "https://youtu.be/z", None, None, None, True),
@@ -180,7 +181,7 @@ def test_pasted_lines_are_links_never_server_paths():
     items = pasted_items("/etc/passwd\nclip.mp4, Surfing\nyoutube.com/watch?v=x, Archery\n",
                          [Path("/tmp/gradio/1/clip.mp4"), Path("/tmp/gradio/2/other.mp4")])
     assert [(i.input, i.expected, i.link) for i in items] == [
-        ("/etc/passwd", None, True),  # a link to har.fetch (which refuses it: not a link), never opened here
+        ("/etc/passwd", None, True),  # a link to har.links.fetch (which refuses it: not a link), never opened here
         ("youtube.com/watch?v=x", "Archery", True),
         ("/tmp/gradio/1/clip.mp4", "Surfing", False),  # a line naming an upload labels it
         ("/tmp/gradio/2/other.mp4", None, False),

@@ -1,4 +1,4 @@
-"""har.dashboard from hand-written model directories (no training), the app's pages built without any model, and
+"""har.reports.dashboard from hand-written model directories (no training), the app's pages built without any model, and
 the shipped example clips."""
 
 from __future__ import annotations
@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from conftest import REPO, need
 
-from har import UNCERTAIN, dashboard
+from har import UNCERTAIN
 from har.config import ModelConfig
-from har.evaluate import metrics
-from har.video import probe
+from har.evaluation.evaluate import metrics
+from har.media.video import probe
+from har.reports import dashboard
 
 CLASSES = ("Archery", "BasketballDunk", "HorseRace", "PlayingPiano", "PlayingViolin", "Surfing")
 HISTORY = ("epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,epoch_seconds\n"
@@ -196,7 +197,7 @@ def test_examples_are_short_h264_clips_one_per_class_from_test_groups():
 
 def test_the_model_card_in_docs_is_the_about_tabs_text():
     """docs/model-card.md is what `python -m har docs` writes from the stored models: the About tab's words."""
-    from har import modelcard
+    from har.reports import modelcard
 
     assert modelcard.DOC.read_text() == modelcard.markdown(dashboard.load_records()), \
         "docs/model-card.md is stale: run `python -m har docs`"

@@ -1,4 +1,5 @@
-"""har.data: indexing, group-aware splits (no group on two sides), the frame cache, the tf.data pipeline, CLI index."""
+"""har.data.dataset: indexing, group-aware splits (no group on two sides), the frame cache, the tf.data pipeline, CLI
+index."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import numpy as np
 import pytest
 from conftest import run_cli, write_video
 
-from har import data
 from har.config import Sampling
+from har.data import dataset as data
 from har.errors import DatasetError
 
 

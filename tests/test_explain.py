@@ -1,4 +1,5 @@
-"""har.explain on the shipped models and real clips: frame importance by occlusion, Grad-CAM heat maps, the words,
+"""har.evaluation.explain on the shipped models and real clips: frame importance by occlusion, Grad-CAM heat maps, the
+words,
 the strip, the stored dashboard files and the command line."""
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from conftest import REPO, run_cli
 
 from har import Recognizer
 from har.errors import HarError, ModelError
-from har.explain import STORED_IMAGE, STORED_JSON, explain, log_odds, occluded, strip
-from har.video import probe, sample_clip, sample_span
+from har.evaluation.explain import STORED_IMAGE, STORED_JSON, explain, log_odds, occluded, strip
+from har.media.video import probe, sample_clip, sample_span
 
 pytestmark = pytest.mark.slow
 
@@ -89,7 +90,7 @@ def test_a_window_is_explained_on_its_own_frames(ucf):
 def test_a_model_without_feature_maps_cannot_be_explained(tmp_path):
     import keras
 
-    from har.explain import feature_maps_layer
+    from har.evaluation.explain import feature_maps_layer
 
     frames = keras.Input((4, 8, 8, 3))
     model = keras.Model(frames, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(frames)))

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 from conftest import REPO, run_cli
 
-import har.backends
-import har.export
+import har.serve.backends
+import har.serve.export
 from har import Recognizer
-from har.backends import gpu_present, serving_sessions
 from har.errors import ModelError
-from har.export import DIGEST_KEY, ONNX_FILE, export_onnx, keras_digest
+from har.media.video import sample_clip
 from har.modeldir import load_model
-from har.video import sample_clip
+from har.serve.backends import gpu_present, serving_sessions
+from har.serve.export import DIGEST_KEY, ONNX_FILE, export_onnx, keras_digest
 
 SHIPPED = ("lrcn", "convlstm", "lrcn_tutorial", "convlstm_tutorial")
 
@@ -28,7 +28,7 @@ SHIPPED = ("lrcn", "convlstm", "lrcn_tutorial", "convlstm_tutorial")
 @pytest.fixture
 def no_gpu(monkeypatch):
     """``auto`` as on a machine without an NVIDIA GPU, whatever this one has (with one, TensorFlow rightly serves)."""
-    monkeypatch.setattr(har.backends, "gpu_present", lambda: False)
+    monkeypatch.setattr(har.serve.backends, "gpu_present", lambda: False)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_a_stale_or_damaged_copy_is_never_served(onnx_model, tmp_path, caplog, m
     export_onnx(stale)  # renewed: served again
     assert Recognizer(stale, runtime="auto").runtime == "onnx"
     with monkeypatch.context() as gpu:  # on a machine with a GPU, auto means TensorFlow (on the GPU)
-        gpu.setattr(har.backends, "gpu_present", lambda: True)
+        gpu.setattr(har.serve.backends, "gpu_present", lambda: True)
         assert Recognizer(stale, runtime="auto").runtime == "keras"
         assert Recognizer(stale, runtime="onnx").runtime == "onnx"  # asked for by name: still served
     with pytest.raises(ModelError, match="Unknown runtime 'tflite'"):
@@ -107,7 +107,7 @@ def test_har_runtime_chooses_for_auto_and_a_copy_that_disagrees_is_not_kept(onnx
     d = tmp_path / "d"
     shutil.copytree(onnx_model, d)
     (d / ONNX_FILE).unlink()
-    monkeypatch.setattr(har.export, "TOLERANCE", -1.0)  # nothing agrees within a negative tolerance
+    monkeypatch.setattr(har.serve.export, "TOLERANCE", -1.0)  # nothing agrees within a negative tolerance
     with pytest.raises(ModelError, match="differs from the Keras model by"):
         export_onnx(d)
     assert sorted(p.name for p in d.iterdir()) == sorted(p.name for p in onnx_model.iterdir() if p.name != ONNX_FILE)

@@ -1,4 +1,4 @@
-"""har.fetch with the real yt-dlp against local HTTP servers on 127.0.0.0/8 (no other host is ever contacted).
+"""har.links.fetch with the real yt-dlp against local HTTP servers on 127.0.0.0/8 (no other host is ever contacted).
 
 An autouse fixture records every socket connection made in this process and fails a test that connects anywhere
 but the loopback network: refused hosts must be refused before any connection is attempted. The session runs in a
@@ -29,11 +29,11 @@ from pathlib import Path
 
 import pytest
 
-from har import fetch, hosts, ytdlp_errors
 from har.errors import FetchError
-from har.fetch import FetchLimits, check_url, download, fetched, is_url
-from har.netguard import Guard
-from har.video import probe
+from har.links import fetch, hosts, ytdlp_errors
+from har.links.fetch import FetchLimits, check_url, download, fetched, is_url
+from har.links.netguard import Guard
+from har.media.video import probe
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ucf101-6"
@@ -212,7 +212,7 @@ def test_limits_from_env(monkeypatch, tmp_path):
     with pytest.raises(FetchError, match="HAR_MAX_DOWNLOAD_MB must be a positive number, not 'lots'"):
         FetchLimits.from_env()
     monkeypatch.setenv("HAR_MAX_DOWNLOAD_MB", "1")
-    monkeypatch.setenv("HAR_MAX_VIDEO_SECONDS", "-5")  # the same rule and words as for uploads (har.limits)
+    monkeypatch.setenv("HAR_MAX_VIDEO_SECONDS", "-5")  # the same rule and words as for uploads (har.media.limits)
     with pytest.raises(FetchError, match=r"^HAR_MAX_VIDEO_SECONDS='-5' is not a positive number of seconds\.$"):
         FetchLimits.from_env()
     monkeypatch.setenv("HAR_MAX_VIDEO_SECONDS", "30")

@@ -1,4 +1,5 @@
-"""Recognition (har.recognizer, har.timeline, har.analysis, har.annotation): window planning, smoothing,
+"""Recognition (har.serve.recognizer, har.serve.timeline, har.serve.analysis, har.media.annotation): window planning,
+smoothing,
 classify/timeline/analyze on real clips, threads, the uncertain path, the annotated H.264 copy, the predict CLI,
 and segments found on clips of different classes stitched together."""
 
@@ -16,17 +17,18 @@ import numpy as np
 import pytest
 from conftest import REPO, read_index, run_cli, write_video
 
-from har import UNCERTAIN, Recognizer, analyze, annotate, models
-from har.annotation import output_size
-from har.backends import Backend
+from har import UNCERTAIN, Recognizer, analyze, annotate
 from har.config import ModelConfig
 from har.errors import HarError, VideoError
-from har.ffmpeg import ffmpeg_exe
+from har.media.annotation import output_size
+from har.media.ffmpeg import ffmpeg_exe
+from har.media.video import count_frames, probe, sample_clip, sample_indices
 from har.modeldir import MODEL_FILE
-from har.segments import decode, merge_short_runs, per_second, per_step, viterbi
-from har.surgery import split_per_frame
-from har.timeline import HOP_S, SWITCH_PENALTY, WINDOW_S, plan_windows, settings
-from har.video import count_frames, probe, sample_clip, sample_indices
+from har.models import builders as models
+from har.serve.backends import Backend
+from har.serve.segments import decode, merge_short_runs, per_second, per_step, viterbi
+from har.serve.surgery import split_per_frame
+from har.serve.timeline import HOP_S, SWITCH_PENALTY, WINDOW_S, plan_windows, settings
 
 CLASSES = ("Archery", "PlayingPiano", "Surfing")  # tiny_model's classes
 
@@ -177,7 +179,7 @@ def test_output_size_caps_at_720p_and_is_even():
 
 @pytest.mark.parametrize("preset", ["tutorial", "imagenet"])  # a chain after the CNN; a branching head
 def test_models_that_start_frame_by_frame_split_in_halves_that_agree(preset):
-    from har import models
+    from har.models import builders as models
 
     x = np.random.default_rng(0).integers(0, 256, (2, 8, 64, 64, 3), np.uint8)
     model = models.build("lrcn", preset, 4, frames=8, size=64)
@@ -190,7 +192,7 @@ def test_models_that_look_at_more_than_one_frame_early_run_whole():
     import keras
     from keras import layers
 
-    from har import models
+    from har.models import builders as models
 
     # our from-scratch LRCN pairs each frame's pixels with their motion; these ConvLSTMs are recurrent from the first
     # layer (the ImageNet ConvLSTM's encoder splits off: tests/test_split.py)
@@ -208,7 +210,7 @@ def test_models_that_look_at_more_than_one_frame_early_run_whole():
 @pytest.mark.parametrize("name", ["lrcn", "lrcn_scratch", "lrcn_tutorial", "convlstm"])
 def test_folding_time_into_the_batch_serves_identical_numbers(name):
     from har.modeldir import load_model
-    from har.surgery import fold_time
+    from har.serve.surgery import fold_time
 
     saved, config = load_model(REPO / "models" / name)
     served, _ = load_model(REPO / "models" / name)
@@ -476,7 +478,7 @@ def test_each_frame_of_the_annotated_copy_shows_the_caption_of_its_time(tiny_rec
                                                                          tmp_path):
     import cv2
 
-    from har.annotation import _caption_runs, _Overlay
+    from har.media.annotation import _caption_runs, _Overlay
 
     src = clip_with_audio
     tl = tiny_recognizer.timeline(src, window_s=1.0)

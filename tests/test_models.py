@@ -1,4 +1,5 @@
-"""har.models: the tutorial presets reproduce the original networks; every model takes uint8 and reloads safely."""
+"""har.models.builders: the tutorial presets reproduce the original networks; every model takes uint8 and reloads
+safely."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from har import models
+from har.models import builders as models
 
 
 def test_tutorial_presets_match_the_original_parameter_counts():

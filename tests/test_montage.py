@@ -1,4 +1,4 @@
-"""har.montage: montages of real clips with their true segments, and segment scores against them."""
+"""har.data.montage: montages of real clips with their true segments, and segment scores against them."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from har.data import clips_of, index_dataset
-from har.montage import FPS, TrueSegment, build, iou, score, summarize
-from har.video import count_frames
+from har.data.dataset import clips_of, index_dataset
+from har.data.montage import FPS, TrueSegment, build, iou, score, summarize
+from har.media.video import count_frames
 
 
 @dataclass

@@ -18,9 +18,9 @@ import pytest
 from conftest import REPO
 
 from har.config import ModelConfig
-from har.evaluate import predict_frames
-from har.export import DIGEST_KEY, keras_digest
+from har.evaluation.evaluate import predict_frames
 from har.modeldir import load_model
+from har.serve.export import DIGEST_KEY, keras_digest
 
 pytestmark = pytest.mark.slow
 TIMEOUT_S = 300  # both workers together; one epoch on 5 clips takes well under a minute on two idle cores

@@ -13,7 +13,7 @@ import pytest
 
 from har.config import ModelConfig
 from har.errors import ModelError
-from har.openset import CHOSEN, OPENSET_FILE, Familiarity, describe, fit_grouped, softmax
+from har.openset.score import CHOSEN, OPENSET_FILE, Familiarity, describe, fit_grouped, softmax
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -28,8 +28,8 @@ def lrcn():
 
 
 def test_a_training_clip_is_familiar_and_a_wild_video_is_flagged(lrcn):
-    from har.data import clips_of, index_dataset
-    from har.results import UNCERTAIN
+    from har.data.dataset import clips_of, index_dataset
+    from har.serve.results import UNCERTAIN
 
     config = lrcn.config
     clip = clips_of(index_dataset(DATA / config.data), config.split["train"])[0]
@@ -76,7 +76,7 @@ def test_the_threshold_says_where_it_came_from():
         evidence, weight = CHOSEN[config.arch]  # chosen on non-test groups (docs/openset.md)
         assert fam.evidence == evidence and fam.info["method"] == f"{evidence}+knn"
         assert fam.combine[4] == weight == fam.info["knn_weight"]
-        from har.data import clips_of, index_dataset
+        from har.data.dataset import clips_of, index_dataset
 
         index = index_dataset(DATA / config.data)
         n_known = len(clips_of(index, config.split["train"])) + len(clips_of(index, config.split["validation"]))
@@ -110,7 +110,7 @@ def test_the_combined_threshold_keeps_its_share_counting_the_top_probability_rul
                       uncertain_below=0.5, evidence="energy", weight=0.5)
     assert fam.needs_logits and fam.info["method"] == "energy+knn" and len(fam.bank) == 80 * 3
     assert 0.07 <= fam.info["rejected_by_top_probability"] < 0.1
-    from har.openset import evidence_of, group_folds, operating_point
+    from har.openset.score import evidence_of, group_folds, operating_point
 
     # the threshold keeps 90 % of the clips scored held out (each against a bank without its fold), not in-bank
     raw = describe(x.reshape(-1, 5, 16)).reshape(80, 3, -1)
@@ -142,7 +142,7 @@ def test_the_combined_threshold_keeps_its_share_counting_the_top_probability_rul
 
 
 def test_the_operating_point_keeps_its_share_of_groups_it_was_not_set_on():
-    from har.openset import grouped_operating_point, nested_rejected, operating_point
+    from har.openset.score import grouped_operating_point, nested_rejected, operating_point
 
     rng = np.random.default_rng(3)
     fold = np.repeat(np.arange(4), 250)
@@ -190,8 +190,8 @@ def test_a_model_directory_without_open_set_files_serves_on_the_top_probability(
 
 
 def test_the_dashboard_reads_the_stored_open_set_results():
-    from har import openset_report
-    from har.dashboard import DISPLAY, MODEL_COLORS
+    from har.openset import report as openset_report
+    from har.reports.dashboard import DISPLAY, MODEL_COLORS
 
     reports = openset_report.load_reports(["lrcn", "convlstm", "lrcn_scratch"], REPO / "models")
     assert sorted(reports) == ["convlstm", "lrcn"]  # the from-scratch model has no open-set score
@@ -213,7 +213,7 @@ def test_the_dashboard_reads_the_stored_open_set_results():
 def test_the_roc_is_thinned_without_warnings_and_runs_from_nothing_flagged_to_everything_flagged():
     import warnings
 
-    from har import openset_report
+    from har.openset import report as openset_report
 
     rng = np.random.default_rng(0)
     known, unknown = rng.normal(1.0, 1.0, 400), rng.normal(-1.0, 1.0, 300)

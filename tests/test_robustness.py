@@ -22,11 +22,11 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from har import UNCERTAIN, analyze
-from har.backends import ORT_SESSION_FILE
 from har.config import ModelConfig
 from har.errors import FetchError, HarError, VideoError
-from har.fetch import FetchLimits, fetched
-from har.video import count_frames, probe, sample_clip
+from har.links.fetch import FetchLimits, fetched
+from har.media.video import count_frames, probe, sample_clip
+from har.serve.backends import ORT_SESSION_FILE
 
 pytestmark = pytest.mark.slow
 

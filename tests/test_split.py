@@ -11,16 +11,17 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from har import Recognizer, models
-from har.backends import Backend, onnx_sessions, serving_sessions
+from har import Recognizer
 from har.config import ModelConfig
+from har.data.features import frame_encoder
 from har.errors import ModelError
-from har.export import DIGEST_KEY, FRAME_FILE, HEAD_FILE, ONNX_FILE, export_onnx, keras_digest
-from har.features import frame_encoder
+from har.media.video import count_frames, probe, sample_clip
 from har.modeldir import MODEL_FILE, load_model
-from har.surgery import split_per_frame
-from har.timeline import plan_windows
-from har.video import count_frames, probe, sample_clip
+from har.models import builders as models
+from har.serve.backends import Backend, onnx_sessions, serving_sessions
+from har.serve.export import DIGEST_KEY, FRAME_FILE, HEAD_FILE, ONNX_FILE, export_onnx, keras_digest
+from har.serve.surgery import split_per_frame
+from har.serve.timeline import plan_windows
 
 CLASSES = ("Archery", "BasketballDunk", "HorseRace", "PlayingPiano", "PlayingViolin", "Surfing")
 # The LRCN at 64 px to keep it quick; the ConvLSTM at the shipped 128 px, the larger of the two model directories.
@@ -85,7 +86,7 @@ def test_each_architecture_is_cut_after_its_last_per_frame_layer_into_halves_tha
     x = np.random.default_rng(0).integers(0, 256, (2, 20, 64, 64, 3), np.uint8)
     features = np.asarray(frame_model(x.reshape(-1, 64, 64, 3), training=False))
     assert features.shape == (40, *{"lrcn": (320,), "convlstm": (2, 2, 320)}[arch])
-    # the same features as training's cache and the open-set bank (har.features' encoder maps; pooled for the LRCN)
+    # the same features as training's cache and the open-set bank (har.data.features' encoder maps; pooled for the LRCN)
     maps = np.asarray(frame_encoder(model)(x.reshape(-1, 64, 64, 3), training=False))
     np.testing.assert_allclose(features, maps.mean(axis=(1, 2)) if arch == "lrcn" else maps, rtol=1e-5, atol=1e-5)
     split = head(features.reshape(2, 20, *features.shape[1:]), training=False)

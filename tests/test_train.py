@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from conftest import REPO, run_cli
 
-from har import data
-from har.checkpoints import HISTORY_FIELDS
 from har.config import ModelConfig, Sampling
+from har.data import dataset as data
 from har.errors import DatasetError
-from har.evaluate import metrics, predict_frames
+from har.evaluation.evaluate import metrics, predict_frames
 from har.modeldir import load_model
-from har.train import TrainOptions, lr_at
+from har.train.checkpoints import HISTORY_FIELDS
+from har.train.fit import TrainOptions, lr_at
 
 
 def test_one_epoch_writes_every_artifact(tiny_model, tiny_dataset):
@@ -89,7 +89,7 @@ def test_evaluate_cli_json_and_class_mismatch(tiny_model, tiny_dataset, tmp_path
         src = next((tiny_dataset / "Archery").iterdir())
         (other / cls / src.name).symlink_to(src.resolve())
     with pytest.raises(DatasetError, match="Juggling not among the model's classes"):
-        from har.evaluate import evaluate_dir
+        from har.evaluation.evaluate import evaluate_dir
 
         evaluate_dir(tiny_model, other, cache_dir=tmp_path / "c")
     bad = run_cli("evaluate", "--model", str(tiny_model), "--data", str(other))
@@ -159,7 +159,7 @@ def test_mixup_and_group_norm_options_train_and_are_recorded(tiny_dataset, tmp_p
 def test_weight_average_is_the_mean_of_the_folded_epochs_and_survives_a_restart(tmp_path):
     import keras
 
-    from har.checkpoints import avg_count, load_average, update_average
+    from har.train.checkpoints import avg_count, load_average, update_average
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     seen = []
@@ -178,7 +178,7 @@ def test_weight_average_is_the_mean_of_the_folded_epochs_and_survives_a_restart(
 def test_batch_norm_statistics_are_recomputed_from_the_clips(per_frame):
     import keras
 
-    from har.checkpoints import recompute_batch_norm
+    from har.train.checkpoints import recompute_batch_norm
 
     inputs = keras.Input((2, 4, 4, 3), dtype="uint8")
     x = keras.layers.Rescaling(1.0)(inputs)

@@ -1,4 +1,4 @@
-"""har.video: exact frame choice in one pass, every container we claim, short clips, lying headers, errors."""
+"""har.media.video: exact frame choice in one pass, every container we claim, short clips, lying headers, errors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from conftest import read_index, write_video
 
 from har.errors import VideoError
-from har.video import count_frames, iter_frames, probe, sample_clip, sample_indices
+from har.media.video import count_frames, iter_frames, probe, sample_clip, sample_indices
 
 
 def chosen(video, frames=20, size=64) -> list[int]:
@@ -135,7 +135,7 @@ def test_errors_say_what_is_wrong(tmp_path):
 
 
 def test_model_frames_of_large_videos_are_halved_first_and_stay_within_two_levels_of_one_resize(wild):
-    from har.video import to_model_frame
+    from har.media.video import to_model_frame
 
     cap = cv2.VideoCapture(str(wild / "golf-fitting.mp4"))  # 1280x720
     ok, big = cap.read()

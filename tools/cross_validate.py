@@ -25,14 +25,14 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from har.data import split_groups  # noqa: E402
+from har.data.dataset import split_groups  # noqa: E402
 
 VARIANTS = ("shipped", "no-motion", "avg-max")
 
 
 def fold_split(index, fold: int, folds: int, seed: int = 0) -> dict[str, list[str]]:
     """The shipped split's test groups left out; fold ``fold`` of the rest validates, the others train."""
-    shipped = split_groups(index, seed=seed)  # the original (run() patches har.data's name only)
+    shipped = split_groups(index, seed=seed)  # the original (run() patches har.data.dataset's name only)
     rng = random.Random(1234)
     by_class: dict[str, list[str]] = defaultdict(list)
     for g in shipped["train"] + shipped["validation"]:
@@ -51,7 +51,7 @@ def lrcn_variant(variant: str, shipped):
     """The LRCN's part after the encoder for ``variant``: ``(maps, num_classes) -> probabilities``."""
     from keras import layers
 
-    from har import models
+    from har.models import builders as models
 
     def temporal(x, num_classes: int):
         if variant == "shipped":
@@ -67,11 +67,11 @@ def lrcn_variant(variant: str, shipped):
 
 
 def run(variant: str, fold: int, folds: int, data: Path, out: Path) -> None:
-    import har.data
-    from har import models
-    from har.train import TrainOptions, train
+    import har.data.dataset
+    from har.models import builders as models
+    from har.train.fit import TrainOptions, train
 
-    har.data.split_groups = lambda index, seed=0, **_: fold_split(index, fold, folds, seed)
+    har.data.dataset.split_groups = lambda index, seed=0, **_: fold_split(index, fold, folds, seed)
     models.TEMPORAL["lrcn"] = lrcn_variant(variant, models.TEMPORAL["lrcn"])
     train(TrainOptions(arch="lrcn", preset="imagenet", data=data, out=out / f"{variant}_f{fold}"))
 

@@ -2,7 +2,7 @@
 features, each row beside a linear probe of the same features.
 
 The encoder is frozen, so a clip's features are computed once per (encoder, size) for its un-augmented frames
-(``view 0``: the segment centres, what serving sees) and for ``--views`` augmented views (``har.augment``'s
+(``view 0``: the segment centres, what serving sees) and for ``--views`` augmented views (``har.data.augment``'s
 ``augment_clip`` on the dense training cache, seeded per clip and view, the same draws for every encoder and size),
 and kept under ``scratch/`` as float16 ``.npy``. Only the temporal heads are trained, on the cached features: every
 epoch each training clip shows one of its augmented views, drawn at random, as training shows a fresh augmentation
@@ -57,7 +57,7 @@ VIEW_SEED = 1000  # augmented view v of clip i draws from the stateless seed (VI
 
 def non_test(data: Path):
     """(index, non-test clips in index order, fold of each clip) for the shipped split of seed 0."""
-    from har.data import clips_of, index_dataset
+    from har.data.dataset import clips_of, index_dataset
 
     index = index_dataset(data)
     splits = [fold_split(index, f, FOLDS) for f in range(FOLDS)]
@@ -73,7 +73,7 @@ def feature_dir(out: Path, variant: str, size: int) -> Path:
 
 
 def depth_blocks(variant: str, depth: str) -> int:
-    from har import backbone
+    from har.models import backbone
 
     return STAGE3_BLOCKS[variant] if depth == "s3" else backbone.num_blocks(variant)
 
@@ -86,7 +86,7 @@ def multi_depth_encoder(variant: str, size: int, weights: Path):
     """The whole ``variant`` (head conv included), frozen, with the three depths' feature maps as outputs."""
     import keras
 
-    from har import backbone
+    from har.models import backbone
 
     enc = backbone.pretrained_encoder(backbone.num_blocks(variant), size, variant=variant, head_conv=True,
                                       path=weights)
@@ -100,9 +100,10 @@ def features(args) -> None:
     """Pooled vectors (clips, views, frames, C) float16 per depth, and feature maps where ``--maps`` asks."""
     import tensorflow as tf
 
-    from har import augment, backbone
     from har.config import Sampling
-    from har.data import load_frames
+    from har.data import augment
+    from har.data.dataset import load_frames
+    from har.models import backbone
 
     index, clips, folds = non_test(args.data)
     target = feature_dir(args.out, args.variant, args.size)
@@ -204,7 +205,7 @@ def probe_row(pooled: np.ndarray, labels: np.ndarray, folds: np.ndarray, classes
 
 
 def probe(args) -> None:
-    from har.data import index_dataset
+    from har.data.dataset import index_dataset
 
     classes = index_dataset(args.data).classes
     targets = sorted((args.out / "features").glob("*_*")) if args.variant is None else [
@@ -286,7 +287,7 @@ def lstm_head_model(shape: tuple[int, ...], classes: int, r: dict, name: str = "
     import keras
     from keras import layers
 
-    from har import models
+    from har.models import builders as models
 
     inputs = keras.Input(shape, name="features")
     x = inputs
@@ -333,7 +334,7 @@ def convlstm_head_model(shape: tuple[int, ...], classes: int, r: dict, name: str
     import keras
     from keras import layers
 
-    from har import models
+    from har.models import builders as models
 
     inputs = keras.Input(shape, name="maps")
     x = layers.BatchNormalization(momentum=models.BN_MOMENTUM, name="bn_features")(inputs)
@@ -384,7 +385,7 @@ def fit_fold(build, x: np.ndarray, labels: np.ndarray, train: np.ndarray, val: n
 
 
 def head(args) -> None:
-    from har.data import index_dataset
+    from har.data.dataset import index_dataset
 
     classes = index_dataset(args.data).classes
     r = recipe_of(args.recipe)
@@ -430,7 +431,8 @@ def whole_model(arch: str, variant: str, size: int, depth: str, classes: int, r:
     import keras
     from keras import layers
 
-    from har import backbone, models
+    from har.models import backbone
+    from har.models import builders as models
 
     inputs, x = models._input(FRAMES, size, backbone.SCALE, backbone.OFFSET)
     enc = backbone.pretrained_encoder(depth_blocks(variant, depth), size, variant=variant,
@@ -447,7 +449,7 @@ def whole_model(arch: str, variant: str, size: int, depth: str, classes: int, r:
 def bench(args) -> None:
     import tensorflow as tf
 
-    from har.surgery import fold_time
+    from har.serve.surgery import fold_time
 
     r = recipe_of(args.recipe)
     if args.reduce:
@@ -500,7 +502,7 @@ def pair(args) -> None:
     quiet machine) times the ratio estimates the row's quiet time."""
     import tensorflow as tf
 
-    from har.surgery import fold_time
+    from har.serve.surgery import fold_time
 
     r = recipe_of(args.recipe)
     weights = args.weights or args.out.parent / "weights" / f"{args.variant}_imagenet.npz"

@@ -3,7 +3,7 @@
 For each of the six classes in turn: the bank is the other five classes' training groups (every cached view), the
 knowns are their validation groups' views, the unknowns are the left-out class's clips (training and validation
 groups). The test groups are never read, the wild videos neither: they are for the report only. Reads the cached
-encoder features a training run left (``har.features``), so run it after ``python -m har train ... --cache-dir C``.
+encoder features a training run left (``har.data.features``), so run it after ``python -m har train ... --cache-dir C``.
 
     python tools/openset_choice.py --cache /work/scratch/cache [--seed 0 --size 128 --min-window-s 2]
 """
@@ -19,9 +19,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from har.data import clips_of, file_digest, index_dataset, split_groups  # noqa: E402
-from har.openset import Familiarity, describe, pooled  # noqa: E402
-from har.openset_report import auroc  # noqa: E402
+from har.data.dataset import clips_of, file_digest, index_dataset, split_groups  # noqa: E402
+from har.openset.report import auroc  # noqa: E402
+from har.openset.score import Familiarity, describe, pooled  # noqa: E402
 
 
 def cached(clips, cache: Path, tag_suffix: str) -> np.ndarray:
@@ -62,12 +62,12 @@ def main() -> None:
     x = {s: cached(c, args.cache, suffix) for s, c in parts.items()}
     y = {s: index.labels(c) for s, c in parts.items()}
     views = x["train"].shape[1]
-    crops = slice(5, views)  # har.features: view 0 served, 1-4 whole, 5-8 temporal crops
+    crops = slice(5, views)  # har.data.features: view 0 served, 1-4 whole, 5-8 temporal crops
     def mean_std(clips: np.ndarray) -> np.ndarray:  # [mean, std] over frames: the variant the shipped mean beat
         f = pooled(clips.reshape(-1, *clips.shape[2:]))
         return np.concatenate([describe(f), f.std(axis=1)], axis=1).reshape(len(clips), views, -1)
 
-    raw = {s: mean_std(x[s]) for s in x}  # the first half of the channels is har.openset.describe's mean
+    raw = {s: mean_std(x[s]) for s in x}  # the first half of the channels is har.openset.score.describe's mean
     variants = ({f"meanstd-k{k}": ("meanstd", k) for k in (1, 5, 10, 20)}
                 | {f"mean-k{k}": ("mean", k) for k in (1, 5, 10, 20, 50, 100, 200, 500)} | {"frame-nn": ("frame", 1)})
     if args.variants:

@@ -34,11 +34,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from har.config import ModelConfig  # noqa: E402
-from har.data import clips_of, index_dataset  # noqa: E402
-from har.features import features_of  # noqa: E402
-from har.heldout import logits_of, train_head  # noqa: E402
+from har.data.dataset import clips_of, index_dataset  # noqa: E402
+from har.data.features import features_of  # noqa: E402
 from har.modeldir import resolve_model_dir  # noqa: E402
-from har.openset import (  # noqa: E402
+from har.openset.heldout import logits_of, train_head  # noqa: E402
+from har.openset.report import auroc  # noqa: E402
+from har.openset.score import (  # noqa: E402
     Familiarity,
     combine_scores,
     describe,
@@ -47,8 +48,7 @@ from har.openset import (  # noqa: E402
     group_folds,
     softmax,
 )
-from har.openset_report import auroc  # noqa: E402
-from har.train import options_of  # noqa: E402
+from har.train.fit import options_of  # noqa: E402
 
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 OE_WEIGHT = 0.5  # of the outliers' cross-entropy to the uniform distribution (Hendrycks et al.'s lambda)
@@ -62,7 +62,7 @@ def oe_dataset(opts, x: np.ndarray, y: np.ndarray, classes: int):
     so the loss is the categorical cross-entropy with sample weights."""
     import tensorflow as tf
 
-    from har.trainsets import train_dataset
+    from har.data.trainsets import train_dataset
 
     def expose(xy, s):
         xb, yb = xy
@@ -81,12 +81,12 @@ def oe_dataset(opts, x: np.ndarray, y: np.ndarray, classes: int):
 
 
 def train_oe_head(opts, x: np.ndarray, y: np.ndarray, classes: int, epochs: int, seed: int):
-    """:func:`har.heldout.train_head` with outlier exposure: the same head, optimizer and schedule, trained on
+    """:func:`har.openset.heldout.train_head` with outlier exposure: the same head, optimizer and schedule, trained on
     :func:`oe_dataset`."""
     import keras
 
-    from har import models
-    from har.trainsets import lr_at
+    from har.data.trainsets import lr_at
+    from har.models import builders as models
 
     keras.utils.set_random_seed(seed)
     head = models.temporal_head(opts.arch, tuple(x.shape[2:]), classes)

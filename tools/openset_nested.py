@@ -5,8 +5,8 @@ The shipped score's held-out parts are rebuilt exactly as ``python -m har opense
 logits from heads trained without the fold, similarity against a bank without it); the threshold recomputed from
 them must equal the shipped one. Then, for each fold in turn, the threshold is set on the other three folds' scores
 and the fold's rejection (familiarity under it, or top probability under the model's bar) is counted
-(:func:`har.openset.nested_rejected`): once keeping the nominal 95 % in sample, once keeping the shipped share
-(raised until the pooled rejection is at most 5 %, :func:`har.openset.grouped_operating_point`). The test
+(:func:`har.openset.score.nested_rejected`): once keeping the nominal 95 % in sample, once keeping the shipped share
+(raised until the pooled rejection is at most 5 %, :func:`har.openset.score.grouped_operating_point`). The test
 groups and the wild videos are never read. Reads the feature cache a training run left.
 
     python tools/openset_nested.py --model lrcn --cache /work/scratch/cache
@@ -23,9 +23,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from har.config import ModelConfig  # noqa: E402
-from har.heldout import held_out_logits  # noqa: E402
 from har.modeldir import resolve_model_dir  # noqa: E402
-from har.openset import (  # noqa: E402
+from har.openset.heldout import held_out_logits  # noqa: E402
+from har.openset.score import (  # noqa: E402
     FOLDS,
     Familiarity,
     describe,
@@ -36,7 +36,7 @@ from har.openset import (  # noqa: E402
     operating_point,
     softmax,
 )
-from har.train import TrainData, _built, options_of  # noqa: E402
+from har.train.fit import TrainData, _built, options_of  # noqa: E402
 
 
 def main() -> None:

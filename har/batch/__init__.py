@@ -1,0 +1,1 @@
+"""Testing many videos at once, and their summary."""

@@ -1,0 +1,1 @@
+"""Scoring a model directory on test groups, and explaining its answers."""

@@ -1,0 +1,1 @@
+"""Downloading links safely: yt-dlp behind the link guard."""

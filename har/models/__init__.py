@@ -1,0 +1,1 @@
+"""The networks: LRCN and ConvLSTM builders and the ImageNet frame encoder."""

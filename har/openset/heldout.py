@@ -1,0 +1,73 @@
+"""Held-out answers of a run's known clips: what the open-set score's scales and threshold are set on.
+
+A head answers the clips it was trained on more confidently than any clip it has not seen, so an operating point
+set on them would reject far more than its share of new clips. Here the training and validation groups of a frozen-
+encoder run are dealt into folds (:func:`har.openset.score.group_folds`); for each fold a fresh temporal head is trained
+on the other folds' cached features with the run's own recipe (optimizer, schedule, augmented views, and as many
+epochs as the shipped model was trained for), and gives the logits of the fold's clips as served. Every known clip
+then has the logits of a model that never saw its group, trained as the shipped model was: 4 heads, about 1 minute
+for the LRCN on this 2-core CPU, 6 for the ConvLSTM.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from har.data.trainsets import compile_for, lr_at, train_dataset
+from har.openset.score import CHOSEN, FOLDS, Familiarity, fit_grouped, group_folds
+
+log = logging.getLogger(__name__)
+
+
+def train_head(opts, x: np.ndarray, y: np.ndarray, classes: int, epochs: int, seed: int):
+    """A fresh temporal head of ``opts.arch`` trained on cached features ``x`` ``(n, views, frames, ...)`` for
+    ``epochs`` epochs of ``opts``' schedule, from ``seed``."""
+    import keras
+
+    from har.models import builders as models
+
+    keras.utils.set_random_seed(seed)
+    head = compile_for(models.temporal_head(opts.arch, tuple(x.shape[2:]), classes), opts)
+    head.fit(train_dataset(opts, x, y, classes), epochs=epochs, verbose=0,
+             callbacks=[keras.callbacks.LearningRateScheduler(lambda epoch: lr_at(epoch, opts))])
+    return head
+
+
+def logits_of(model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """The logits ``(n, classes)`` of ``model`` (which ends in the softmax "probs") on inputs ``x``."""
+    from har.serve.surgery import with_logits
+
+    return np.asarray(with_logits(model).predict(np.asarray(x, np.float32), batch_size=batch_size, verbose=0)[1])
+
+
+def held_out_logits(opts, x: np.ndarray, y: np.ndarray, groups: list[str], classes: int, epochs: int,
+                    folds: int = FOLDS) -> np.ndarray:
+    """Logits ``(n, classes)`` of every clip as served (view 0 of ``x``), each from a head trained on the other
+    folds' clips (:func:`train_head`)."""
+    fold = group_folds(groups, folds)
+    out = np.zeros((len(x), classes), np.float32)
+    for f in range(folds):
+        inside = fold == f
+        if inside.all() or not inside.any():
+            continue
+        started = time.perf_counter()
+        head = train_head(opts, x[~inside], y[~inside], classes, epochs, opts.seed + 1 + f)
+        out[inside] = logits_of(head, x[inside][:, 0])
+        log.info("open set: held-out head %d of %d (%d clips) in %.0f s", f + 1, folds, int(inside.sum()),
+                 time.perf_counter() - started)
+    return out
+
+
+def fit_familiarity(opts, x: np.ndarray, y: np.ndarray, groups: list[str], n_train: int, classes: int, epochs: int,
+                    uncertain_below: float) -> Familiarity:
+    """The open-set score a run ships, from its training clips followed by its validation clips (cached features
+    ``x`` ``(n, views, frames, ...)``, labels ``y`` ``(n,)``, ``groups``; the first ``n_train`` are the training
+    ones): held-out logits of fold heads (:func:`held_out_logits`), the architecture's evidence and weight
+    (:data:`har.openset.score.CHOSEN`), :func:`har.openset.score.fit_grouped`."""
+    held = held_out_logits(opts, x, y, groups, classes, epochs)
+    evidence, weight = CHOSEN.get(opts.arch, ("energy", 1.0))
+    return fit_grouped(x[:n_train], groups[:n_train], x[n_train:], groups[n_train:], held_logits=held,
+                       uncertain_below=uncertain_below, evidence=evidence, weight=weight)

@@ -1,0 +1,149 @@
+"""Measured open-set behaviour of a model, stored as ``openset.json`` in its directory, and its dashboard figures.
+
+The figures are computed by ``benchmarks/bench_openset.py --write`` (known test-group clips against the windows
+of the shared wild videos, the leave-one-class-out table, calibration on the test groups) and only read here:
+ROC curves of the familiarity score and of the top probability (the baseline), the rejection rates at the
+operating point, and a reliability diagram with the expected calibration error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from har.openset.score import OPENSET_REPORT
+
+CALIBRATION_BINS = 10
+
+
+def auroc(known: np.ndarray, unknown: np.ndarray) -> float:
+    """Probability that a known input scores higher than an unknown one (ties count half): the area under the ROC
+    curve of flagging low scores as unknown."""
+    known, unknown = np.asarray(known, float), np.asarray(unknown, float)
+    if not len(known) or not len(unknown):
+        return float("nan")
+    greater = (known[:, None] > unknown[None, :]).mean()
+    ties = (known[:, None] == unknown[None, :]).mean()
+    return float(greater + 0.5 * ties)
+
+
+def roc(known: np.ndarray, unknown: np.ndarray, points: int = 101) -> dict[str, list[float]]:
+    """ROC of "score under t means unknown" over thresholds t: the share of knowns flagged (false positive rate)
+    and of unknowns flagged (true positive rate), thinned to about ``points`` points."""
+    known, unknown = np.sort(np.asarray(known, float)), np.sort(np.asarray(unknown, float))
+    ts = np.unique(np.concatenate([known, unknown]))
+    if len(ts) > points:
+        ts = np.unique(np.quantile(ts, np.linspace(0, 1, points)))
+    ts = np.append(ts, np.inf)  # after thinning: a quantile next to an infinite value is NaN
+    fpr = np.searchsorted(known, ts, side="left") / max(len(known), 1)
+    tpr = np.searchsorted(unknown, ts, side="left") / max(len(unknown), 1)
+    return {"fpr": [0.0, *np.round(fpr, 4).tolist()], "tpr": [0.0, *np.round(tpr, 4).tolist()]}
+
+
+def calibration(probs: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS) -> dict[str, Any]:
+    """Reliability of the top probability: per confidence bin, the mean confidence, the accuracy and the count;
+    ``ece`` = the count-weighted mean gap between the two (expected calibration error)."""
+    probs = np.asarray(probs, float)
+    conf, right = probs.max(axis=1), probs.argmax(axis=1) == np.asarray(labels)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
+    rows = {"lower": [], "confidence": [], "accuracy": [], "count": []}
+    ece = 0.0
+    for b in range(bins):
+        hit = which == b
+        if not hit.any():
+            continue
+        rows["lower"].append(round(float(edges[b]), 2))
+        rows["confidence"].append(round(float(conf[hit].mean()), 4))
+        rows["accuracy"].append(round(float(right[hit].mean()), 4))
+        rows["count"].append(int(hit.sum()))
+        ece += hit.mean() * abs(conf[hit].mean() - right[hit].mean())
+    return {**rows, "ece": round(float(ece), 4), "clips": len(conf)}
+
+
+def load_reports(names: Sequence[str], root: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """``openset.json`` of each model directory that has a readable one."""
+    out = {}
+    for name in names:
+        path = Path(root) / name / OPENSET_REPORT
+        try:
+            out[name] = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+    return out
+
+
+def _empty(message: str) -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    fig.update_layout(height=320, xaxis_visible=False, yaxis_visible=False)
+    return fig
+
+
+def _on_diagonal(fig: go.Figure, x_title: str, y_title: str, diagonal: str | None) -> go.Figure:
+    """``fig`` on the unit square with its diagonal (chance, or perfect calibration: named ``diagonal``)."""
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"color": "#bbb", "dash": "dash"},
+                             name=diagonal or "", showlegend=diagonal is not None))
+    fig.update_layout(height=380, xaxis_title=x_title, yaxis_title=y_title, legend={"orientation": "h", "y": -0.25},
+                      margin={"t": 20})
+    return fig
+
+
+def roc_figure(reports: Mapping[str, Mapping[str, Any]], display: Mapping[str, str],
+               colors: Mapping[str, str]) -> go.Figure:
+    """Known test-group clips against the wild videos' windows: familiarity (solid) and top probability (dotted)."""
+    if not reports:
+        return _empty("No open-set results stored (benchmarks/bench_openset.py --write).")
+    fig = go.Figure()
+    for name, rep in reports.items():
+        wild = rep["wild"]
+        for key, dash, what in (("roc", "solid", "familiarity"), ("roc_top", "dot", "top probability")):
+            if key in wild:
+                area = wild["auroc" if key == "roc" else "auroc_top"]
+                fig.add_trace(go.Scatter(x=wild[key]["fpr"], y=wild[key]["tpr"], mode="lines",
+                                         line={"color": colors.get(name), "dash": dash},
+                                         name=f"{display.get(name, name)}, {what} (AUROC {area:.2f})"))
+        op = rep["operating_point"]
+        fig.add_trace(go.Scatter(x=[op["known_rejected"]], y=[op["wild_windows_flagged"]], mode="markers",
+                                 marker={"color": colors.get(name), "size": 10, "symbol": "x"},
+                                 name=f"{display.get(name, name)}: operating point"))
+    return _on_diagonal(fig, "known test clips flagged", "wild-video windows flagged", None)
+
+
+def calibration_figure(reports: Mapping[str, Mapping[str, Any]], display: Mapping[str, str],
+                       colors: Mapping[str, str]) -> go.Figure:
+    if not reports:
+        return _empty("No calibration stored (benchmarks/bench_openset.py --write).")
+    fig = go.Figure()
+    for name, rep in reports.items():
+        cal = rep["calibration"]
+        fig.add_trace(go.Scatter(x=cal["confidence"], y=cal["accuracy"], mode="lines+markers",
+                                 line={"color": colors.get(name)}, text=[f"{c} clips" for c in cal["count"]],
+                                 name=f"{display.get(name, name)} (ECE {cal['ece']:.3f})"))
+    return _on_diagonal(fig, "top probability (bin mean)", "accuracy in the bin", "perfect calibration")
+
+
+def openset_table(reports: Mapping[str, Mapping[str, Any]], display: Mapping[str, str]) -> pd.DataFrame:
+    """One row per model: the rates at the operating point and the leave-one-class-out mean."""
+    rows = []
+    for name, rep in reports.items():
+        op, loco = rep["operating_point"], rep.get("loco", {}).get("mean", {})
+        rows.append({
+            "model": display.get(name, name),
+            "score": rep.get("method", {}).get("method", "not recorded"),
+            "known test clips rejected": f"{op['known_rejected']:.1%}",
+            "wild seconds flagged": f"{op['wild_seconds_flagged']:.0%}",
+            "test accuracy (rejected = wrong)": f"{op['accuracy_with_rejection']:.1%} "
+                                                f"(without open set {op['accuracy']:.1%})",
+            "AUROC known vs wild windows": f"{rep['wild']['auroc']:.2f} (top probability "
+                                           f"{rep['wild'].get('auroc_top', float('nan')):.2f})",
+            "leave-one-class-out AUROC": f"{loco['auroc']:.2f}" if loco else "not measured",
+        })
+    return pd.DataFrame(rows)

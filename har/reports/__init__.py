@@ -1,0 +1,1 @@
+"""Stored logs into tables, figures and the model card."""

@@ -1,0 +1,1 @@
+"""A loaded model and what it answers: runtimes, graph surgery, the ONNX copy, timelines, results."""

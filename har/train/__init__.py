@@ -1,0 +1,1 @@
+"""Fitting a model directory: the training run, its checkpoints and resume state, several machines."""
