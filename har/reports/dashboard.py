@@ -1,22 +1,15 @@
-"""Turn stored model directories (and recognition results) into pandas tables and plotly figures.
+"""The Compare models tab: stored model directories as pandas tables and plotly figures.
 
-The Compare models tab reads only what training wrote: ``config.json``, ``history.csv``, ``metrics.json``, the size
-of ``model.keras`` and, when the benchmark ran, ``benchmark.json``. Nothing is trained or evaluated here. A missing
-or incomplete directory becomes a :class:`ModelRecord` whose ``problems`` say what is wrong; every table and figure
-is still built from whatever the other directories hold, so the tab always renders.
-
-The Recognize tab's timeline and segments table are drawn here too, from ``Analysis.to_dict()`` results, so the app
-stays a thin UI and this module is the only one that knows plotly.
+Everything here is read from what training and the benchmarks wrote (:mod:`har.reports.records`); nothing is
+trained or evaluated. Every table and figure is built from whatever the directories hold, so the tab always
+renders. The names the app uses from the other report modules (records, the Recognize tab's timeline) are
+importable from here too.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,139 +17,32 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from har.config import CONFIG_FILE, ModelConfig
-from har.errors import HarError
-from har.evaluation.explain import STORED_IMAGE
-from har.modeldir import HISTORY_FILE, METRICS_FILE, MODEL_FILE, MODELS_ROOT, REFIT_HISTORY_FILE
-from har.serve.results import UNCERTAIN
+from har.reports.records import (
+    BENCHMARK_FILE,
+    DISPLAY,
+    MAIN,
+    OTHERS,
+    TIMELINE_FILE,
+    VARIANTS,
+    ModelRecord,
+    averaged_epochs,
+    load_record,
+    load_records,
+    notice,
+    refit_epochs,
+    refit_shipped,
+)
+from har.reports.style import CLASS_COLORS, MODEL_COLORS, UNKNOWN_COLOR, class_colors, empty_figure
+from har.reports.timeline_plot import segments_table, timeline_figure
 
-BENCHMARK_FILE = "benchmark.json"
-TIMELINE_FILE = "timeline.json"  # benchmarks/bench_timeline.py --write
-MAIN = ("lrcn", "convlstm")  # the two shipped models, compared everywhere
-# Shown beside them in the table: the same architectures trained from scratch (no ImageNet encoder; the ships before
-# this one) and the original write-ups' networks.
-OTHERS = ("lrcn_scratch", "convlstm_scratch", "lrcn_tutorial", "convlstm_tutorial")
-VARIANTS = {"tutorial": "tutorial", "default": "from scratch", "imagenet": "ImageNet encoder"}  # preset -> label
-DISPLAY = {"lrcn": "LRCN", "convlstm": "ConvLSTM"}
-MODEL_COLORS = {"lrcn": "#1f77b4", "convlstm": "#ff7f0e"}  # one colour per architecture in every figure
-UNKNOWN_COLOR = "#8c8c8c"  # stretches of none of the known actions
-CLASS_COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6", "#9d755d", "#bab0ac")
-HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
-REFIT_COLUMNS = ("epoch", "loss", "accuracy")
 NOT_MEASURED = "not measured"
 
-
-@dataclass
-class ModelRecord:
-    """What one model directory holds, read without loading the model. ``None`` fields are missing or unreadable."""
-
-    name: str  # directory name: "lrcn", "convlstm_tutorial", ...
-    directory: Path
-    config: ModelConfig | None = None
-    history: pd.DataFrame | None = None  # one row per epoch, HISTORY_COLUMNS at least
-    refit_history: pd.DataFrame | None = None  # a model refit on training + validation groups: its epochs
-    metrics: dict[str, Any] | None = None  # har.evaluation.evaluate schema, on the test groups
-    benchmark: dict[str, Any] | None = None  # {"forward_ms", "onnx_forward_ms", "batch", "device", "measured"}
-    size_bytes: int | None = None  # model.keras on disk
-    timeline: dict[str, Any] | None = None  # timeline.json: segments found on test-group montages
-    explained: Path | None = None  # explained.jpg: why it answers, one example clip per class (python -m har explain)
-    problems: list[str] = field(default_factory=list)  # one sentence per missing or unreadable file
-
-    @property
-    def arch(self) -> str:
-        return self.config.arch if self.config else self.name.split("_")[0]
-
-    @property
-    def label(self) -> str:
-        base = DISPLAY.get(self.arch, self.arch)
-        if self.name in MAIN:
-            return base
-        suffix = self.name.rsplit("_", 1)[-1]
-        preset = self.config.preset if self.config else {"tutorial": "tutorial", "scratch": "default"}.get(suffix)
-        return f"{base} ({VARIANTS[preset]})" if preset in VARIANTS else f"{base} ({self.name})"
-
-    @property
-    def complete(self) -> bool:
-        return not self.problems
-
-
-def load_record(name: str, root: str | os.PathLike | None = None) -> ModelRecord:
-    """Read ``root/name`` (``models/`` by default). Never raises for missing or broken files: see ``problems``."""
-    directory = Path(root if root is not None else MODELS_ROOT) / name
-    rec = ModelRecord(name=name, directory=directory)
-    shown = f"{directory.parent.name}/{name}"  # no absolute server path in a public page
-    if not directory.is_dir():
-        rec.problems.append(f"{shown} does not exist: the {rec.label} model has not been trained or shipped.")
-        return rec
-    missing = [f for f in (CONFIG_FILE, MODEL_FILE, HISTORY_FILE, METRICS_FILE) if not (directory / f).is_file()]
-    if missing:  # one sentence for the usual case, a training run that has not finished (or never ran)
-        rec.problems.append(f"{shown} is incomplete (training unfinished?): no {', '.join(missing)}.")
-    if CONFIG_FILE not in missing:
-        try:
-            rec.config = ModelConfig.load(directory)
-        except HarError as exc:
-            rec.problems.append(str(exc).replace(str(directory), shown))
-    if MODEL_FILE not in missing:
-        rec.size_bytes = (directory / MODEL_FILE).stat().st_size
-    if HISTORY_FILE not in missing:
-        rec.history = _read_history(directory / HISTORY_FILE, shown, rec.problems)
-    if (directory / REFIT_HISTORY_FILE).is_file():  # optional: only a refit model has one
-        rec.refit_history = _read_history(directory / REFIT_HISTORY_FILE, shown, rec.problems,
-                                          columns=REFIT_COLUMNS)
-    if METRICS_FILE not in missing:
-        rec.metrics = _read_json(directory / METRICS_FILE, shown, rec.problems,
-                                 required=("accuracy", "macro_f1", "classes", "per_class", "confusion"))
-    if (directory / BENCHMARK_FILE).is_file():  # optional: absent means "not measured", not a problem
-        rec.benchmark = _read_json(directory / BENCHMARK_FILE, shown, rec.problems, required=("forward_ms",))
-    if (directory / TIMELINE_FILE).is_file():  # optional: benchmarks/bench_timeline.py --write
-        rec.timeline = _read_json(directory / TIMELINE_FILE, shown, rec.problems, required=("f1", "timeline"))
-    if (directory / STORED_IMAGE).is_file():  # optional: the dashboard shows it when stored
-        rec.explained = directory / STORED_IMAGE
-    return rec
-
-
-def load_records(names: Sequence[str] = MAIN + OTHERS, root: str | os.PathLike | None = None) -> list[ModelRecord]:
-    return [load_record(n, root) for n in names]
-
-
-def _read_history(path: Path, shown: str, problems: list[str],
-                  columns: Sequence[str] = HISTORY_COLUMNS) -> pd.DataFrame | None:
-    try:
-        df = pd.read_csv(path)
-    except (OSError, ValueError) as exc:
-        problems.append(f"{shown}/{path.name} is not a readable CSV: {exc}.")
-        return None
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        problems.append(f"{shown}/{path.name} lacks columns: {', '.join(missing)}.")
-        return None
-    if df.empty:
-        problems.append(f"{shown}/{path.name} has no epoch yet.")
-        return None
-    return df.sort_values("epoch").reset_index(drop=True)
-
-
-def _read_json(path: Path, shown: str, problems: list[str], required: Sequence[str]) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        problems.append(f"{shown}/{path.name} is not readable JSON: {exc}.")
-        return None
-    missing = [k for k in required if k not in data] if isinstance(data, dict) else list(required)
-    if missing:
-        problems.append(f"{shown}/{path.name} lacks: {', '.join(missing)}.")
-        return None
-    return data
-
-
-def notice(records: Sequence[ModelRecord]) -> str:
-    """Markdown listing what is missing, empty when every directory is complete."""
-    lines = [f"- **{r.label}**: {p}" for r in records for p in r.problems]
-    if not lines:
-        return ""
-    return ("**Some stored results are missing; the figures show what is there.**\n\n" + "\n".join(lines)
-            + "\n\nTrain with `python -m har train --arch lrcn --data ../shared/data/ucf101-6 --out models/lrcn` "
-            "(see *About*).")
+__all__ = [  # the Compare tab's own names, then those the app and its tests read through this module
+    "NOT_MEASURED", "confusion_figure", "curves_figure", "frame_strip", "per_class_figure", "split_table",
+    "summary_table", "timeline_table",
+    "BENCHMARK_FILE", "CLASS_COLORS", "DISPLAY", "MAIN", "MODEL_COLORS", "OTHERS", "TIMELINE_FILE", "UNKNOWN_COLOR",
+    "VARIANTS", "ModelRecord", "class_colors", "load_record", "load_records", "notice", "refit_shipped",
+    "segments_table", "timeline_figure"]
 
 
 # ---- tables -------------------------------------------------------------------------------------------------------
@@ -182,8 +68,8 @@ def summary_table(records: Sequence[ModelRecord]) -> pd.DataFrame:
             forward += f" ({b['device']})" if b.get("device") else ""
         else:
             forward = NOT_MEASURED
-        span = _averaged(c) if c else None
-        refit = _refit_epochs(r)
+        span = averaged_epochs(c) if c else None
+        refit = refit_epochs(r)
         rows.append({
             "Model": r.label,
             "Test accuracy": f"{m['accuracy']:.3f}" if m else "—",
@@ -224,25 +110,6 @@ def _timeline_row(t: Mapping[str, Any]) -> dict[str, str]:
             "2–3 s pieces found": f"{t['short_recall']:.0%} of {t['short_pieces']}"}
 
 
-def refit_shipped(records: Sequence[ModelRecord]) -> bool:
-    """True when one of the two main models ships a refit on training + validation groups (``train --refit``)."""
-    return any(r.refit_history is not None for r in records if r.name in MAIN)
-
-
-def _refit_epochs(record: ModelRecord) -> int | None:
-    """Epochs of the refit phase when the shipped model was refit on training + validation (``train --refit``)."""
-    return len(record.refit_history) if record.refit_history is not None else None
-
-
-def _averaged(config) -> tuple[int, int] | None:
-    """(first, last) epoch when the shipped weights are an average of epochs (``train --average-last``)."""
-    shipped = str((config.hyper or {}).get("shipped", ""))
-    m = re.fullmatch(r"average of epochs (\d+)-(\d+)", shipped)
-    if not m or not isinstance(config.hyper.get("average_val_loss"), (int, float)):
-        return None
-    return int(m.group(1)), int(m.group(2))
-
-
 def split_table(record: ModelRecord | None) -> pd.DataFrame:
     """Group ids per class and split from a model's config (the groups never seen in training are "test")."""
     if record is None or record.config is None or not record.config.split:
@@ -260,19 +127,14 @@ def split_table(record: ModelRecord | None) -> pd.DataFrame:
 
 # ---- figures of the stored logs -----------------------------------------------------------------------------------
 
-def _empty(message: str, height: int = 320) -> go.Figure:
-    fig = go.Figure()
-    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font={"size": 15})
-    fig.update_layout(height=height, xaxis={"visible": False}, yaxis={"visible": False}, template="plotly_white")
-    return fig
-
+# ---- figures of the stored logs---------------------------------------------------------------------------------------
 
 def curves_figure(records: Sequence[ModelRecord]) -> go.Figure:
     """Loss and accuracy per epoch, train (solid) and validation (dashed), the models overlaid; best epoch marked.
     A model refit on training + validation groups adds its own training curves (dotted): that one ships."""
     have = [r for r in records if r.history is not None]
     if not have:
-        return _empty("No training history stored yet.")
+        return empty_figure("No training history stored yet.")
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"), horizontal_spacing=0.08)
     for r in have:
         h, color = r.history, MODEL_COLORS.get(r.arch, "#555")
@@ -285,7 +147,7 @@ def curves_figure(records: Sequence[ModelRecord]) -> go.Figure:
                     hovertemplate=f"{r.label} {split} {metric}<br>epoch %{{x}}: %{{y:.3f}}<extra></extra>",
                 ), row=1, col=col)
         best = r.config.best_epoch if r.config else 0
-        span = _averaged(r.config) if r.config else None
+        span = averaged_epochs(r.config) if r.config else None
         refit = r.refit_history
         if refit is not None:  # the shipped model: a fresh run on train + validation, as long as the best epoch
             for col, metric in ((1, "loss"), (2, "accuracy")):
@@ -329,7 +191,7 @@ def per_class_figure(records: Sequence[ModelRecord]) -> go.Figure:
     """Precision, recall and F1 per class on the test groups, one bar per model in each group."""
     have = _with_metrics(records)
     if not have:
-        return _empty("No test metrics stored yet.")
+        return empty_figure("No test metrics stored yet.")
     fig = make_subplots(rows=1, cols=3, subplot_titles=("Precision", "Recall", "F1"), shared_yaxes=True,
                         horizontal_spacing=0.04)
     for r in have:
@@ -352,7 +214,7 @@ def confusion_figure(records: Sequence[ModelRecord]) -> go.Figure:
     """The models' confusion matrices side by side: colour = share of the true class, text = clip counts."""
     have = _with_metrics(records)
     if not have:
-        return _empty("No confusion matrix stored yet.")
+        return empty_figure("No confusion matrix stored yet.")
     titles = [f"{r.label}: accuracy {r.metrics['accuracy']:.2f} on {r.metrics.get('clips', '?')} clips" for r in have]
     fig = make_subplots(rows=1, cols=len(have), subplot_titles=titles, horizontal_spacing=0.14)
     for col, r in enumerate(have, start=1):
@@ -395,64 +257,3 @@ def frame_strip(clips: Mapping[str, str | os.PathLike], frames: int = 20, size: 
     if not rows:
         return np.full((cell, label_w + len(picks) * cell, 3), 255, np.uint8)
     return np.concatenate(rows, axis=0)
-
-
-# ---- figures of a recognition result ------------------------------------------------------------------------------
-
-def class_colors(classes: Sequence[str]) -> dict[str, str]:
-    return {c: CLASS_COLORS[i % len(CLASS_COLORS)] for i, c in enumerate(classes)}
-
-
-def timeline_figure(results: Mapping[str, Mapping[str, Any]], uncertain_below: float | None = None) -> go.Figure:
-    """Class probabilities over time, one panel per model, the recognized segments shaded and labelled.
-
-    ``results``: model label -> ``Analysis.to_dict()`` (``per_step`` = {"t", "classes", "probs" (t, classes)} of
-    ``step_s``, or ``per_second``, ``segments`` = [{start_s, end_s, label, score}]). Stretches of *none of the
-    known actions* are shaded grey.
-    """
-    have = {k: v for k, v in results.items() if (v.get("per_step") or v.get("per_second") or {}).get("t")}
-    if not have:
-        return _empty("No timeline: the video is shorter than one window.", height=260)
-    fig = make_subplots(rows=len(have), cols=1, shared_xaxes=True, subplot_titles=list(have),
-                        vertical_spacing=0.12 if len(have) > 1 else 0.0)
-    shown: set[str] = set()
-    ends: list[float] = []
-    for row, (name, res) in enumerate(have.items(), start=1):
-        ps, step = (res["per_step"], float(res.get("step_s") or 1)) if res.get("per_step") else (res["per_second"], 1.0)
-        t = np.asarray(ps["t"], dtype=float) + step / 2  # each row is one step [t, t + step): plot at its centre
-        ends.append(float(res.get("duration_s") or t[-1] + step / 2))
-        probs = np.asarray(ps["probs"], dtype=float)  # (len(t), classes)
-        colors = class_colors(ps["classes"])
-        for j, cls in enumerate(ps["classes"]):
-            fig.add_trace(go.Scatter(
-                x=t, y=probs[:, j], mode="lines+markers" if len(t) < 3 else "lines", name=cls, legendgroup=cls,
-                showlegend=cls not in shown, line={"color": colors[cls], "width": 2},
-                hovertemplate=f"{cls}: %{{y:.0%}}<extra>{name}</extra>",
-            ), row=row, col=1)
-            shown.add(cls)
-        for seg in res.get("segments", []):
-            unknown = seg["label"] == UNCERTAIN
-            color = UNKNOWN_COLOR if unknown else colors.get(seg["label"], UNKNOWN_COLOR)
-            fig.add_vrect(x0=seg["start_s"], x1=seg["end_s"], fillcolor=color, opacity=0.3 if unknown else 0.15,
-                          line_width=0, row=row, col=1)
-            fig.add_annotation(x=(seg["start_s"] + seg["end_s"]) / 2, y=1.04, text=f"{seg['label']}",
-                               showarrow=False, font={"size": 11, "color": color}, yanchor="bottom",
-                               xref=f"x{row if row > 1 else ''}", yref=f"y{row if row > 1 else ''}")
-        if uncertain_below:
-            fig.add_hline(y=uncertain_below, line={"dash": "dot", "color": "#888", "width": 1}, row=row, col=1)
-        fig.update_yaxes(title_text="probability", range=[0, 1.15], row=row, col=1)
-    fig.update_xaxes(range=[0, max(ends)])
-    fig.update_xaxes(title_text="time (s)", row=len(have), col=1)
-    fig.update_layout(height=260 + 200 * len(have), template="plotly_white", hovermode="x unified",
-                      margin={"t": 40, "b": 40, "l": 50, "r": 20}, legend={"orientation": "h", "y": -0.15})
-    return fig
-
-
-def segments_table(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per recognized segment of each model: model, start, end, action, confidence."""
-    rows = [
-        {"Model": name, "Start (s)": round(float(s["start_s"]), 1), "End (s)": round(float(s["end_s"]), 1),
-         "Action": s["label"], "Confidence": round(float(s["score"]), 3)}
-        for name, res in results.items() for s in res.get("segments", [])
-    ]
-    return pd.DataFrame(rows, columns=["Model", "Start (s)", "End (s)", "Action", "Confidence"])
