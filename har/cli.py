@@ -116,12 +116,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
-    from har.reports import dashboard, modelcard
+    from har.reports.pages import write_pages
 
-    path = Path(args.out) if args.out else modelcard.DOC
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(modelcard.markdown(dashboard.load_records()))
-    print(path)
+    for path in write_pages(Path(args.out) if args.out else None):
+        print(path)
     return 0
 
 
@@ -367,8 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--runtime", choices=("auto", "keras", "onnx"), default="auto")
     s.set_defaults(func=cmd_explain)
 
-    s = sub.add_parser("docs", help="write docs/model-card.md from the stored models (the About tab's text)")
-    s.add_argument("--out", default=None, help="file to write (default: docs/model-card.md in the repository)")
+    s = sub.add_parser("docs", help="write docs/model-card.md (the About tab's text) and README's results from the "
+                       "stored models")
+    s.add_argument("--out", default=None, help="the model card's file (default: docs/model-card.md)")
     s.set_defaults(func=cmd_docs)
 
     s = sub.add_parser("download", help="download a video from a link (YouTube, ...) with yt-dlp, within the limits")
