@@ -39,7 +39,7 @@ NOT_MEASURED = "not measured"
 
 __all__ = [  # the Compare tab's own names, then those the app and its tests read through this module
     "NOT_MEASURED", "confusion_figure", "curves_figure", "frame_strip", "per_class_figure", "split_table",
-    "summary_table", "timeline_table",
+    "summary_table", "timeline_caption", "timeline_table",
     "BENCHMARK_FILE", "CLASS_COLORS", "DISPLAY", "MAIN", "MODEL_COLORS", "OTHERS", "TIMELINE_FILE", "UNKNOWN_COLOR",
     "VARIANTS", "ModelRecord", "class_colors", "load_record", "load_records", "notice", "refit_shipped",
     "segments_table", "timeline_figure"]
@@ -89,7 +89,7 @@ def summary_table(records: Sequence[ModelRecord]) -> pd.DataFrame:
 def timeline_table(records: Sequence[ModelRecord]) -> pd.DataFrame:
     """How each model's timeline finds the pieces of montages of test-group clips (``timeline.json``): the
     figures of the decoder that ships ("after") and, when stored under ``before``, of the smoothing it replaced.
-    A file from before issue 18 (no ``decoder`` in its settings) is a "before" row."""
+    A file whose settings name no ``decoder`` is a "before" row."""
     rows = []
     for r in records:
         runs = [(r.timeline or {}).get("before"), r.timeline]
@@ -97,6 +97,18 @@ def timeline_table(records: Sequence[ModelRecord]) -> pd.DataFrame:
             rows.append({"Model": r.label, "Timeline": "after" if t["timeline"].get("decoder") else "before",
                          **_timeline_row(t)})
     return pd.DataFrame(rows)
+
+
+def timeline_caption(records: Sequence[ModelRecord]) -> str:
+    """The label of :func:`timeline_table`: what the montages are, from the first stored ``montage_set``."""
+    montage = next((r.timeline["montage_set"] for r in records
+                    if r.timeline and isinstance(r.timeline.get("montage_set"), dict)), None)
+    what = "montages of test-group clips"
+    if montage and montage.get("pieces") and len(montage.get("piece_s") or ()) == 2:
+        low, high = montage["piece_s"]
+        what += f" ({montage['pieces']} pieces of {low:g}–{high:g} s each, random classes)"
+    return (f"Timelines on {what}: segments found and where they end; before: the smoothing the decoder "
+            "replaced")
 
 
 def _timeline_row(t: Mapping[str, Any]) -> dict[str, str]:
