@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from har.config import ModelConfig  # noqa: E402
 from har.modeldir import resolve_model_dir  # noqa: E402
@@ -43,7 +43,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="lrcn", help="a shipped model directory or name")
     ap.add_argument("--cache", type=Path, required=True)
-    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/ucf101-6")
+    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[3] / "shared/data/ucf101-6")
     args = ap.parse_args()
     directory = resolve_model_dir(args.model)
     config, fam = ModelConfig.load(directory), Familiarity.load(directory)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from har.data.dataset import clips_of, file_digest, index_dataset, split_groups  # noqa: E402
 from har.openset.report import auroc  # noqa: E402
@@ -51,7 +51,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--min-window-s", type=float, default=2.0)
     ap.add_argument("--cache", type=Path, required=True)
-    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/ucf101-6")
+    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[3] / "shared/data/ucf101-6")
     ap.add_argument("--variants", nargs="*", help="only these (default: all)")
     ap.add_argument("--out", type=Path, default=Path("scratch/openset_choice.json"))
     args = ap.parse_args()
