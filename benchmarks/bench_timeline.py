@@ -104,7 +104,7 @@ def runs(path: Path, recs: list[Recognizer], args: argparse.Namespace):
     """``((model, row, window, hop, penalty), segments)`` of every row on one montage: one decoding pass per
     window and hop (for the models that need it); penalties re-decode the pass's windows."""
     hop = args.hop_s or 0.5
-    wanted = {r.name: {(r.config.window_s, r.config.hop_s)} for r in recs}
+    wanted = {r.name: {(r.config.whole_clip_window_s, r.config.whole_clip_hop_s)} for r in recs}
     for r in recs:
         wanted[r.name] |= {(w, hop) for w in args.windows} if args.grid else \
             {settings(r.config, args.window_s, args.hop_s)}
@@ -115,7 +115,7 @@ def runs(path: Path, recs: list[Recognizer], args: argparse.Namespace):
             timelines[(r.name, *setting)] = a.timeline
     penalty = SWITCH_PENALTY if args.penalty is None else args.penalty
     for r in recs:
-        window, config_hop = r.config.window_s, r.config.hop_s
+        window, config_hop = r.config.whole_clip_window_s, r.config.whole_clip_hop_s
         tl = timelines[r.name, window, config_hop]
         yield (r.name, "before", window, config_hop, None), merge_short_runs(tl.probs, tl.duration_s, tl.classes,
                                                                              r.uncertain_below)

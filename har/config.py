@@ -1,7 +1,7 @@
 """Typed configuration that travels with the weights.
 
 Every model directory holds ``config.json`` written from :class:`ModelConfig`; loaders read it back and never
-re-derive a constant (classes, frames per clip, frame size, timeline window, uncertainty threshold).
+re-derive a constant (classes, frames per clip, frame size, shortest crop, uncertainty threshold).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from har.errors import ModelError
 
 CONFIG_FILE = "config.json"
+RENAMED = {"window_s": "whole_clip_window_s", "hop_s": "whole_clip_hop_s"}  # config.json keys of older versions
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,10 @@ class ModelConfig:
     encoder: str = ""  # imagenet presets: the frozen frame encoder, e.g. "lite0" (EfficientNet-Lite0); "" for none
     encoder_blocks: int = 0  # how many of its MBConv blocks (Lite0 has 16: all of them)
     min_window_s: float = 0.0  # shortest temporal crop trained on, seconds (0: whole clips only)
-    window_s: float = 7.0  # timeline window in seconds: the median duration of the training clips
-    hop_s: float = 1.0  # default timeline hop in seconds
+    # The timeline of a model trained on whole clips only (min_window_s == 0): a window as long as the median
+    # training clip, every whole_clip_hop_s; a model trained on crops uses har.serve.timeline's defaults instead.
+    whole_clip_window_s: float = 7.0
+    whole_clip_hop_s: float = 1.0
     uncertain_below: float = 0.5  # a top probability under this is "none of the known actions"
     seed: int = 0  # the one seed of the training run (split, weights init, augmentation)
     data: str = ""  # name of the dataset folder trained on
@@ -72,6 +75,7 @@ class ModelConfig:
             raw = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise ModelError(f"{path} is not readable JSON: {exc}.") from exc
+        raw = {RENAMED.get(k, k): v for k, v in raw.items()} if isinstance(raw, dict) else raw
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(raw) - known)
         if unknown:

@@ -187,3 +187,17 @@ def test_no_stale_fact_remains_in_what_readers_see(card):
         flat = _prose(text)
         for stale in STALE:
             assert stale not in flat, f"{page} still says {stale!r}"
+
+
+def test_a_config_json_with_the_old_timeline_keys_still_loads(tmp_path):
+    from har.config import ModelConfig
+    from har.serve.timeline import settings
+
+    raw = stored("lrcn_scratch", "config.json")
+    raw["window_s"], raw["hop_s"] = raw.pop("whole_clip_window_s"), raw.pop("whole_clip_hop_s")
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    config = ModelConfig.load(tmp_path)
+    assert (config.whole_clip_window_s, config.whole_clip_hop_s) == (raw["window_s"], raw["hop_s"])
+    assert config == ModelConfig.load(MODELS / "lrcn_scratch")
+    assert settings(config) == (raw["window_s"], raw["hop_s"])  # trained on whole clips: its own window
+    assert not hasattr(config, "window_s")  # no field a page could print for a timeline that does not use it

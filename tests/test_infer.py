@@ -152,7 +152,8 @@ def test_the_decoder_absorbs_a_blip_keeps_a_short_action_and_finds_the_unknown()
 
 
 def test_defaults_come_from_the_config():
-    old = ModelConfig(arch="lrcn", preset="imagenet", classes=("a", "b"), window_s=7.24, hop_s=1.0)
+    old = ModelConfig(arch="lrcn", preset="imagenet", classes=("a", "b"), whole_clip_window_s=7.24,
+                      whole_clip_hop_s=1.0)
     assert settings(old) == (7.24, 1.0) and settings(old, 3.0, 0.25) == (3.0, 0.25)
     cropped = dataclasses.replace(old, min_window_s=1.5)
     assert settings(cropped) == (WINDOW_S, HOP_S) == (2.0, 0.5) and settings(cropped, hop_s=1.0) == (2.0, 1.0)
@@ -256,8 +257,8 @@ def test_every_window_gets_exactly_its_planned_frames_even_when_the_container_li
     for video in (full, lying):
         real, _ = count_frames(video)
         spy = SpyBackend(per_frame)
-        config = ModelConfig(arch="lrcn", preset="default", classes=("a", "b"), frames=8, size=64, window_s=2.0,
-                             hop_s=1.0)
+        config = ModelConfig(arch="lrcn", preset="default", classes=("a", "b"), frames=8, size=64,
+                             whole_clip_window_s=2.0, whole_clip_hop_s=1.0)
         tl = Recognizer.serving(spy, config, "spy", batch_size=4).timeline(video)
         plan = plan_windows(real, 25.0, 8, 2.0, 1.0)
         # the last pass's windows and whole-clip sample (a lying container costs a first, discarded pass)
@@ -586,7 +587,7 @@ def shipped_lrcn() -> Path:
 
 def test_timeline_finds_the_segments_of_stitched_clips(shipped_lrcn, ucf, tmp_path):
     rec = Recognizer(shipped_lrcn)
-    w = rec.config.window_s
+    w = rec.config.whole_clip_window_s
     # Per class, clips of its held-out test groups that the model gets right as whole clips, until the class
     # lasts two windows: what is tested is where the timeline puts the boundaries, not the model's accuracy.
     # Clips shorter than half a window are left out: a window over three or four 2-second snippets cut together

@@ -41,7 +41,7 @@ def model_dir(directory, arch: str, size: int):
     directory.mkdir(parents=True)
     models.build(arch, "imagenet", len(CLASSES), 20, size, encoder_blocks=16).save(directory / MODEL_FILE)
     ModelConfig(arch=arch, preset="imagenet", classes=CLASSES, frames=20, size=size, encoder="lite0",
-                encoder_blocks=16, window_s=2.0, hop_s=0.5).save(directory)
+                encoder_blocks=16, whole_clip_window_s=2.0, whole_clip_hop_s=0.5).save(directory)
     return directory
 
 

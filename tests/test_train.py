@@ -32,7 +32,7 @@ def test_one_epoch_writes_every_artifact(tiny_model, tiny_dataset):
     assert (config.frames, config.size, config.seed, config.epochs, config.best_epoch) == (20, 64, 0, 1, 1)
     assert set(config.split) == {"train", "validation", "test"}
     assert all(len(config.split[s]) == 3 for s in config.split)  # one of three groups per class on each side
-    assert config.params > 0 and config.train_seconds > 0 and 1.0 < config.window_s < 20.0
+    assert config.params > 0 and config.train_seconds > 0 and 1.0 < config.whole_clip_window_s < 20.0
     assert {"python", "tensorflow", "keras", "opencv"} <= set(config.versions)
     with open(tiny_model / "history.csv") as f:
         rows = list(csv.DictReader(f))

@@ -88,7 +88,7 @@ def settings(config, window_s: float | None = None, hop_s: float | None = None) 
     if config.min_window_s > 0:
         default = max(WINDOW_S, config.min_window_s), HOP_S
     else:
-        default = config.window_s, config.hop_s
+        default = config.whole_clip_window_s, config.whole_clip_hop_s
     return window_s or default[0], hop_s or default[1]
 
 

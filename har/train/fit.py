@@ -135,7 +135,7 @@ def train(opts: TrainOptions) -> ModelConfig | None:
             arch=opts.arch, preset=opts.preset, classes=data.index.classes, frames=opts.frames, size=opts.size,
             **({"encoder": opts.encoder, "encoder_blocks": opts.encoder_blocks, "min_window_s": opts.min_window_s}
                if frozen(opts) else {}),
-            window_s=round(float(np.median(data.durations)), 2) if data.durations else 7.0, seed=opts.seed,
+            whole_clip_window_s=round(float(np.median(data.durations)), 2) if data.durations else 7.0, seed=opts.seed,
             data=Path(opts.data).resolve().name, split=data.split, epochs=len(rows), best_epoch=best + 1,
             train_seconds=round(train_seconds, 1), params=int(final.count_params()),
             hyper=_hyper(opts, refit, averaged, device, workers), versions=versions(),
