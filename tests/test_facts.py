@@ -175,6 +175,19 @@ def test_the_compare_tabs_tables_are_what_the_files_say():
         window, hop = map(float, after.loc[label, "Window / hop (s)"].split(" / "))
         assert (window, hop) == (measured["timeline"]["window_s"], measured["timeline"]["hop_s"])
         assert float(after.loc[label, "Segment F1 @ IoU 0.5"]) == pytest.approx(measured["f1"], abs=0.0005)
+    from har.openset import report as openset_report
+
+    table = openset_report.openset_table(openset_report.load_reports(list(MAIN.values()), MODELS),
+                                         dashboard.DISPLAY).set_index("model")
+    for label, name in MAIN.items():
+        measured = stored(name, "openset.json")
+        op, row = measured["operating_point"], table.loc[label]
+        assert pct(row["known test clips rejected"]) == pytest.approx(op["known_rejected"], abs=0.0006)
+        assert pct(row["seconds of other actions flagged"]) == pytest.approx(op["wild_seconds_flagged"], abs=0.006)
+        assert float(row["other actions told apart (AUROC)"].split()[0]) == pytest.approx(measured["wild"]["auroc"],
+                                                                                          abs=0.006)
+        assert float(row["an unseen action told apart (AUROC)"]) == pytest.approx(measured["loco"]["mean"]["auroc"],
+                                                                                  abs=0.006)
     montage = stored("lrcn", "timeline.json")["montage_set"]
     low, high = montage["piece_s"]
     assert f"{montage['pieces']} pieces of {low:g}–{high:g} s" in dashboard.timeline_caption(main)

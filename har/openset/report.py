@@ -100,7 +100,7 @@ def roc_figure(reports: Mapping[str, Mapping[str, Any]], display: Mapping[str, s
                colors: Mapping[str, str]) -> go.Figure:
     """Known test-group clips against the wild videos' windows: familiarity (solid) and top probability (dotted)."""
     if not reports:
-        return _empty("No open-set results stored (benchmarks/bench_openset.py --write).")
+        return _empty("No open-set results are stored for these models.")
     fig = go.Figure()
     for name, rep in reports.items():
         wild = rep["wild"]
@@ -120,7 +120,7 @@ def roc_figure(reports: Mapping[str, Mapping[str, Any]], display: Mapping[str, s
 def calibration_figure(reports: Mapping[str, Mapping[str, Any]], display: Mapping[str, str],
                        colors: Mapping[str, str]) -> go.Figure:
     if not reports:
-        return _empty("No calibration stored (benchmarks/bench_openset.py --write).")
+        return _empty("No calibration is stored for these models.")
     fig = go.Figure()
     for name, rep in reports.items():
         cal = rep["calibration"]
@@ -131,7 +131,9 @@ def calibration_figure(reports: Mapping[str, Mapping[str, Any]], display: Mappin
 
 
 def openset_table(reports: Mapping[str, Mapping[str, Any]], display: Mapping[str, str]) -> pd.DataFrame:
-    """One row per model: the rates at the operating point and the leave-one-class-out mean."""
+    """One row per model, in a visitor's words: the rates at the shipped threshold, how well the familiarity tells
+    the wild videos' windows (other actions) from known clips, and the leave-one-class-out mean (an action the model
+    was not trained on, told from the others)."""
     rows = []
     for name, rep in reports.items():
         op, loco = rep["operating_point"], rep.get("loco", {}).get("mean", {})
@@ -139,11 +141,11 @@ def openset_table(reports: Mapping[str, Mapping[str, Any]], display: Mapping[str
             "model": display.get(name, name),
             "score": rep.get("method", {}).get("method", "not recorded"),
             "known test clips rejected": f"{op['known_rejected']:.1%}",
-            "wild seconds flagged": f"{op['wild_seconds_flagged']:.0%}",
+            "seconds of other actions flagged": f"{op['wild_seconds_flagged']:.0%}",
             "test accuracy (rejected = wrong)": f"{op['accuracy_with_rejection']:.1%} "
                                                 f"(without open set {op['accuracy']:.1%})",
-            "AUROC known vs wild windows": f"{rep['wild']['auroc']:.2f} (top probability "
+            "other actions told apart (AUROC)": f"{rep['wild']['auroc']:.2f} (top probability "
                                            f"{rep['wild'].get('auroc_top', float('nan')):.2f})",
-            "leave-one-class-out AUROC": f"{loco['auroc']:.2f}" if loco else "not measured",
+            "an unseen action told apart (AUROC)": f"{loco['auroc']:.2f}" if loco else "not measured",
         })
     return pd.DataFrame(rows)
