@@ -214,3 +214,19 @@ def test_a_config_json_with_the_old_timeline_keys_still_loads(tmp_path):
     assert config == ModelConfig.load(MODELS / "lrcn_scratch")
     assert settings(config) == (raw["window_s"], raw["hop_s"])  # trained on whole clips: its own window
     assert not hasattr(config, "window_s")  # no field a page could print for a timeline that does not use it
+
+
+def test_every_page_retrains_a_model_directory_with_its_own_recipe(card):
+    """A page that trains into a model directory prints the one command of har.train.recipe, not options that
+    would train another model into it."""
+    pages = {"README.md": (REPO / "README.md").read_text(), "model card": card,
+             **{f"docs/{p.name}": p.read_text() for p in (REPO / "docs").glob("*.md")}}
+    expected = {retrain_command(d) for d in MODELS.iterdir() if (d / "config.json").is_file()}
+    seen = set()
+    for page, text in pages.items():
+        for command in re.findall(r"python -m har train [^\n`#]*", text):
+            command = command.strip()
+            if "models/" in command:
+                assert command in expected, f"{page}: {command!r} is not a model directory's retrain command"
+                seen.add(command)
+    assert {retrain_command(MODELS / n) for n in MAIN.values()} <= seen
