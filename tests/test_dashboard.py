@@ -145,14 +145,14 @@ def test_the_timeline_at_step_resolution_shades_none_of_the_known_actions():
     assert fig.layout.xaxis.range == (0, 2.8)
 
 
-def test_timeline_scores_before_and_after_and_the_file_of_before_issue_18(tmp_path):
+def test_timeline_scores_before_and_after_and_a_file_without_decoder(tmp_path):
     scores = {"montages": 30, "segments": 180, "predicted": 170, "precision": 0.95, "recall": 0.9, "f1": 0.924,
               "mean_boundary_error_s": 0.61, "short_pieces": 27, "short_recall": 0.8148}
     before = {"timeline": {"window_s": 7.24, "hop_s": 1.0, "smoothing": "runs under 2 s merged into a neighbour"},
               **scores, "f1": 0.4438, "mean_boundary_error_s": 1.995}
     after = {"timeline": {"window_s": 2.0, "hop_s": 0.5, "penalty": 2.0,
                           "decoder": "Viterbi over 0.5 s steps, switching penalty 2"}, **scores, "before": before}
-    for name, record in (("lrcn", after), ("convlstm", before)):  # convlstm: a file written before issue 18
+    for name, record in (("lrcn", after), ("convlstm", before)):  # convlstm: a file whose settings name no decoder
         write_model_dir(tmp_path / name, name)
         (tmp_path / name / "timeline.json").write_text(json.dumps(record))
     records = dashboard.load_records(("lrcn", "convlstm"), root=tmp_path)
