@@ -245,11 +245,12 @@ def confusion_figure(records: Sequence[ModelRecord]) -> go.Figure:
     return fig
 
 
-def frame_strip(clips: Mapping[str, str | os.PathLike], frames: int = 20, size: int = 64, show: int = 8,
+def frame_strip(clips: Mapping[str, str | os.PathLike], *, frames: int, size: int, show: int = 8,
                 scale: int = 2) -> np.ndarray:
     """What the model sees: ``show`` of the ``frames`` sampled frames of one clip per class, a row per class.
 
-    Frames are the exact model input (``size`` x ``size``), enlarged ``scale`` times without smoothing.
+    ``frames`` and ``size`` are the model's (its config). Frames are the exact model input, enlarged ``scale``
+    times without smoothing.
     Returns uint8 RGB ``(rows * size * scale, label_width + show * size * scale, 3)``.
     """
     import cv2
