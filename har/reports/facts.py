@@ -9,6 +9,7 @@ fields ``None`` and the pages say "not measured".
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,6 +154,31 @@ def seconds(value: float) -> str:
 def joined(values: Sequence[str]) -> str:
     """["a"] -> "a"; ["a", "b"] -> "a / b"."""
     return " / ".join(values)
+
+
+def count(n: int) -> str:
+    """6 -> "six": small counts in words, as prose writes them."""
+    words = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+    return words[n] if 0 <= n < len(words) else str(n)
+
+
+def wrapped(markdown: str, width: int = 116) -> str:
+    """Markdown with its prose paragraphs and list items re-wrapped to ``width``; tables and code blocks kept."""
+    out = []
+    for block in markdown.strip().split("\n\n"):
+        if block.startswith(("|", "```")):
+            out.append(block)
+            continue
+        items: list[str] = []
+        for line in block.splitlines():
+            if line.startswith("- ") or not items:
+                items.append(line)
+            else:
+                items[-1] += " " + line.strip()
+        out.append("\n".join(textwrap.fill(" ".join(item.split()), width, break_on_hyphens=False,
+                                            subsequent_indent="  " if item.startswith("- ") else "")
+                             for item in items))
+    return "\n\n".join(out)
 
 
 def retrain_block(facts: Sequence[ModelFacts]) -> str:

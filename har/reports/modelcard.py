@@ -12,7 +12,7 @@ from pathlib import Path
 
 from har import __version__
 from har.reports.dashboard import split_table
-from har.reports.facts import ModelFacts, all_facts, joined, percent, retrain_block, seconds
+from har.reports.facts import ModelFacts, all_facts, count, joined, percent, retrain_block, seconds, wrapped
 from har.reports.records import MAIN, ModelRecord
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "model-card.md"
@@ -42,7 +42,7 @@ def _what_it_does(main: Sequence[ModelFacts], classes_fallback: Sequence[str]) -
     windows = sorted({(f.window_s, f.hop_s) for f in main})
     window = (f"slide a {seconds(windows[0][0])} window every {windows[0][1]:g} s" if len(windows) == 1 else
               f"slide a window ({_each(main, lambda f: f'{f.window_s:g} s every {f.hop_s:g} s')})")
-    return f"""**What it does.** Two video classifiers name which of {len(ref.classes)} actions a video shows:
+    return f"""**What it does.** Two video classifiers name which of {count(len(ref.classes))} actions a video shows:
 **{', '.join(ref.classes)}**. Both read {ref.frames} RGB frames of {ref.size}x{ref.size} pixels taken at equal
 intervals over a clip, and each sees every frame through {encoder}. **LRCN** pools each frame's features to one
 vector, sets it beside its change since the previous frame and runs an LSTM over the sequence; **ConvLSTM** runs a
@@ -89,16 +89,17 @@ def sections(records: Sequence[ModelRecord], classes_fallback: Sequence[str] = (
     """The card's Markdown before and after the table of each split's groups
     (:func:`har.reports.dashboard.split_table`). ``classes_fallback``: the classes named when no model is stored."""
     main = [f for f in all_facts(records) if f.main]
+    classes = count(len(main[0].classes if main else classes_fallback))
     before = f"""
 ## Model card
 
 {_what_it_does(main, classes_fallback)}
 
 **Data.** UCF101 (Soomro, Zamir and Shah, *UCF101: A Dataset of 101 Human Actions Classes From Videos in The
-Wild*, CRCV-TR-12-01, 2012), six classes. UCF101 is distributed by the University of Central Florida for research
-use; its clips come from YouTube and remain their uploaders'. The example clips on the *Recognize* tab are clips
-of test groups, trimmed to a few seconds; they were picked among clips both models get right, so they show how the
-app works, not how often it is right (that is *Compare models*).
+Wild*, CRCV-TR-12-01, 2012), {classes} of its classes. UCF101 is distributed by the University of Central
+Florida for research use; its clips come from YouTube and remain their uploaders'. The example clips on the
+*Recognize* tab are clips of test groups, trimmed to a few seconds; they were picked among clips both models get
+right, so they show how the app works, not how often it is right (that is *Compare models*).
 
 {_protocol(main)}
 """
@@ -119,7 +120,7 @@ Each run writes `model.keras`, `config.json`, `history.csv` and `metrics.json`; 
 it) or run `pip install -r requirements.txt && python app.py` on any machine; see `docs/deploy.md` in the repository.
 HAR Studio {__version__}.
 """
-    return before.strip() + "\n", after.strip() + "\n"
+    return wrapped(before) + "\n", wrapped(after) + "\n"
 
 
 def markdown(records: Sequence[ModelRecord]) -> str:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
-from har.reports.facts import ModelFacts, joined, number, percent, results_table, seconds
+from har.reports.facts import ModelFacts, count, joined, number, percent, results_table, seconds, wrapped
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 START, END = "<!-- results -->", "<!-- /results -->"
@@ -36,7 +35,7 @@ TensorFlow in brackets:
 
 {results_table(facts)}
 
-The models know {len(ref.classes)} actions only ({', '.join(ref.classes)}); a video of anything else is answered
+The models know {count(len(ref.classes))} actions only ({', '.join(ref.classes)}); a video of anything else is answered
 *none of the known actions* when its familiarity is low (the model's own evidence plus how much the video looks
 like the training clips, [docs/openset.md](docs/openset.md): {flagged} of the seconds of
 {_same(main, lambda f: str(f.wild_videos))} web videos of other actions flagged; of the known test clips,
@@ -53,19 +52,10 @@ trained again by one command ([docs/training.md](docs/training.md)):
 """
 
 
-def _wrapped(markdown: str, width: int = 116) -> str:
-    """Prose paragraphs of ``markdown`` re-wrapped to ``width``; tables and code blocks kept as they are."""
-    out = []
-    for block in markdown.strip().split("\n\n"):
-        keep = block.startswith(("|", "```"))
-        out.append(block if keep else textwrap.fill(" ".join(block.split()), width, break_on_hyphens=False))
-    return "\n\n".join(out)
-
-
 def with_results(text: str, facts: Sequence[ModelFacts]) -> str:
     """``text`` (README.md) with its results section written from ``facts``."""
     if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
         raise ValueError(f"README.md needs exactly one {START} ... {END} pair")
     head, rest = text.split(START)
     _, tail = rest.split(END)
-    return f"{head}{START}\n{_wrapped(results_section(facts))}\n{END}{tail}"
+    return f"{head}{START}\n{wrapped(results_section(facts))}\n{END}{tail}"
