@@ -189,6 +189,9 @@ def test_the_compare_tabs_tables_are_what_the_files_say():
                                                                                           abs=0.006)
         assert float(row["an unseen action told apart (AUROC)"]) == pytest.approx(measured["loco"]["mean"]["auroc"],
                                                                                   abs=0.006)
+    videos = len(stored("lrcn", "openset.json")["wild"]["videos"])
+    assert f"seconds of {videos} web videos" in openset_report.openset_caption(
+        openset_report.load_reports(list(MAIN.values()), MODELS))
     montage = stored("lrcn", "timeline.json")["montage_set"]
     low, high = montage["piece_s"]
     assert f"{montage['pieces']} pieces of {low:g}–{high:g} s" in dashboard.timeline_caption(main)
@@ -231,3 +234,13 @@ def test_every_page_retrains_a_model_directory_with_its_own_recipe(card):
                 assert command in expected, f"{page}: {command!r} is not a model directory's retrain command"
                 seen.add(command)
     assert {retrain_command(MODELS / n) for n in MAIN.values()} <= seen
+
+
+def test_the_notebook_and_the_archive_link_to_what_exists():
+    for page in [*(REPO / "docs" / "notebook").glob("*.md"), REPO / "tools" / "archive" / "README.md"]:
+        for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" not in target:
+                assert (page.parent / target).resolve().exists(), f"{page.name}: {target}"
+    archived = {p.name for p in (REPO / "tools" / "archive").glob("*.py")}
+    assert archived and all(f"`{name}`" in (REPO / "tools" / "archive" / "README.md").read_text()
+                            for name in archived), "each archived script has its line"

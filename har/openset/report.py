@@ -130,6 +130,16 @@ def calibration_figure(reports: Mapping[str, Mapping[str, Any]], display: Mappin
     return _on_diagonal(fig, "top probability (bin mean)", "accuracy in the bin", "perfect calibration")
 
 
+def openset_caption(reports: Mapping[str, Mapping[str, Any]]) -> str:
+    """The label of :func:`openset_table`: what was measured, with the number of wild videos stored."""
+    videos = {len(rep["wild"]["videos"]) for rep in reports.values()
+              if isinstance(rep.get("wild", {}).get("videos"), list)}
+    wild = f"{videos.pop()} web videos of other actions" if len(videos) == 1 else "web videos of other actions"
+    return (f"At the shipped threshold: known test-group clips turned away, seconds of {wild} flagged as none of the "
+            "known actions, and how well each kind of unknown is told apart from known clips (AUROC: 1 is perfect, "
+            "0.5 is chance)")
+
+
 def openset_table(reports: Mapping[str, Mapping[str, Any]], display: Mapping[str, str]) -> pd.DataFrame:
     """One row per model, in a visitor's words: the rates at the shipped threshold, how well the familiarity tells
     the wild videos' windows (other actions) from known clips, and the leave-one-class-out mean (an action the model
