@@ -183,7 +183,7 @@ def lrcn_temporal(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
     x = layers.TimeDistributed(layers.GlobalAveragePooling2D(), name="gap")(x)  # (batch, T, C)
     # Each frame's vector beside its change from the previous sampled frame, as the from-scratch LRCN pairs pixels
     # with their differences: (batch, T-1, 2C). 4-fold cross-validation over the non-test groups (8 blocks, 64 px):
-    # 89.0 % pooled validation accuracy with it, 87.8 % without (docs/results.md, What we tried).
+    # 89.0 % pooled validation accuracy with it, 87.8 % without (docs/notebook/results.md, What we tried).
     later = layers.Cropping1D((1, 0), name="later")(x)  # frames 1..T-1
     earlier = layers.Cropping1D((0, 1), name="earlier")(x)  # frames 0..T-2
     x = layers.Concatenate(name="features_motion")([later, layers.Subtract(name="motion")([later, earlier])])
@@ -194,7 +194,7 @@ def lrcn_temporal(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
 def convlstm_temporal(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
     """``(batch, T, h, w, C)`` maps -> probabilities: ConvLSTM2D over the maps themselves. Wide maps (the whole
     Lite0's 320 channels) first go through a per-frame 1x1 convolution to 64 channels: 95.2 % pooled CV against
-    94.0 % without, and 27.0 MB for the model directory instead of 31.5 (docs/ablation.md)."""
+    94.0 % without, and 27.0 MB for the model directory instead of 31.5 (docs/notebook/ablation.md)."""
     x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="bn_features")(x)
     if x.shape[-1] > CONVLSTM_CHANNELS:
         x = layers.TimeDistributed(layers.Conv2D(CONVLSTM_CHANNELS, 1, use_bias=False), name="reduce")(x)

@@ -230,7 +230,7 @@ def grouped_operating_point(score: np.ndarray, fold: np.ndarray, keep: float, re
     """``(threshold, tau, share kept in sample)``: :func:`operating_point` on the held-out scores, with the share
     kept raised from ``keep`` in ``step`` until a threshold set on the other folds rejects at most ``1 - keep`` of
     each fold's clips, pooled (:func:`nested_rejected`). Groups differ, so a 5 % quantile set on some groups rejects
-    more than 5 % of new ones (6.4 % for the ConvLSTM's non-test folds, docs/openset.md)."""
+    more than 5 % of new ones (6.4 % for the ConvLSTM's non-test folds, docs/notebook/openset.md)."""
     rejected = np.zeros(len(score), bool) if rejected is None else np.asarray(rejected, bool)
     share = keep
     if len(np.unique(fold)) > 1:

@@ -207,7 +207,7 @@ def onnx_sessions(directory: Path) -> dict | None:
     directory = Path(directory)
     # Idle intra-op threads must not spin: with several sessions on 2 cores (two halves, two models, the app's
     # visitors), each run's threads kept spinning through the next session's run. One LRCN clip after a ConvLSTM
-    # clip took 133 ms with spinning, 44 without; alone 87 and 43 (docs/benchmarks.md).
+    # clip took 133 ms with spinning, 44 without; alone 87 and 43 (docs/notebook/benchmarks.md).
     options = ort.SessionOptions()
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     digest = None
