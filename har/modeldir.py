@@ -20,7 +20,7 @@ from pathlib import Path
 
 from har.config import CONFIG_FILE, ModelConfig
 from har.errors import ModelError
-from har.settings import settings
+from har.settings import Settings, settings
 
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.csv"
@@ -31,9 +31,9 @@ REQUIRED = (MODEL_FILE, CONFIG_FILE)
 
 def __getattr__(name: str):
     # MODELS_ROOT: the model directories, HAR_MODELS_DIR (default: models/ at the top of the repository), read
-    # when first asked for rather than at import, so that importing this module never parses the settings.
+    # when asked for, alone: a module that imports the name must not fail on another setting's bad value.
     if name == "MODELS_ROOT":
-        return settings().models_dir
+        return Settings.from_env({"HAR_MODELS_DIR": os.environ.get("HAR_MODELS_DIR", "")}).models_dir
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
