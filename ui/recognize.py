@@ -33,10 +33,10 @@ TOP_K = 6
 def recognize(recognizers: dict, missing: dict, video: str | None, url: str, model: str,
               start_s: float | None, end_s: float | None, progress, explain: bool = False,
               turn=nullcontext) -> tuple:
-    """Analyse an uploaded/recorded video or a link with one model or both. Returns the tab's outputs as updates:
-    (first label, second label, annotated video, timeline figure, segments table, notice, JSON file, explanation
-    strip, explanation in words); the second label and the explanation are shown only when asked for (both
-    models, ``explain``). ``turn()``: held around the recognition (after any download), shared with the batches."""
+    """Analyse an uploaded/recorded video or a link with one model or both. Returns the tab's outputs: (first
+    label, second label, annotated video, timeline figure, segments table, notice, JSON file, explanation strip,
+    explanation in words); with one model the second label is None, with ``explain`` off the last two are empty.
+    ``turn()``: held around the recognition (after any download), shared with the batches."""
     from har import analyze, annotate, fetched
 
     url = (url or "").strip()
@@ -84,14 +84,19 @@ def recognize(recognizers: dict, missing: dict, video: str | None, url: str, mod
     result_file.write_text(json.dumps(summary.result_document(
         results, source=url or source, start_s=start_s if url else None, end_s=end_s if url else None,
         seconds=time.perf_counter() - t0), indent=1))
-    labels = [gr.update(visible=True, value=summary.label_scores(r), label=name) for name, r in results.items()]
+    labels = [summary.label_scores(r) for r in results.values()]
     threshold = min(r["uncertain_below"] for r in results.values())  # where the timeline draws "not sure"
-    return (labels[0], labels[1] if len(labels) > 1 else gr.update(visible=False, value=None),
-            gr.update(visible=True, value=str(annotated)),
-            gr.update(visible=True, value=dashboard.timeline_figure(results, threshold)),
-            gr.update(visible=True, value=dashboard.segments_table(results)),
-            summary.notice(results), gr.update(visible=True, value=str(result_file)),
-            gr.update(visible=strip is not None, value=strip), gr.update(visible=bool(words), value=words))
+    return (labels[0], labels[1] if len(labels) > 1 else None, str(annotated),
+            dashboard.timeline_figure(results, threshold), dashboard.segments_table(results),
+            summary.notice(results), str(result_file), strip, words)
+
+
+def reveal(model: str, explain: bool) -> tuple:
+    """After a result: show the result components that it filled (the second label with both models, the
+    explanation when asked for) and hide the others. An event of its own, so that the API's answer stays plain
+    values."""
+    return (gr.update(visible=True, label="LRCN" if model == BOTH else model), gr.update(visible=model == BOTH),
+            *[gr.update(visible=True)] * 4, gr.update(visible=bool(explain)), gr.update(visible=bool(explain)))
 
 
 def _explained(recs: list, names: dict, path: Path, out: Path, progress) -> tuple[str, str]:
@@ -159,14 +164,22 @@ def recognize_tab(recognizers: dict, missing: dict, turns: Turns) -> None:
 
     def show_model(model: str):
         # a second answer on screen belongs to "both": another choice hides it until its own result comes
-        return gr.update() if model == BOTH else gr.update(visible=False)
+        return gr.update(label="LRCN" if model == BOTH else model), gr.update(visible=False) if model != BOTH \
+            else gr.update()
 
-    run.click(run_recognize, inputs=[video, url, model, start_s, end_s, explain], outputs=outputs, api_name="recognize",
-              concurrency_id="inference")
-    url.submit(run_recognize, inputs=[video, url, model, start_s, end_s, explain], outputs=outputs,
-               api_name="recognize_link", api_visibility="undocumented", concurrency_id="inference")
-    examples.load_input_event.then(run_example, inputs=[video, model, explain], outputs=outputs,
-                                   api_name="recognize_example", api_visibility="undocumented",
-                                   concurrency_id="inference")
-    model.change(show_model, inputs=[model], outputs=[label_b], api_name="show_model",
+    shown = outputs[:5] + outputs[6:]  # all but the notice, which is empty when there is nothing to say
+    runs = {
+        "recognize": run.click(run_recognize, inputs=[video, url, model, start_s, end_s, explain], outputs=outputs,
+                               api_name="recognize", concurrency_id="inference"),
+        "recognize_link": url.submit(run_recognize, inputs=[video, url, model, start_s, end_s, explain],
+                                     outputs=outputs, api_name="recognize_link", api_visibility="undocumented",
+                                     concurrency_id="inference"),
+        "recognize_example": examples.load_input_event.then(
+            run_example, inputs=[video, model, explain], outputs=outputs, api_name="recognize_example",
+            api_visibility="undocumented", concurrency_id="inference"),
+    }
+    for name, event in runs.items():
+        event.success(reveal, inputs=[model, explain], outputs=shown, api_name=f"reveal_{name}",
+                      api_visibility="undocumented", queue=False)
+    model.change(show_model, inputs=[model], outputs=[label_a, label_b], api_name="show_model",
                  api_visibility="undocumented", queue=False)
