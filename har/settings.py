@@ -12,7 +12,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from har.errors import HarError
@@ -39,12 +39,12 @@ def _default_docs_url(environ: Mapping[str, str]) -> str | None:
 
 @dataclass(frozen=True)
 class Settings:
-    """The settings; each field's ``env`` metadata names its variable."""
+    """The settings; field ``x`` is read from ``HAR_X`` (:func:`env_name`)."""
 
     # -- the models and the app's serving
     models_dir: Path = REPO_MODELS  # HAR_MODELS_DIR: the model directories (lrcn/, convlstm/)
     runtime: str = "auto"  # HAR_RUNTIME: auto (ONNX Runtime when the model has a current ONNX copy), onnx, keras
-    concurrency: int = 1  # HAR_CONCURRENCY: recognitions at once (default: half the CPUs)
+    concurrency: int = field(default_factory=_default_concurrency)  # HAR_CONCURRENCY: requests recognised at once
     queue_size: int = 16  # HAR_QUEUE_SIZE: requests waiting in the app's queue
     max_upload_mb: int = 200  # HAR_MAX_UPLOAD_MB: largest upload, megabytes
     max_batch: int = 10  # HAR_MAX_BATCH: videos per Test many request
@@ -71,14 +71,13 @@ class Settings:
             raw = env.get(env_name(f.name), "").strip()
             if raw:
                 values[f.name] = _PARSERS[f.name](env_name(f.name), raw)
-        values.setdefault("concurrency", _default_concurrency())
         values.setdefault("docs_url", _default_docs_url(env))
         return cls(**values)
 
 
-def env_name(field: str) -> str:
+def env_name(name: str) -> str:
     """``max_batch`` -> ``HAR_MAX_BATCH``."""
-    return "HAR_" + field.upper()
+    return "HAR_" + name.upper()
 
 
 def _refuse(name: str, raw: str, accepted: str) -> SettingsError:
