@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("har.links.fetch")  # yt-dlp's messages, under the name of the module that downloads
 
-MAX_HEIGHT = 480  # the models see at most 128x128: never download more than 480p
+MAX_HEIGHT = 480  # the models see small frames (config.json's size): never download more than 480p
 # One progressive file (video and audio together, no merging) at <= 480p, MP4 first; then any single file with
 # video at <= 480p; then the smallest file with video. "<=?" also accepts formats whose height is unknown.
 FORMAT = (
