@@ -217,8 +217,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    from har.batch.items import collect
     from har.batch.report import summary_text, write_summary
-    from har.batch.runner import Results, collect, manifest, run
+    from har.batch.results import Results, manifest
+    from har.batch.runner import run
     from har.links.fetch import FetchLimits
     from har.modeldir import resolve_model_dir
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from har.config import CONFIG_FILE, ModelConfig
 from har.errors import ModelError
+from har.settings import Settings, settings
 
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.csv"
@@ -27,19 +28,25 @@ REFIT_HISTORY_FILE = "refit_history.csv"
 METRICS_FILE = "metrics.json"
 REQUIRED = (MODEL_FILE, CONFIG_FILE)
 
-# The shipped models live in models/ at the top of the repository.
-MODELS_ROOT = Path(os.environ.get("HAR_MODELS_DIR", Path(__file__).resolve().parent.parent / "models"))
+
+def __getattr__(name: str):
+    # MODELS_ROOT: the model directories, HAR_MODELS_DIR (default: models/ at the top of the repository), read
+    # when asked for, alone: a module that imports the name must not fail on another setting's bad value.
+    if name == "MODELS_ROOT":
+        return Settings.from_env({"HAR_MODELS_DIR": os.environ.get("HAR_MODELS_DIR", "")}).models_dir
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def resolve_model_dir(name_or_dir: str | os.PathLike) -> Path:
     """``lrcn`` -> ``models/lrcn``; an existing directory is taken as it is. Raises :class:`ModelError`."""
+    root = settings().models_dir  # HAR_MODELS_DIR
     p = Path(name_or_dir)
     if p.is_dir():
         candidate = p
-    elif (MODELS_ROOT / str(name_or_dir)).is_dir() and os.sep not in str(name_or_dir):
-        candidate = MODELS_ROOT / str(name_or_dir)
+    elif (root / str(name_or_dir)).is_dir() and os.sep not in str(name_or_dir):
+        candidate = root / str(name_or_dir)
     else:
-        shipped = sorted(d.name for d in MODELS_ROOT.iterdir() if d.is_dir()) if MODELS_ROOT.is_dir() else []
+        shipped = sorted(d.name for d in root.iterdir() if d.is_dir()) if root.is_dir() else []
         raise ModelError(
             f"No model named or found at '{name_or_dir}'. Shipped models: {', '.join(shipped) or 'none'}; "
             "or give the path of a trained model directory."

@@ -1,7 +1,6 @@
-"""``python -m har batch`` and har.batch.runner / har.batch.report: real clips served to real yt-dlp by a local HTTP
-server on
-127.0.0.1 (nothing else is contacted), the shipped LRCN as the app serves it, a run killed with SIGKILL and
-resumed, and the warning for a video that is only partly read (library and command line).
+"""``python -m har batch`` and har.batch (items, runner, results, report): real clips served to real yt-dlp by a
+local HTTP server on 127.0.0.1 (nothing else is contacted), the shipped LRCN as the app serves it, a run killed with
+SIGKILL and resumed, and the warning for a video that is only partly read (library and command line).
 
 Truth: the shipped example clips are from test groups and the shipped models get them right (README), so their
 expected labels are the answers the report must count as correct.
@@ -29,7 +28,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO, run_cli
 
-from har.batch.runner import Item, Results, collect, manifest, parse_line, pasted_items, read_list, status_of
+from har.batch.items import Item, collect, parse_line, pasted_items, read_list
+from har.batch.results import Results, manifest
+from har.batch.runner import status_of
 from har.errors import HarError
 from har.serve.cache import max_cache_bytes, sweep
 from har.serve.turns import Turns

@@ -30,10 +30,11 @@ from pathlib import Path
 import pytest
 
 from har.errors import FetchError
-from har.links import fetch, hosts, ytdlp_errors
+from har.links import hosts, options, ytdlp_errors
 from har.links.fetch import FetchLimits, check_url, download, fetched, is_url
 from har.links.netguard import Guard
 from har.media.video import probe
+from har.settings import SettingsError
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ucf101-6"
@@ -209,15 +210,15 @@ def test_limits_from_env(monkeypatch, tmp_path):
     assert limits.allowed_hosts == ("127.0.0.1", "*.example.org")
     assert limits.cookies == cookies
     monkeypatch.setenv("HAR_MAX_DOWNLOAD_MB", "lots")
-    with pytest.raises(FetchError, match="HAR_MAX_DOWNLOAD_MB must be a positive number, not 'lots'"):
+    with pytest.raises(SettingsError, match=r"^HAR_MAX_DOWNLOAD_MB='lots' is not a positive number of megabytes\.$"):
         FetchLimits.from_env()
     monkeypatch.setenv("HAR_MAX_DOWNLOAD_MB", "1")
     monkeypatch.setenv("HAR_MAX_VIDEO_SECONDS", "-5")  # the same rule and words as for uploads (har.media.limits)
-    with pytest.raises(FetchError, match=r"^HAR_MAX_VIDEO_SECONDS='-5' is not a positive number of seconds\.$"):
+    with pytest.raises(SettingsError, match=r"^HAR_MAX_VIDEO_SECONDS='-5' is not a positive number of seconds\.$"):
         FetchLimits.from_env()
     monkeypatch.setenv("HAR_MAX_VIDEO_SECONDS", "30")
     monkeypatch.setenv("HAR_YTDLP_COOKIES", str(tmp_path / "missing.txt"))
-    with pytest.raises(FetchError, match="HAR_YTDLP_COOKIES points to .*missing.txt"):
+    with pytest.raises(SettingsError, match=r"^HAR_YTDLP_COOKIES='.*missing.txt' is not a file: export a cookies"):
         FetchLimits.from_env()
 
 
@@ -510,13 +511,13 @@ def test_ffmpeg_opens_no_url_of_its_own(server, tmp_path, endpoint, message):
 
 
 def test_live_streams_and_known_durations_are_refused_before_downloading():
-    job = fetch._Job("https://youtu.be/x", FetchLimits(max_seconds=60), Guard(FetchLimits().allowed_hosts, False),
+    job = options.Job("https://youtu.be/x", FetchLimits(max_seconds=60), Guard(FetchLimits().allowed_hosts, False),
                      None, None, lambda f, m: None)
     with pytest.raises(FetchError, match="live stream"):
         job.match_filter({"id": "x", "live_status": "is_live"}, incomplete=True)
     with pytest.raises(FetchError, match=r"The video is 90 s long; this server accepts at most 60 s"):
         job.match_filter({"id": "x", "duration": 90}, incomplete=True)
-    section = fetch._Job("https://youtu.be/x", FetchLimits(max_seconds=60), job.guard, 3000, None,
+    section = options.Job("https://youtu.be/x", FetchLimits(max_seconds=60), job.guard, 3000, None,
                          lambda f, m: None)
     with pytest.raises(FetchError, match=r"chosen section is 600 s long"):  # from 3000 s to the end
         section.match_filter({"id": "x", "duration": 3600}, incomplete=True)

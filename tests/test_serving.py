@@ -119,7 +119,7 @@ def test_full_queue_says_busy_at_once_sweeps_old_folders_and_sigterm_empties_the
     ("HAR_QUEUE_SIZE", "0", "error: HAR_QUEUE_SIZE='0' is not a whole number of at least 1."),
     ("HAR_CONCURRENCY", "two", "error: HAR_CONCURRENCY='two' is not a whole number of at least 1."),
     ("HAR_MAX_VIDEO_SECONDS", "-5", "error: HAR_MAX_VIDEO_SECONDS='-5' is not a positive number of seconds."),
-    ("HAR_MAX_DOWNLOAD_MB", "lots", "error: HAR_MAX_DOWNLOAD_MB must be a positive number, not 'lots'."),
+    ("HAR_MAX_DOWNLOAD_MB", "lots", "error: HAR_MAX_DOWNLOAD_MB='lots' is not a positive number of megabytes."),
 ])
 def test_a_bad_number_stops_start_up_with_one_line(name, value, line, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("HAR_")}

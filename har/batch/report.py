@@ -52,7 +52,7 @@ def reason_of(message: str) -> str:
 
 
 def summarize(rows: Sequence[dict[str, Any]], classes: Sequence[str]) -> dict[str, Any]:
-    """The summary of result rows (keys :data:`har.batch.runner.FIELDS`) of a model with ``classes``."""
+    """The summary of result rows (keys :data:`har.batch.results.FIELDS`) of a model with ``classes``."""
     rows = sorted(rows, key=lambda r: r["n"])
     labels = [*classes, UNCERTAIN]
     answered = [r for r in rows if r["status"] == "ok"]

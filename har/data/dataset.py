@@ -25,6 +25,7 @@ import numpy as np
 from har.config import Sampling
 from har.errors import DatasetError, HarError
 from har.media.video import VIDEO_EXTENSIONS, probe, sample_clip
+from har.settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,7 @@ def clips_of(index: DatasetIndex, groups: Sequence[str]) -> list[Clip]:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("HAR_CACHE_DIR", Path.home() / ".cache" / "har-studio" / "frames"))
+    return settings().cache_dir  # HAR_CACHE_DIR
 
 
 def file_digest(path: Path) -> str:

@@ -2,7 +2,7 @@
 
 Used for the link (:func:`har.links.fetch.check_url`), for every connection of a fetch
 (:class:`har.links.netguard.Guard`) and
-for the page yt-dlp ended on. ``allowed`` is ``HAR_ALLOWED_HOSTS`` as :class:`har.links.fetch.FetchLimits` holds it:
+for the page yt-dlp ended on. ``allowed`` is ``HAR_ALLOWED_HOSTS`` as :class:`har.links.options.FetchLimits` holds it:
 exact names, ``*.example.com`` or ``*``.
 """
 

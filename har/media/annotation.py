@@ -3,7 +3,8 @@
 Captions change a few times a second at most, so each is drawn once (:class:`_Overlay`, OpenCV) as a transparent
 image; one ffmpeg process decodes the source, lays the images over it at their times (an ffconcat list) and
 encodes H.264 (yuv420p, +faststart: what every browser plays) with the source's audio. No raw frame crosses a pipe.
-Frame ``j`` keeps time ``j / fps``: same frame count and rate as the source; the size is capped at 720p.
+Frame ``j`` keeps time ``j / fps``: same frame count and rate as the source; the size is capped at 720p, and a
+small source is scaled up to a 240-pixel short side. The caption's font, thickness and band follow the frame's size.
 """
 
 from __future__ import annotations
@@ -28,11 +29,16 @@ from har.progress import Progress, silent
 from har.serve.results import UNCERTAIN, ClipPrediction, Timeline
 
 MAX_SIDE, MAX_SHORT_SIDE = 1280, 720  # annotated copies are capped at 720p (landscape or portrait)
+# Smaller sources are scaled up to a 240-pixel short side: the browser shows them larger anyway, and a legible
+# caption (two models: two lines of 12 px) then covers a tenth of the frame instead of a fifth.
+MIN_SHORT_SIDE = 240
 
 
 def output_size(width: int, height: int) -> tuple[int, int]:
-    """The source's size capped at 720p (1280x720, or 720x1280 for portrait), even on both sides."""
-    scale = min(1.0, MAX_SIDE / max(width, height), MAX_SHORT_SIDE / min(width, height))
+    """The source's size capped at 720p (1280x720, or 720x1280 for portrait) and, for a small source, scaled up
+    to a 240-pixel short side (within the cap); even on both sides."""
+    short, long = min(width, height), max(width, height)
+    scale = min(max(1.0, MIN_SHORT_SIDE / short), MAX_SIDE / long, MAX_SHORT_SIDE / short)
     w, h = int(width * scale), int(height * scale)
     return max(2, w - w % 2), max(2, h - h % 2)
 
@@ -45,9 +51,9 @@ def _encode_cmd(src: Path, captions: Path, tmp: Path, size: tuple[int, int], sou
     w, h = size
     sw, sh = source_size
     rate = Fraction(fps).limit_denominator(1001)  # 29.97002997 -> 30000/1001
-    # an odd side loses one row/column (no resampling); a larger source is scaled down to 720p
+    # an odd side loses one row/column (no resampling); a larger source is scaled down to 720p, a small one up
     fit = ("" if (sw, sh) == (w, h) else f",crop={w}:{h}:0:0" if (sw - w, sh - h) in ((0, 1), (1, 0), (1, 1))
-           else f",scale={w}:{h}:flags=area")
+           else f",scale={w}:{h}:flags={'area' if w < sw else 'bicubic'}")
     graph = (f"[0:v:0]setpts=N/({rate.numerator}/{rate.denominator})/TB{fit},format=yuv420p[v];"
              "[1:v]format=rgba[c];[v][c]overlay=0:0:eof_action=repeat:format=yuv420,format=yuv420p[out]")
     cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-nostats", "-y",
@@ -83,8 +89,8 @@ def annotate(path: str | os.PathLike, out_path: str | os.PathLike,
              progress: Progress | None = None) -> Path:
     """Copy the video at ``path`` to ``out_path`` (H.264 MP4) with each result's current label and probability
     drawn on every frame, one line per model; same frame count and rate as the source, audio kept, size capped at
-    720p. A timeline shows the label of the segment at each frame's time; a clip prediction the same label
-    throughout.
+    720p (a small source scaled up to a 240-pixel short side). A timeline shows the label of the segment at each
+    frame's time; a clip prediction the same label throughout.
 
     The captions are drawn once per change (a few per second at most) as transparent images; ffmpeg decodes the
     source, lays them over it and encodes, in one process: no raw frame crosses a pipe. ``out_path`` appears
@@ -187,15 +193,18 @@ class _Overlay:
     transparent image (:meth:`rgba`) that ffmpeg lays over the frames."""
 
     FONT = cv2.FONT_HERSHEY_SIMPLEX
+    SCALE_AT_720 = 0.9  # font scale on a 720-pixel short side: text about 24 px high, a line about 36 px
+    MIN_SCALE = 0.3  # the smallest legible size (text 8 px high): a line of 12 px, a tenth of a 120-pixel frame
 
     def __init__(self, lines: tuple[tuple[str, bool], ...], size: tuple[int, int]):
         w, h = size
-        scale = max(0.4, min(h, w) / 720 * 0.9)
+        # font, thickness, padding and so the band's height all follow the frame's short side
+        scale = max(self.MIN_SCALE, min(h, w) / 720 * self.SCALE_AT_720)
         widest = max(cv2.getTextSize(t, self.FONT, 1.0, 2)[0][0] for t, _ in lines)
-        scale = max(0.3, min(scale, (w - 16) / max(widest, 1)))  # long captions on narrow videos shrink
+        scale = max(self.MIN_SCALE, min(scale, (w - 16) / max(widest, 1)))  # long captions on narrow videos shrink
         self.thick = max(1, int(round(scale * 2)))
         self.scale = scale
-        self.pad = max(3, int(round(8 * scale)))
+        self.pad = max(2, int(round(8 * scale)))
         (tw, th), base = cv2.getTextSize("Ag", self.FONT, scale, self.thick)
         self.line_h = th + base + self.pad
         self.lines = lines

@@ -1,31 +1,21 @@
-"""Limits shared by every way a video comes in (upload, URL, command line), read from the environment per call."""
+"""Limits shared by every way a video comes in (upload, URL, command line), from :func:`har.settings.settings`."""
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from har.errors import HarError, VideoError
+from har.errors import VideoError
+from har.settings import Settings, settings
 
-MAX_VIDEO_SECONDS_ENV = "HAR_MAX_VIDEO_SECONDS"
-DEFAULT_MAX_VIDEO_SECONDS = 600.0  # 10 minutes: a long video costs one decoding pass, bounded on a 2-core CPU
+# 10 minutes: a long video costs one decoding pass, bounded on a 2-core CPU
+DEFAULT_MAX_VIDEO_SECONDS = Settings.max_video_seconds
 
 
 def max_video_seconds(environ: Mapping[str, str] | None = None) -> float:
-    """The longest video we accept, in seconds: ``$HAR_MAX_VIDEO_SECONDS`` (of ``environ``, default the process
-    environment), default 600. Raises :class:`HarError` for a value that is set but not a positive number."""
-    raw = (os.environ if environ is None else environ).get(MAX_VIDEO_SECONDS_ENV, "").strip()
-    if not raw:
-        return DEFAULT_MAX_VIDEO_SECONDS
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise HarError(f"{MAX_VIDEO_SECONDS_ENV}={raw!r} is not a positive number of seconds.")
-    return value
+    """The longest video we accept, in seconds: ``HAR_MAX_VIDEO_SECONDS`` of ``environ`` (default: this process's
+    settings), default 600. Raises :class:`har.settings.SettingsError` for a value that is not a positive number."""
+    return (settings() if environ is None else Settings.from_env(environ)).max_video_seconds
 
 
 def max_frames(fps: float, environ: Mapping[str, str] | None = None) -> int:

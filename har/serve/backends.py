@@ -32,6 +32,7 @@ import numpy as np
 from har.config import ModelConfig
 from har.errors import ModelError
 from har.serve.export import DIGEST_KEY, FRAME_FILE, HEAD_FILE, ONNX_FILE, keras_digest, run_onnx, run_onnx_outputs
+from har.settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +247,7 @@ def serving_sessions(directory: Path, runtime: str = "auto") -> dict | None:
     ONNX copy, ``onnxruntime`` is installed and no GPU is present; TensorFlow otherwise. ``onnx`` where that
     cannot be honoured is a :class:`ModelError`; ``keras`` is always TensorFlow."""
     if runtime == "auto":
-        runtime = os.environ.get("HAR_RUNTIME") or "auto"
+        runtime = settings().runtime  # HAR_RUNTIME
     if checked_runtime(runtime) == "keras":
         return None
     if importlib.util.find_spec("onnxruntime") is None:

@@ -9,31 +9,22 @@ likely the uploads and outputs of requests still running.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from har.errors import HarError
+from har.settings import Settings, settings
 
 log = logging.getLogger(__name__)
 
-MAX_CACHE_ENV = "HAR_MAX_CACHE_MB"
-DEFAULT_MAX_CACHE_MB = 2000.0
 MIN_AGE_S = 30.0  # a younger file may belong to a request that is still running
 
 
 def max_cache_bytes(environ: Mapping[str, str] | None = None) -> int:
-    """``$HAR_MAX_CACHE_MB`` (default 2000) in bytes (MB = 10**6 bytes). Raises :class:`HarError` for a value
-    that is set but not a positive number."""
-    raw = (os.environ if environ is None else environ).get(MAX_CACHE_ENV, "").strip()
-    try:
-        mb = float(raw) if raw else DEFAULT_MAX_CACHE_MB
-    except ValueError:
-        mb = math.nan
-    if not (math.isfinite(mb) and mb > 0):
-        raise HarError(f"{MAX_CACHE_ENV}={raw!r} is not a positive number of megabytes.")
+    """``HAR_MAX_CACHE_MB`` of ``environ`` (default: this process's settings; 2000 when unset) in bytes
+    (MB = 10**6 bytes). Raises :class:`har.settings.SettingsError` for a value that is not a positive number."""
+    mb = (settings() if environ is None else Settings.from_env(environ)).max_cache_mb
     return int(mb * 1_000_000)
 
 

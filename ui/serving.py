@@ -1,0 +1,97 @@
+"""The housekeeping of a running server: settings checked at start, recognizers loaded, output folders, the cache.
+
+Gradio keeps uploads and outputs in its cache (``gradio.utils.get_upload_folder()``), sweeps files older than an
+hour every 15 minutes and empties it at exit; :func:`har.serve.cache.sweep` caps its size (``HAR_MAX_CACHE_MB``)
+at every request and every minute. Single requests and each item of a batch take turns at the recognizers
+(:class:`har.serve.turns.Turns`), so a batch holds up another visitor for one item at most.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import gradio.utils
+
+from har import HarError
+from har.serve.cache import max_cache_bytes, sweep
+from har.settings import Settings, settings
+from ui.shared import MODELS
+
+log = logging.getLogger("har.app")
+
+EMPTY_FOLDER_AGE_S = 600  # an empty output folder younger than this may be another request's, not written yet
+
+
+def checked_settings() -> Settings:
+    """Every ``HAR_*`` setting, parsed before anything slow starts: a bad value stops start-up with one line
+    (``error: ...``, status 1), not at the first request."""
+    try:
+        return settings()
+    except HarError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+def check_models() -> dict[str, str]:
+    """``{choice: why it is unavailable}`` for model directories that are missing or incomplete (no loading)."""
+    from har.modeldir import resolve_model_dir
+
+    missing = {}
+    for choice, name in MODELS.items():
+        try:
+            resolve_model_dir(name)
+        except HarError as exc:
+            missing[choice] = str(exc)
+    return missing
+
+
+def load_recognizers(into: dict, missing: dict) -> None:
+    """Load and warm up every available model into ``into`` (``{choice: Recognizer}``); a model that fails to load
+    joins ``missing`` with the reason. A missing model does not stop the app: choosing it gives that reason."""
+    from har import Recognizer
+
+    for choice, name in MODELS.items():
+        if choice in missing:
+            log.warning("%s is unavailable: %s", choice, missing[choice])
+            continue
+        t0 = time.perf_counter()
+        try:
+            # ONNX Runtime when the model's ONNX copy is current and no GPU is present (HAR_RUNTIME overrides).
+            into[choice] = Recognizer(name, runtime="auto")
+            log.info("%s loaded and warmed up in %.1f s (%s)", choice, time.perf_counter() - t0,
+                     into[choice].runtime)
+        except HarError as exc:
+            missing[choice] = str(exc)
+            log.warning("%s is unavailable: %s", choice, exc)
+
+
+def output_dir() -> Path:
+    """A fresh directory for one request's outputs inside Gradio's cache: Gradio serves them from there without a
+    copy and deletes them with the rest of its cache (``delete_cache``). The cache is first kept under its size
+    cap, and old empty folders of earlier requests go (the sweep removes files, not their folders)."""
+    cache = Path(gradio.utils.get_upload_folder())
+    cache.mkdir(parents=True, exist_ok=True)
+    sweep(cache, max_cache_bytes())  # the size cap (the age sweep is Gradio's)
+    for old in cache.glob("har-*"):
+        try:
+            if old.is_dir() and time.time() - old.stat().st_mtime > EMPTY_FOLDER_AGE_S and not any(old.iterdir()):
+                old.rmdir()  # fails harmlessly if a file appeared meanwhile
+        except OSError:
+            pass
+    return Path(tempfile.mkdtemp(prefix="har-", dir=cache))
+
+
+def sweep_every(seconds: float) -> None:
+    """Keep Gradio's cache under HAR_MAX_CACHE_MB between requests too (a burst of uploads comes before any)."""
+    def loop() -> None:
+        while True:
+            time.sleep(seconds)
+            try:
+                sweep(gradio.utils.get_upload_folder(), max_cache_bytes())
+            except (OSError, HarError) as exc:
+                log.warning("cache sweep failed: %s", exc)
+
+    threading.Thread(target=loop, name="cache-sweep", daemon=True).start()
