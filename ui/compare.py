@@ -28,8 +28,7 @@ def compare_tab(records: list[dashboard.ModelRecord]) -> None:
     timelines = dashboard.timeline_table(main)
     if len(timelines):
         gr.Dataframe(timelines, interactive=False, elem_id="timeline-scores",
-                     label="Timelines on montages of test-group clips (6 pieces of 2–10 s each, random classes): "
-                           "segments found and where they end; before: the smoothing the decoder replaced")
+                     label=dashboard.timeline_caption(main))
     gr.Plot(dashboard.confusion_figure(main), label="Confusion matrices (rows: true class)", elem_id="confusion")
     _openset_section(main)
     clips = example_clips()
@@ -50,15 +49,16 @@ def _openset_section(main: list[dashboard.ModelRecord]) -> None:
     """Open set, from each model's openset.json."""
     reports = {r.name: rep for r in main
                for rep in openset_report.load_reports([r.name], r.directory.parent).values()}
-    gr.Markdown("### None of the six actions: the open-set score\nEach answer carries a *familiarity*: the model's "
+    known = next((len(r.config.classes) for r in main if r.config), None)
+    actions = f"the {known} actions" if known else "the known actions"
+    gr.Markdown(f"### None of {actions}: the open-set score\nEach answer carries a *familiarity*: the model's "
                 "own evidence for its classes plus how much the video looks like the training clips, 0 for a typical "
                 f"known clip the model never saw ({docs_link('openset.md', 'how it is measured')}). Under the "
-                "threshold set on such held-out clips, the app says the video shows none of the six actions.",
+                f"threshold set on such held-out clips, the app says the video shows none of {actions}.",
                 elem_id="openset-intro")
     if reports:
         gr.Dataframe(openset_report.openset_table(reports, dashboard.DISPLAY), interactive=False,
-                     elem_id="openset-table", label="At the shipped threshold: known test-group clips rejected, "
-                     "seconds of the three wild videos (other actions) flagged, leave-one-class-out AUROC")
+                     elem_id="openset-table", label=openset_report.openset_caption(reports))
     gr.Plot(openset_report.roc_figure(reports, dashboard.DISPLAY, dashboard.MODEL_COLORS), elem_id="openset-roc",
             label="Known test clips against windows of the wild videos: ROC of familiarity and of the top probability")
     gr.Plot(openset_report.calibration_figure(reports, dashboard.DISPLAY, dashboard.MODEL_COLORS),
