@@ -54,7 +54,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         weight_decay=args.weight_decay, seed=args.seed, strategy=args.strategy,
         resume=args.resume, max_clips=args.max_clips, mixup=args.mixup, norm=args.norm, average_last=args.average_last,
         refit=args.refit, size=args.size, encoder=args.encoder, encoder_blocks=args.encoder_blocks,
-        min_window_s=args.min_window_s,
+        min_window_s=args.min_window_s, export=args.export, openset=args.openset,
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
     )
     config = train(opts)
@@ -300,6 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", action="store_true", help="continue the unfinished run in --out")
     s.add_argument("--max-clips", type=int, default=None, help="at most this many clips per split (smoke tests)")
     s.add_argument("--cache-dir", default=None, help="frame cache (default ~/.cache/har-studio/frames)")
+    s.add_argument("--export", action=argparse.BooleanOptionalAction, default=True,
+                   help="write the ONNX copy beside model.keras (--no-export: served by TensorFlow only)")
+    s.add_argument("--openset", action=argparse.BooleanOptionalAction, default=True,
+                   help="imagenet preset: fit the familiarity score on held-out heads (--no-openset: answers rest "
+                        "on the top probability alone)")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("evaluate", help="score a model on every clip of a folder-per-class dataset")

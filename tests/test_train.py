@@ -272,3 +272,26 @@ def _same_columns(a, b, skip: str) -> bool:
         ra, rb = list(csv.DictReader(fa)), list(csv.DictReader(fb))
     return [{k: v for k, v in r.items() if k != skip} for r in ra] == [{k: v for k, v in r.items() if k != skip}
                                                                         for r in rb]
+
+
+def test_a_run_without_export_and_open_set_says_so_and_serves_on_tensorflow(tiny_dataset, tmp_path):
+    """``export=False, openset=False`` (``--no-export --no-openset``): no ONNX copy, no familiarity score, both
+    recorded in config.hyper; the Recognizer's ``auto`` runtime serves it on TensorFlow, answers without familiarity."""
+    from har import Recognizer
+    from har.train.fit import train
+
+    out = tmp_path / "bare"
+    out.mkdir()
+    (out / "openset.npz").write_bytes(b"an earlier model's score")  # must not be left beside the new model
+    config = train(TrainOptions(arch="lrcn", preset="imagenet", data=tiny_dataset, out=out, epochs=1, batch_size=4,
+                                encoder_blocks=4, export=False, openset=False, cache_dir=tmp_path / "cache"))
+    assert {p.name for p in out.iterdir()} == {"model.keras", "config.json", "history.csv", "metrics.json"}
+    assert config.openset == {} and config.hyper["export"] is False and config.hyper["openset"] is False
+    assert ModelConfig.load(out) == config
+    recognizer = Recognizer(out, runtime="auto")
+    clip = next((tiny_dataset / "Surfing").iterdir())
+    answer = recognizer.classify(clip)
+    assert recognizer.runtime == "keras" and recognizer.familiarity is None
+    assert answer.familiarity is None and not answer.unfamiliar
+    assert sorted(s.label for s in answer.top) == sorted(config.classes)
+    assert sum(s.score for s in answer.top) == pytest.approx(1.0, abs=1e-4)

@@ -32,6 +32,7 @@ from har.config import ModelConfig, Sampling
 from har.data.trainsets import TrainData, compile_for, frozen, lr_at, train_dataset
 from har.errors import HarError
 from har.modeldir import HISTORY_FILE, METRICS_FILE, MODEL_FILE, REFIT_HISTORY_FILE
+from har.openset.score import OPENSET_FILE
 from har.train.checkpoints import (
     AVG_WEIGHTS,
     BEST_WEIGHTS,
@@ -86,6 +87,9 @@ class TrainOptions:
     resume: bool = False
     cache_dir: Path | None = None
     max_clips: int | None = None  # per split, for smoke tests only
+    # What a run makes besides the model; a test that does not check them skips them (the config records it).
+    export: bool = True  # the ONNX copy beside model.keras (without it the model is served by TensorFlow)
+    openset: bool = True  # imagenet preset: the familiarity score from held-out heads (openset.npz)
 
 
 def versions() -> dict[str, str]:
@@ -140,10 +144,12 @@ def train(opts: TrainOptions) -> ModelConfig | None:
             train_seconds=round(train_seconds, 1), params=int(final.count_params()),
             hyper=_hyper(opts, refit, averaged, device, workers), versions=versions(),
         )
-        if frozen(opts):  # the open-set score (har.openset.score), set on heads and banks that never saw each clip
-            config = _open_set(opts, data, config, out)
+        if frozen(opts) and opts.openset:  # the open-set score (har.openset.score): heads and banks that never saw
+            config = _open_set(opts, data, config, out)  # each clip
+        else:
+            (out / OPENSET_FILE).unlink(missing_ok=True)  # an earlier model's score would not fit this one
         config.save(out)
-        _export(out)
+        _export(out, opts.export)
         shutil.rmtree(resume_dir)
         all_workers_here(strategy)
         log.info("trained %s in %.0f s (this call %.0f s): test accuracy %.3f, macro-F1 %.3f", out, train_seconds,
@@ -362,16 +368,21 @@ def _hyper(opts: TrainOptions, refit: dict | None, averaged: dict | None, device
             f" on {features.VIEWS - 1} cached views ({features.CROP_VIEWS} temporal crops from {opts.min_window_s:g} s)"
             if frozen(opts) else ""),
         "strategy": opts.strategy, "device": device, **({"workers": workers} if workers > 1 else {}),
+        # only when skipped: no ONNX copy (served by TensorFlow), no familiarity score (top probability alone)
+        **({} if opts.export else {"export": False}),
+        **({} if opts.openset or not frozen(opts) else {"openset": False}),
     }
 
 
-def _export(out: Path) -> None:
+def _export(out: Path, export: bool = True) -> None:
     """The ONNX copy beside model.keras (the command line serves it without TensorFlow). Optional: when it cannot be
-    made, the model is served by TensorFlow and a warning says why."""
+    made (or ``export`` is False), the model is served by TensorFlow; a warning says why it could not."""
     from har.serve.export import ONNX_FILES, export_onnx
 
     for name in ONNX_FILES:  # never leave an earlier model's copy beside this one
         (out / name).unlink(missing_ok=True)
+    if not export:
+        return
     try:
         export_onnx(out)
     except (ImportError, HarError) as exc:
