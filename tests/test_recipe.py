@@ -4,6 +4,7 @@ trained again; flags beside it win; ``har train``'s defaults are the shipped rec
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -150,3 +151,11 @@ def test_training_like_a_model_reproduces_it(tiny_model, tiny_dataset, tmp_path,
     b, _ = load_model(again)
     for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
         np.testing.assert_array_equal(wa, wb)
+
+
+def test_the_training_page_retrains_every_model_with_its_one_command():
+    text = (REPO / "docs" / "training.md").read_text()
+    models = sorted(d for d in MODELS_ROOT.iterdir() if (d / "config.json").is_file())
+    assert len(models) >= 2
+    for directory in models:
+        assert re.search(rf"^{re.escape(retrain_command(directory))}(\s|$)", text, re.M), directory.name
