@@ -278,7 +278,7 @@ def _same_columns(a, b, skip: str) -> bool:
                                                                         for r in rb]
 
 
-def test_a_run_without_export_and_open_set_says_so_and_serves_on_tensorflow(tiny_dataset, tmp_path):
+def test_a_run_without_export_and_open_set_says_so_and_serves_on_tensorflow(tiny_dataset, tmp_path, capsys):
     """``export=False, openset=False`` (``--no-export --no-openset``): no ONNX copy, no familiarity score, both
     recorded in config.hyper; the Recognizer's ``auto`` runtime serves it on TensorFlow, answers without familiarity."""
     from har import Recognizer
@@ -299,3 +299,15 @@ def test_a_run_without_export_and_open_set_says_so_and_serves_on_tensorflow(tiny
     assert answer.familiarity is None and not answer.unfamiliar
     assert sorted(s.label for s in answer.top) == sorted(config.classes)
     assert sum(s.score for s in answer.top) == pytest.approx(1.0, abs=1e-4)
+
+    # its familiarity score fitted afterwards (python -m har openset): the file, the entry, the record no longer
+    # saying it has none; then answers carry a familiarity
+    from har.cli import main
+
+    assert main(["openset", "--model", str(out), "--data", str(tiny_dataset), "--cache-dir", str(tmp_path / "cache")
+                 ]) == 0
+    fitted = ModelConfig.load(out)
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == fitted.openset
+    assert (out / "openset.npz").is_file() and fitted.openset["method"] and "openset" not in fitted.hyper
+    assert fitted.hyper["export"] is False and fitted.split == config.split
+    assert Recognizer(out, runtime="auto").classify(clip).familiarity is not None

@@ -107,7 +107,8 @@ def fit_openset(directory: str | Path, data: str | Path, cache_dir: str | Path |
     if run.split != config.split:
         raise HarError(f"{data} does not split as {directory} was trained (seed {config.seed}): its open-set score "
                        "must be fitted on the same dataset.")
-    config = artifacts.open_set(opts, run, config, Path(directory))
+    hyper = {k: v for k, v in config.hyper.items() if k != "openset"}  # "openset": False records a run without one
+    config = artifacts.open_set(opts, run, dataclasses.replace(config, hyper=hyper), Path(directory))
     config.save(directory)
     return config
 
