@@ -65,6 +65,7 @@ def add_train(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     """``python -m har train``: the recipe merged with the flags given, printed (``--dry-run``) or trained."""
     from har.train import recipe
+    from har.train.options import check
 
     overrides = {name: getattr(args, name) for name in recipe.RECIPE_OPTIONS
                  if getattr(args, name, None) is not None}  # the flags given: they win over the recipe
@@ -78,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         raise HarError("train needs --out DIR (the model directory to write); with --like DIR it retrains into DIR.")
     opts = recipe.options_like(directory, data=args.data, out=args.out, resume=args.resume, max_clips=args.max_clips,
                                cache_dir=Path(args.cache_dir) if args.cache_dir else None, **overrides)
+    check(opts)  # options that do not go together fail before TensorFlow starts
     if args.dry_run:
         shown = recipe.recipe_json(opts)
         if args.json:
