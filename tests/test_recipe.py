@@ -102,6 +102,9 @@ def test_a_directory_without_a_recipe_and_missing_data_are_clear_errors(tmp_path
     assert code == 1
     assert err.startswith("error: The dataset 'no-such-data' the recipe was trained on is not in ") and \
         err.endswith(": give its folder with --data DIR.\n")
+    (elsewhere / "config.json").write_text(json.dumps({**config, "data": ""}))
+    code, _, err = run(capsys, "train", "--like", str(elsewhere), "--dry-run")
+    assert code == 1 and err == "error: The recipe names no dataset: give its folder with --data DIR.\n"
     code, _, err = run(capsys, "train", "--like", str(elsewhere), "--data", str(tmp_path / "none"), "--dry-run")
     assert code == 1 and err.startswith(f"error: No dataset folder at {tmp_path / 'none'} (--data)")
 

@@ -74,6 +74,8 @@ def recipe_options(config: ModelConfig) -> dict:
 def find_data(name: str) -> Path:
     """The folder of the dataset ``config.json`` names (its ``data``), looked for in :data:`DATA_PLACES`. Raises
     :class:`DatasetError` when it is in none of them."""
+    if not name:
+        raise DatasetError("The recipe names no dataset: give its folder with --data DIR.")
     places = [(REPO / place / name).resolve() for place in DATA_PLACES]
     for folder in places:
         if folder.is_dir():
