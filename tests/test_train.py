@@ -14,13 +14,25 @@ import numpy as np
 import pytest
 from conftest import REPO, run_cli
 
+from har.cli import main
 from har.config import ModelConfig, Sampling
 from har.data import dataset as data
 from har.errors import DatasetError
 from har.evaluation.evaluate import metrics, predict_frames
 from har.modeldir import load_model
 from har.train.checkpoints import HISTORY_FIELDS
-from har.train.fit import TrainOptions, lr_at
+from har.train.options import TrainOptions
+from har.train.schedule import lr_at
+
+# The small from-scratch recipe these tests train (har train's defaults are the shipped imagenet recipe).
+SMALL = ("--preset", "default", "--size", "64", "--no-refit")
+
+
+def in_process(capsys, *argv: str) -> tuple[int, str]:
+    """``python -m har ARGV`` called in this process (its argument checks need no process of their own): exit
+    status and stderr."""
+    code = main(list(argv))
+    return code, capsys.readouterr().err
 
 
 def test_one_epoch_writes_every_artifact(tiny_model, tiny_dataset):
@@ -73,7 +85,7 @@ def test_metrics_match_a_hand_computed_case():
     assert never["per_class"]["B"]["precision"] == 0.0  # never predicted: 0, not NaN
 
 
-def test_evaluate_cli_json_and_class_mismatch(tiny_model, tiny_dataset, tmp_path):
+def test_evaluate_cli_json_and_class_mismatch(tiny_model, tiny_dataset, tmp_path, capsys):
     out = run_cli("evaluate", "--model", str(tiny_model), "--data", str(tiny_dataset), "--json",
                   "--cache-dir", str(tmp_path / "c"))
     assert out.returncode == 0, out.stderr
@@ -92,10 +104,10 @@ def test_evaluate_cli_json_and_class_mismatch(tiny_model, tiny_dataset, tmp_path
         from har.evaluation.evaluate import evaluate_dir
 
         evaluate_dir(tiny_model, other, cache_dir=tmp_path / "c")
-    bad = run_cli("evaluate", "--model", str(tiny_model), "--data", str(other))
-    assert bad.returncode == 1 and bad.stderr.startswith("error: The dataset's classes do not match")
-    missing = run_cli("evaluate", "--model", "nosuchmodel", "--data", str(other))
-    assert missing.returncode == 1 and "No model named or found at 'nosuchmodel'" in missing.stderr
+    code, err = in_process(capsys, "evaluate", "--model", str(tiny_model), "--data", str(other))
+    assert code == 1 and err.startswith("error: The dataset's classes do not match")
+    code, err = in_process(capsys, "evaluate", "--model", "nosuchmodel", "--data", str(other))
+    assert code == 1 and "No model named or found at 'nosuchmodel'" in err
 
 
 def test_lr_schedule_warms_up_then_decays():
@@ -105,10 +117,10 @@ def test_lr_schedule_warms_up_then_decays():
     assert all(a >= b for a, b in zip(lrs[2:], lrs[3:], strict=False)) and lrs[-1] < 2e-4
 
 
-def test_resume_continues_a_killed_run(tiny_dataset, tmp_path):
+def test_resume_continues_a_killed_run(tiny_dataset, tmp_path, capsys):
     out = tmp_path / "run"
-    args = [sys.executable, "-m", "har", "train", "--arch", "lrcn", "--data", str(tiny_dataset), "--out", str(out),
-            "--epochs", "3", "--batch-size", "4", "--cache-dir", str(tmp_path / "cache")]
+    args = [sys.executable, "-m", "har", "train", "--arch", "lrcn", *SMALL, "--data", str(tiny_dataset), "--out",
+            str(out), "--epochs", "3", "--batch-size", "4", "--cache-dir", str(tmp_path / "cache")]
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     state = out / "_resume" / "state.json"
@@ -134,13 +146,13 @@ def test_resume_continues_a_killed_run(tiny_dataset, tmp_path):
     assert ModelConfig.load(out).epochs == 3
     assert not (out / "_resume").exists()
 
-    again = run_cli(*args[3:], "--resume")
-    assert again.returncode == 1 and "Nothing to resume" in again.stderr
+    code, err = in_process(capsys, *args[3:], "--resume")
+    assert code == 1 and "Nothing to resume" in err
 
 
 def test_mixup_and_group_norm_options_train_and_are_recorded(tiny_dataset, tmp_path):
     out = tmp_path / "mixed"
-    done = run_cli("train", "--arch", "lrcn", "--data", str(tiny_dataset), "--out", str(out), "--epochs", "1",
+    done = run_cli("train", "--arch", "lrcn", *SMALL, "--data", str(tiny_dataset), "--out", str(out), "--epochs", "1",
                    "--batch-size", "4", "--mixup", "0.4", "--norm", "group", "--cache-dir", str(tmp_path / "cache"))
     assert done.returncode == 0, done.stderr[-3000:]
     config = ModelConfig.load(out)
@@ -198,9 +210,9 @@ def test_batch_norm_statistics_are_recomputed_from_the_clips(per_frame):
     np.testing.assert_allclose(np.asarray(second.moving_variance), np.full(3, summed.var()), rtol=1e-4)
 
 
-def test_averaged_run_ships_the_average_and_says_so(tiny_dataset, tmp_path):
+def test_averaged_run_ships_the_average_and_says_so(tiny_dataset, tmp_path, capsys):
     out = tmp_path / "avg"
-    done = run_cli("train", "--arch", "lrcn", "--data", str(tiny_dataset), "--out", str(out), "--epochs", "3",
+    done = run_cli("train", "--arch", "lrcn", *SMALL, "--data", str(tiny_dataset), "--out", str(out), "--epochs", "3",
                    "--batch-size", "4", "--average-last", "2", "--cache-dir", str(tmp_path / "cache"))
     assert done.returncode == 0, done.stderr[-3000:]
     config = ModelConfig.load(out)
@@ -209,16 +221,17 @@ def test_averaged_run_ships_the_average_and_says_so(tiny_dataset, tmp_path):
     model, _ = load_model(out)
     probs = predict_frames(model, np.zeros((2, 20, 64, 64, 3), np.uint8))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
-    bad = run_cli("train", "--arch", "lrcn", "--data", str(tiny_dataset), "--out", str(tmp_path / "x"), "--epochs",
-                  "3", "--average-last", "4")
-    assert bad.returncode == 1 and "--average-last 4: it must be between 0 and the number of epochs (3)" in bad.stderr
+    code, err = in_process(capsys, "train", "--arch", "lrcn", *SMALL, "--data", str(tiny_dataset), "--out",
+                           str(tmp_path / "x"), "--epochs", "3", "--average-last", "4")
+    assert code == 1 and err == "error: --average-last 4: it must be between 0 and the number of epochs (3).\n"
 
 
-def test_refit_trains_on_training_and_validation_groups_and_resumes_to_the_same_model(tiny_dataset, tmp_path):
+def test_refit_trains_on_training_and_validation_groups_and_resumes_to_the_same_model(tiny_dataset, tmp_path,
+                                                                                     capsys):
     """--refit: a second, fresh model on training + validation groups for the best epoch's count of epochs, on the
     same schedule; it ships, logged in refit_history.csv. Killed during that phase, --resume gives the same model."""
     def args(out):
-        return ["train", "--arch", "lrcn", "--data", str(tiny_dataset), "--out", str(out), "--epochs", "3",
+        return ["train", "--arch", "lrcn", *SMALL, "--data", str(tiny_dataset), "--out", str(out), "--epochs", "3",
                 "--batch-size", "4", "--refit", "--cache-dir", str(tmp_path / "cache")]
 
     whole = tmp_path / "whole"
@@ -261,9 +274,9 @@ def test_refit_trains_on_training_and_validation_groups_and_resumes_to_the_same_
     for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
         np.testing.assert_array_equal(wa, wb)
 
-    bad = run_cli("train", "--arch", "lrcn", "--data", str(tiny_dataset), "--out", str(tmp_path / "x"), "--epochs",
-                  "3", "--refit", "--average-last", "2")
-    assert bad.returncode == 1 and "--refit and --average-last do not go together" in bad.stderr
+    code, err = in_process(capsys, "train", "--arch", "lrcn", *SMALL, "--data", str(tiny_dataset), "--out",
+                           str(tmp_path / "x"), "--epochs", "3", "--refit", "--average-last", "2")
+    assert code == 1 and "--refit and --average-last do not go together" in err
 
 
 def _same_columns(a, b, skip: str) -> bool:
@@ -272,3 +285,36 @@ def _same_columns(a, b, skip: str) -> bool:
         ra, rb = list(csv.DictReader(fa)), list(csv.DictReader(fb))
     return [{k: v for k, v in r.items() if k != skip} for r in ra] == [{k: v for k, v in r.items() if k != skip}
                                                                         for r in rb]
+
+
+def test_a_run_without_export_and_open_set_says_so_and_serves_on_tensorflow(tiny_dataset, tmp_path, capsys):
+    """``export=False, openset=False`` (``--no-export --no-openset``): no ONNX copy, no familiarity score, both
+    recorded in config.hyper; the Recognizer's ``auto`` runtime serves it on TensorFlow, answers without familiarity."""
+    from har import Recognizer
+    from har.train.fit import train
+
+    out = tmp_path / "bare"
+    out.mkdir()
+    (out / "openset.npz").write_bytes(b"an earlier model's score")  # must not be left beside the new model
+    config = train(TrainOptions(arch="lrcn", preset="imagenet", data=tiny_dataset, out=out, epochs=1, batch_size=4,
+                                encoder_blocks=4, export=False, openset=False, cache_dir=tmp_path / "cache"))
+    assert {p.name for p in out.iterdir()} == {"model.keras", "config.json", "history.csv", "metrics.json"}
+    assert config.openset == {} and config.hyper["export"] is False and config.hyper["openset"] is False
+    assert ModelConfig.load(out) == config
+    recognizer = Recognizer(out, runtime="auto")
+    clip = next((tiny_dataset / "Surfing").iterdir())
+    answer = recognizer.classify(clip)
+    assert recognizer.runtime == "keras" and recognizer.familiarity is None
+    assert answer.familiarity is None and not answer.unfamiliar
+    assert sorted(s.label for s in answer.top) == sorted(config.classes)
+    assert sum(s.score for s in answer.top) == pytest.approx(1.0, abs=1e-4)
+
+    # its familiarity score fitted afterwards (python -m har openset): the file, the entry, the record no longer
+    # saying it has none; then answers carry a familiarity
+    assert main(["openset", "--model", str(out), "--data", str(tiny_dataset), "--cache-dir", str(tmp_path / "cache")
+                 ]) == 0
+    fitted = ModelConfig.load(out)
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == fitted.openset
+    assert (out / "openset.npz").is_file() and fitted.openset["method"] and "openset" not in fitted.hyper
+    assert fitted.hyper["export"] is False and fitted.split == config.split
+    assert Recognizer(out, runtime="auto").classify(clip).familiarity is not None

