@@ -18,9 +18,9 @@ Apache-2.0, converted by ``tools/convert_efficientnet_lite.py``) scale depth by 
 16) and Lite2 also width by 1.1; as in every Lite variant the stem (32 channels), the first and last stages' repeats
 and the 1280-channel head convolution are fixed. :data:`VARIANTS` lists each one's stages as read off the
 checkpoints' tensor shapes. ``head_conv`` adds that head convolution (the whole network without its classifier).
-The whole Lite0 (all 16 blocks, no head conv), issue 16's choice for both architectures (docs/notebook/ablation.md),
-ships as ``har/models/weights/efficientnet_lite0_all_imagenet.npz`` (kernels in float16, 5.7 MB); today's 8- and 11-block
-encoders keep reading the original archive.
+The whole Lite0 (all 16 blocks, no head conv), the frame encoder of both shipped architectures (the choice:
+docs/notebook/ablation.md), ships as ``har/models/weights/efficientnet_lite0_all_imagenet.npz`` (kernels in float16,
+5.7 MB); 8- and 11-block encoders read the original archive.
 """
 
 from __future__ import annotations
