@@ -8,7 +8,7 @@ gets :data:`VIEWS` views of ``frames`` frames, each encoded once (``(views, fram
 it;
 * views 1..:data:`WHOLE_VIEWS`: :func:`har.data.augment.augment_clip` over the whole clip (position jitter, crop, flip,
   colour);
-* the other views: temporal crops (issue 18): the frames spread over a random sub-span of the clip, from
+* the other views: temporal crops: the frames spread over a random sub-span of the clip, from
   ``min_window_s`` seconds to the whole clip, with the same spatial and colour augmentation, so that the timeline's
   short windows are in distribution.
 

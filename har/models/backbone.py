@@ -50,13 +50,13 @@ HEAD_CHANNELS = 1280  # the head convolution's, fixed in every Lite variant
 SCALE, OFFSET = 1 / 128, -127 / 128  # input x in [0, 255] -> (x - 127) / 128
 
 
-# All 16 MBConv blocks of Lite0 (no head conv), kernels in float16 (5.7 MB instead of 11.1): issue 16's choice.
+# All 16 MBConv blocks of Lite0 (no head conv), kernels in float16 (5.7 MB, not 11.1): the shipped encoder.
 WEIGHTS_ALL = WEIGHTS.with_name("efficientnet_lite0_all_imagenet.npz")
 
 
 def weights_path(variant: str = "lite0", blocks: int = 11, head_conv: bool = False) -> Path:
     """The archive an encoder of ``variant`` to ``blocks`` (and ``head_conv``) loads: Lite0 up to 11 blocks from
-    :data:`WEIGHTS` (as every model shipped before issue 16), deeper Lite0 from :data:`WEIGHTS_ALL`; Lite0 with its
+    :data:`WEIGHTS`, deeper Lite0 from :data:`WEIGHTS_ALL`; Lite0 with its
     head conv, Lite1 and Lite2 from ``efficientnet_<variant>_imagenet.npz``, which is not committed (convert it with
     ``tools/convert_efficientnet_lite.py``, or pass ``path``)."""
     if variant == "lite0" and not head_conv:

@@ -16,17 +16,15 @@ familiarity = (evidence - its mean) / its std + w x (similarity - its mean) / it
 that neither the head nor the bank saw. Higher is more like the known actions.
 
 The evidence and w were chosen per architecture (:data:`CHOSEN`) by leave-one-class-out over the non-test groups,
-with heads trained without the left-out class and the knowns taken from each group fold in turn (docs/openset.md):
-LRCN energy + 2 x similarity, mean AUROC 0.941 (energy alone 0.924; session 9's choice on seed 0's validation
-groups, w = 0.5, 0.934); ConvLSTM energy + 4 x similarity, 0.941 (energy alone 0.892; session 9's log top
-probability + 2 x similarity 0.926). The statistics and the threshold come from the non-test clips scored held
-out (:func:`fit_grouped`): four group folds, each scored by a head trained on the other three with the shipped recipe
-(:func:`har.openset.heldout.held_out_logits`) and against a bank without its groups; the threshold keeps ``keep`` (95 %)
-of the clips of groups it was not set on, as the folds estimate it (:func:`grouped_operating_point`), counting those
-the top-probability rule already rejects. Method, parameters, threshold and provenance are
-stored in ``openset.npz`` and ``config.json`` (``openset``); a model directory without them is served on the top
-probability alone, and says so; one fitted before the evidence (``"method": "knn-cosine"``) on the similarity
-alone.
+with heads trained without the left-out class and the knowns taken from each group fold in turn (docs/openset.md;
+the figures of each candidate are in docs/notebook/openset.md). The statistics and the threshold come from the
+non-test clips scored held out (:func:`fit_grouped`): four group folds, each scored by a head trained on the other
+three with the shipped recipe (:func:`har.openset.heldout.held_out_logits`) and against a bank without its groups;
+the threshold keeps ``keep`` (95 %) of the clips of groups it was not set on, as the folds estimate it
+(:func:`grouped_operating_point`), counting those the top-probability rule already rejects. Method, parameters,
+threshold and provenance are stored in ``openset.npz`` and ``config.json`` (``openset``); a model directory without
+them is served on the top probability alone, and says so; one fitted before the evidence
+(``"method": "knn-cosine"``) on the similarity alone.
 """
 
 from __future__ import annotations

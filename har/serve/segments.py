@@ -9,7 +9,7 @@ over the steps: the K classes and one more, :data:`har.serve.results.UNCERTAIN` 
   ``log(u + FLOOR)``: ``u`` in [0, 1] is how likely the step shows none of the known actions. Today ``u`` is 1
   where the top probability is under the model's ``uncertain_below`` and 0 elsewhere (:func:`unknown_of`); an
   open-set score can pass its own ``u`` per step instead: :meth:`har.openset.score.Familiarity.unknown_probability` of
-  each window's familiarity (issue 17), averaged per step through :func:`per_step` like probabilities.
+  each window's familiarity, averaged per step through :func:`per_step` like probabilities.
   :data:`FLOOR` says how little a 0/1 ``u`` is trusted: overruling an unsure step costs about
   ``log((1 + FLOOR) / (FLOOR * top))`` (1.9 for a top probability of 0.45), so with a penalty of 2 an unsure
   stretch of such steps stands from two steps between two actions, from three inside one (1 and 1.5 s at a 0.5 s
@@ -18,8 +18,8 @@ over the steps: the K classes and one more, :data:`har.serve.results.UNCERTAIN` 
   it needs is absorbed; with ``penalty`` 0 every step keeps its own best state.
 
 Boundaries fall on step times, so with a 0.5 s hop a cut is placed to half a second. :func:`merge_short_runs` is
-the smoothing used before issue 18 (per-second labels, runs under :data:`MIN_SEGMENT_S` merged into a neighbour),
-kept for the benchmark's baseline.
+a simpler smoothing (per-second labels, runs under :data:`MIN_SEGMENT_S` merged into a neighbour), kept as the
+benchmark's baseline.
 """
 
 from __future__ import annotations
