@@ -50,7 +50,8 @@ def test_complete_incomplete_and_missing_directories(tmp_path):
     assert "**ConvLSTM**" in notice and "no config.json" in notice and "**ConvLSTM (tutorial)**" in notice
     assert "**LRCN**:" not in notice
     # the shipped model that is missing files gets the one command that trains it again; the complete one does not
-    assert "`python -m har train --like models/convlstm`" in notice and "--like models/lrcn`" not in notice
+    # (a directory outside the repository is named by its path)
+    assert f"`python -m har train --like {tmp_path / 'convlstm'}`" in notice and "lrcn`" not in notice
 
     table = dashboard.summary_table(records)
     assert list(table["Model"]) == ["LRCN", "ConvLSTM", "LRCN (from scratch)", "ConvLSTM (from scratch)",
