@@ -63,7 +63,7 @@ def models_dir(tiny_model, tmp_path):
 
 def test_full_queue_says_busy_at_once_sweeps_old_folders_and_sigterm_empties_the_cache(models_dir, hold, tmp_path):
     env = {"HAR_MODELS_DIR": str(models_dir), "HAR_CONCURRENCY": "1", "HAR_QUEUE_SIZE": "1",
-           "HAR_ALLOWED_HOSTS": "127.0.0.1", "HAR_FETCH_TIMEOUT_S": "60", "HAR_FETCH_RETRIES": "0"}
+           "HAR_ALLOWED_HOSTS": "127.0.0.1:*", "HAR_FETCH_TIMEOUT_S": "60", "HAR_FETCH_RETRIES": "0"}
     with launched_app(tmp_path / "app", **env) as app:
         # Empty output folders of earlier requests: an old one goes with the next request, a young one stays (it may
         # be another request's, not written yet), and so does an old one with a file (Gradio's sweep removes files).
