@@ -288,39 +288,64 @@ def test_an_image_named_as_a_video_is_refused(tmp_path):
 # --- the app: a slow link delays its own visitor only ---------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """The app with one recognition and one download at a time, allowed to fetch from 127.0.0.1 (any port), a drip
+    stopped by neither the minimum rate nor the deadline while a test looks, and no retry."""
+    env = {"HAR_ALLOWED_HOSTS": "127.0.0.1:*", "HAR_CONCURRENCY": "1", "HAR_MAX_DOWNLOADS": "1",
+           "HAR_FETCH_RETRIES": "0", "HAR_FETCH_MIN_RATE_KB_S": "0.001", "HAR_FETCH_DEADLINE_S": "120"}
+    with launched_app(tmp_path_factory.mktemp("app"), env) as launched:
+        yield launched
+
+
 @pytest.mark.slow
-def test_a_slow_link_delays_no_other_visitor(edges, tmp_path):
+def test_a_slow_link_delays_no_other_visitor(app, edges, tmp_path):
     """One recognition at a time, one download at a time: a drip-fed link downloads while another visitor's upload
     is answered (within one recognition), and a second link is told "busy" at once instead of queueing."""
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
 
     here, _ = edges
-    env = {"HAR_ALLOWED_HOSTS": "127.0.0.1:*", "HAR_CONCURRENCY": "1", "HAR_MAX_DOWNLOADS": "1",
-           "HAR_FETCH_RETRIES": "0", "HAR_FETCH_MIN_RATE_KB_S": "0.001", "HAR_FETCH_DEADLINE_S": "120"}
-    with launched_app(tmp_path / "app", env) as app:
-        visitor = Client(app.url, verbose=False, download_files=str(tmp_path / "downloads"))
-        t0 = time.monotonic()
-        visitor.predict(video=handle_file(EXAMPLE), api_name="/recognize")
-        one = time.monotonic() - t0  # one recognition, alone
+    visitor = Client(app.url, verbose=False, download_files=str(tmp_path / "downloads"))
+    t0 = time.monotonic()
+    visitor.predict(video=handle_file(EXAMPLE), api_name="/recognize")
+    one = time.monotonic() - t0  # one recognition, alone
 
-        slow = Client(app.url, verbose=False).submit(url=_at(here, "/drip.mp4"), api_name="/recognize")
-        t0 = time.monotonic()
-        while here.paths.count("/drip.mp4") < 2 and time.monotonic() - t0 < 30:
-            time.sleep(0.1)
-        assert here.paths.count("/drip.mp4") == 2, "the link never began downloading"
+    slow = Client(app.url, verbose=False).submit(url=_at(here, "/drip.mp4"), api_name="/recognize")
+    t0 = time.monotonic()
+    while here.paths.count("/drip.mp4") < 2 and time.monotonic() - t0 < 30:
+        time.sleep(0.1)
+    assert here.paths.count("/drip.mp4") == 2, "the link never began downloading"
 
-        t0 = time.monotonic()
-        with pytest.raises(AppError, match=r"^Busy: this server is already downloading 1 link, as many as it "
-                                           r"downloads at once \(HAR_MAX_DOWNLOADS\)"):
-            Client(app.url, verbose=False).predict(url=_at(here, "/short.mp4"), api_name="/recognize")
-        assert time.monotonic() - t0 < 10
-        t0 = time.monotonic()
-        top, *_ = visitor.predict(video=handle_file(EXAMPLE), api_name="/recognize")
-        waited = time.monotonic() - t0
-        assert top["label"] == "Surfing"
-        assert not slow.done(), "the drip-fed link ended before the other visitor's answer: nothing was shown"
-        assert waited < 2 * one + 3, f"the upload took {waited:.1f} s during the slow link, {one:.1f} s alone"
-        with pytest.raises(AppError):  # the drip ends unfinished: that visitor gets an error of its own
-            slow.result(timeout=60)
+    t0 = time.monotonic()
+    with pytest.raises(AppError, match=r"^Busy: this server is already downloading 1 link, as many as it "
+                                       r"downloads at once \(HAR_MAX_DOWNLOADS\)"):
+        Client(app.url, verbose=False).predict(url=_at(here, "/short.mp4"), api_name="/recognize")
+    assert time.monotonic() - t0 < 10
+    t0 = time.monotonic()
+    top, *_ = visitor.predict(video=handle_file(EXAMPLE), api_name="/recognize")
+    waited = time.monotonic() - t0
+    assert top["label"] == "Surfing"
+    assert not slow.done(), "the drip-fed link ended before the other visitor's answer: nothing was shown"
+    assert waited < 2 * one + 3, f"the upload took {waited:.1f} s during the slow link, {one:.1f} s alone"
+    with pytest.raises(AppError):  # the drip ends unfinished: that visitor gets an error of its own
+        slow.result(timeout=60)
     assert not list(app.tmp.glob("har-fetch-*")), "a download folder was left behind"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("api_name", "payload", "message"), [
+    ("/recognize", {"url": "http://127.0.0.1:1/x.mp4", "start_s": "soon"},
+     r"^From second \(links only; 0: the start\): 'soon' is not a number of seconds\.$"),
+    ("/recognize", {"url": "http://127.0.0.1:1/x.mp4", "end_s": [3]}, r"^To second .*'\[3\]' is not a number"),
+    ("/recognize", {"video": "clip.mp4"}, r"^video: the request's value is not a file \(send files with "
+                                          r"gradio_client's handle_file\(path\)\)\.$"),
+    ("/recognize", {"video": {"meta": {"_type": "gradio.FileData"}}}, r"^video: the request's value is not a file"),
+    ("/test_many", {"files": "clip.mp4"}, r"^files: the request's value is not a list of files"),
+])
+def test_a_malformed_payload_is_answered_with_what_was_wrong(app, api_name, payload, message):
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match=message):
+        Client(app.url, verbose=False).predict(api_name=api_name, **payload)
