@@ -16,6 +16,8 @@ from ui.shared import error
 class Seconds(gr.Number):
     """A number of seconds (or nothing); anything else is refused naming the input."""
 
+    is_template = True  # drawn by the page as the gr.Number it is (Gradio names the front-end part by the class)
+
     def preprocess(self, payload):
         if payload is not None and (isinstance(payload, bool) or not isinstance(payload, (int, float))):
             raise error(f"{self.label}: {str(payload)[:40]!r} is not a number of seconds.")
