@@ -59,7 +59,7 @@ class Settings:
     fetch_timeout_s: float = 20.0  # HAR_FETCH_TIMEOUT_S: connect / read timeout of each connection, seconds
     fetch_retries: int = 3  # HAR_FETCH_RETRIES: HTTP, fragment and extractor retries
     fetch_deadline_s: float = 300.0  # HAR_FETCH_DEADLINE_S: longest a whole fetch may take, retries included, s
-    fetch_min_rate_kb_s: float = 50.0  # HAR_FETCH_MIN_RATE_KB_S: slowest transfer accepted (over 15 s), kB/s
+    fetch_min_rate_kb_s: float = 10.0  # HAR_FETCH_MIN_RATE_KB_S: slowest transfer accepted (over 15 s), kB/s
     max_downloads: int = 2  # HAR_MAX_DOWNLOADS: links the app downloads at once (more are told "busy")
     # -- training data
     cache_dir: Path = Path.home() / ".cache" / "har-studio" / "frames"  # HAR_CACHE_DIR: sampled frames' cache

@@ -13,15 +13,18 @@ import pydantic
 from ui.shared import error
 
 
-class Seconds(gr.Number):
-    """A number of seconds (or nothing); anything else is refused naming the input."""
+def checked_seconds(component: gr.Number) -> gr.Number:
+    """``component`` with a payload that is neither a number nor empty refused naming the input. (The component's
+    own ``preprocess`` is wrapped on this instance: a subclass would be a component of its own to Gradio.)"""
+    preprocess = component.preprocess
 
-    is_template = True  # drawn by the page as the gr.Number it is (Gradio names the front-end part by the class)
-
-    def preprocess(self, payload):
+    def checked(payload):
         if payload is not None and (isinstance(payload, bool) or not isinstance(payload, (int, float))):
-            raise error(f"{self.label}: {str(payload)[:40]!r} is not a number of seconds.")
-        return super().preprocess(payload)
+            raise error(f"{component.label}: {str(payload)[:40]!r} is not a number of seconds.")
+        return preprocess(payload)
+
+    component.preprocess = checked
+    return component
 
 
 def checked_files(component: gr.components.Component, what: str) -> gr.components.Component:

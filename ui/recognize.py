@@ -23,7 +23,7 @@ from har.reports import dashboard
 from har.serve import summary
 from har.serve.turns import Turns
 from har.settings import settings
-from ui.payloads import Seconds, checked_files
+from ui.payloads import checked_files, checked_seconds
 from ui.serving import Downloads, inference_limit, output_dir
 from ui.shared import BOTH, CHOICES, MODEL_INFO, MODELS, chosen, error, example_clips
 
@@ -131,9 +131,10 @@ def recognize_tab(recognizers: dict, missing: dict, turns: Turns) -> None:
             url = gr.Textbox("", label="…or paste a link (YouTube or another site)", max_lines=1, elem_id="url",
                              placeholder="https://www.youtube.com/watch?v=…")
             with gr.Row():
-                start_s = Seconds(label="From second (links only; 0: the start)", value=None, minimum=0,
-                                  elem_id="start")
-                end_s = Seconds(label="To second (links only; 0: the end)", value=None, minimum=0, elem_id="end")
+                start_s = checked_seconds(gr.Number(label="From second (links only; 0: the start)", value=None,
+                                                    minimum=0, elem_id="start"))
+                end_s = checked_seconds(gr.Number(label="To second (links only; 0: the end)", value=None, minimum=0,
+                                                  elem_id="end"))
             model = gr.Radio(CHOICES, value="LRCN", label="Model", info=MODEL_INFO, elem_id="model")
             explain = gr.Checkbox(False, label="Explain: which frames and which parts of them each model relied on "
                                   "(a few seconds more)", elem_id="explain")
