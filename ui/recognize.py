@@ -41,6 +41,7 @@ def recognize(recognizers: dict, missing: dict, video: str | None, url: str, mod
     ``turn()``: held around the recognition (after any download), shared with the batches; ``download()``: held
     around the download of a link (:class:`ui.serving.Downloads`), never with a turn."""
     from har import analyze, annotate, fetched
+    from har.links.fetch import check_url
 
     url = (url or "").strip()
     if not video and not url:
@@ -64,6 +65,7 @@ def recognize(recognizers: dict, missing: dict, video: str | None, url: str, mod
         # download holds a download slot only, and the recognition then waits for its turn like an upload.
         with ExitStack() as stack:
             if url:
+                check_url(url)  # a link refused says why, even when every download slot is taken
                 with download():
                     path = stack.enter_context(fetched(url, start_s=start_s or None, end_s=end_s or None,
                                                        progress=step(0.0, 0.3)))
