@@ -286,9 +286,8 @@ _external_real_download = ExternalFD.real_download
 
 
 def _checked_real_download(self: ExternalFD, filename, info_dict):
-    handoff = getattr(self.ydl, "handoff", None)
-    if isinstance(self.ydl, GuardedYDL) and handoff is not None:
-        handoff(self, info_dict)
+    if isinstance(self.ydl, GuardedYDL):
+        self.ydl.handoff(self, info_dict)
     return _external_real_download(self, filename, info_dict)
 
 
