@@ -63,7 +63,7 @@ def main() -> None:
         w = csv.writer(f)
         w.writerow(["input", "expected"])
         w.writerows([f"http://127.0.0.1:{httpd.server_port}/{cls}/{name}", cls] for cls, name in clips)
-    env = {"HAR_ALLOWED_HOSTS": "127.0.0.1"}
+    env = {"HAR_ALLOWED_HOSTS": "127.0.0.1:*"}
     load = os.getloadavg()[0]  # the machine may be shared: the figures scale with what else runs
     rows = [("local files (class folders)", *run([str(data), "--out", str(scratch / "out-local")], env))]
     for jobs in a.jobs:

@@ -54,10 +54,13 @@ class Settings:
     max_video_seconds: float = 600.0  # HAR_MAX_VIDEO_SECONDS: longest video (or link section) accepted, seconds
     # -- links (har.links)
     max_download_mb: float = 200.0  # HAR_MAX_DOWNLOAD_MB: largest download, megabytes (10**6 bytes)
-    allowed_hosts: tuple[str, ...] = DEFAULT_ALLOWED_HOSTS  # HAR_ALLOWED_HOSTS: names, "*.example.com" or "*"
+    allowed_hosts: tuple[str, ...] = DEFAULT_ALLOWED_HOSTS  # HAR_ALLOWED_HOSTS: names, "*.example.com", "*"; ":port"
     ytdlp_cookies: Path | None = None  # HAR_YTDLP_COOKIES: a Netscape cookies.txt for sign-in and bot checks
     fetch_timeout_s: float = 20.0  # HAR_FETCH_TIMEOUT_S: connect / read timeout of each connection, seconds
     fetch_retries: int = 3  # HAR_FETCH_RETRIES: HTTP, fragment and extractor retries
+    fetch_deadline_s: float = 300.0  # HAR_FETCH_DEADLINE_S: longest a whole fetch may take, retries included, s
+    fetch_min_rate_kb_s: float = 10.0  # HAR_FETCH_MIN_RATE_KB_S: slowest transfer accepted (over 15 s), kB/s
+    max_downloads: int = 2  # HAR_MAX_DOWNLOADS: links the app downloads at once (more are told "busy")
     # -- training data
     cache_dir: Path = Path.home() / ".cache" / "har-studio" / "frames"  # HAR_CACHE_DIR: sampled frames' cache
 
@@ -115,7 +118,10 @@ def _runtime(name: str, raw: str) -> str:
 
 
 def _hosts(name: str, raw: str) -> tuple[str, ...]:
-    return tuple(norm_entry(h) for h in re.split(r"[,\s]+", raw) if h)
+    try:
+        return tuple(norm_entry(h) for h in re.split(r"[,\s]+", raw) if h)
+    except ValueError as exc:
+        raise _refuse(name, raw, f"a list of hosts: {exc}") from None
 
 
 def _file(name: str, raw: str) -> Path:
@@ -146,6 +152,9 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "ytdlp_cookies": _file,
     "fetch_timeout_s": _positive("seconds"),
     "fetch_retries": _whole(0),
+    "fetch_deadline_s": _positive("seconds"),
+    "fetch_min_rate_kb_s": _positive("kilobytes a second"),
+    "max_downloads": _whole(1),
     "cache_dir": lambda name, raw: Path(raw).expanduser(),
 }
 assert set(_PARSERS) == {f.name for f in fields(Settings)}, "every setting needs its parser"

@@ -207,7 +207,7 @@ def app_server(tmp_path_factory) -> AppServer:
     """``python app.py`` (tests/launcher.py), allowed to fetch links from 127.0.0.1 (``HAR_ALLOWED_HOSTS``) with a
     short timeout and no retry, taking uploads up to 8 MB (tests/corpus.py has a file just over), its cache capped
     at 40 MB. Models: ``models/`` (or ``$HAR_MODELS_DIR``)."""
-    env = {"HAR_ALLOWED_HOSTS": "127.0.0.1", "HAR_MAX_UPLOAD_MB": "8", "HAR_FETCH_TIMEOUT_S": "3",
+    env = {"HAR_ALLOWED_HOSTS": "127.0.0.1:*", "HAR_MAX_UPLOAD_MB": "8", "HAR_FETCH_TIMEOUT_S": "3",
            "HAR_FETCH_RETRIES": "0", "HAR_MAX_CACHE_MB": "40",
            "HAR_MAX_VIDEO_SECONDS": None}  # the default limit (600 s), which tests/corpus.py's long video exceeds
     try:

@@ -163,7 +163,8 @@ ITEMS: tuple[Item, ...] = (
     Item("link-timeout", f"a link whose server answers after {SLOW_S:g} s", link="/slow.mp4",
          error=r"Network failure or timeout while fetching the video: .*[Tt]imed? ?out"),
     Item("link-redirect-refused", "a link redirecting to a host that is not allowed", link="/redirect",
-         error=r"The link led to 'localhost', which is not an allowed host on this server \(allowed: 127\.0\.0\.1\)"),
+         error=r"The link led \(a redirect from '127\.0\.0\.1'\) to 'localhost', which is not an allowed host on this "
+               r"server \(allowed: 127\.0\.0\.1:\*\)"),
 )
 BY_NAME = {item.name: item for item in ITEMS}
 

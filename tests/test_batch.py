@@ -38,7 +38,7 @@ from har.serve.turns import Turns
 EXAMPLES = sorted((REPO / "examples").glob("v_*.mp4"))  # one per class; both shipped models get them right
 LABEL = {p.name: p.stem.split("_")[1] for p in EXAMPLES}
 SLOW_S = 0.4  # every /slow/ request waits this long: a batch of links lasts long enough to be killed halfway
-ENV = {"HAR_ALLOWED_HOSTS": "127.0.0.1", "HAR_FETCH_RETRIES": "0", "HAR_FETCH_TIMEOUT_S": "5"}
+ENV = {"HAR_ALLOWED_HOSTS": "127.0.0.1:*", "HAR_FETCH_RETRIES": "0", "HAR_FETCH_TIMEOUT_S": "5"}
 
 
 def truncated(path: Path, keep: int = 30_000) -> Path:

@@ -42,7 +42,7 @@ EXAMPLE = next((REPO / "examples").glob("v_Surfing_*.mp4"))  # a test-group clip
 CLIPS = {"short.mp4": DATA / "Archery" / "v_Archery_g08_c02.mp4",  # 4.6 s, 96 kB
          "long.mp4": DATA / "Archery" / "v_Archery_g08_c01.mp4",  # 14.5 s, 325 kB
          "surfing.mp4": EXAMPLE}
-LOCAL = FetchLimits(allowed_hosts=("127.0.0.1",))
+LOCAL = FetchLimits(allowed_hosts=("127.0.0.1:*",))
 GETADDRINFO = socket.getaddrinfo  # the process's resolver, as it was before any fetch
 
 
@@ -144,7 +144,7 @@ def _url(server, path: str) -> str:
 def loopback_only(monkeypatch, tmp_path, connections, no_way_out):
     """Fail on any connection outside 127.0.0.0/8; keep env limits at their defaults; temp dirs in tmp_path."""
     for name in ("HAR_ALLOWED_HOSTS", "HAR_MAX_VIDEO_SECONDS", "HAR_MAX_DOWNLOAD_MB", "HAR_YTDLP_COOKIES",
-                 "HAR_FETCH_TIMEOUT_S", "HAR_FETCH_RETRIES"):
+                 "HAR_FETCH_TIMEOUT_S", "HAR_FETCH_RETRIES", "HAR_FETCH_DEADLINE_S", "HAR_FETCH_MIN_RATE_KB_S"):
         monkeypatch.delenv(name, raising=False)
     temp = tmp_path / "tmp"
     temp.mkdir()
@@ -178,7 +178,7 @@ def test_check_url_rules_name_the_rule_that_refused():
     # The cloud metadata service: not an allowed host by default, and a link-local address even when any is.
     with pytest.raises(FetchError, match="'169.254.169.254', which is not an allowed host"):
         check_url("http://169.254.169.254/latest/meta-data/")
-    anyhost = FetchLimits(allowed_hosts=("*",))
+    anyhost = FetchLimits(allowed_hosts=("*:*",))
     with pytest.raises(FetchError, match="'169.254.169.254', a link-local address: links into a local"):
         check_url("http://169.254.169.254/latest/meta-data/", anyhost)
     with pytest.raises(FetchError, match="a loopback address"):
@@ -186,7 +186,7 @@ def test_check_url_rules_name_the_rule_that_refused():
     with pytest.raises(FetchError, match="a private address"):
         check_url("http://192.168.1.1/x.mp4", anyhost)
     with pytest.raises(FetchError, match="a loopback address"):
-        check_url("http://[::ffff:127.0.0.1]/x.mp4", FetchLimits(allowed_hosts=("*",)))
+        check_url("http://[::ffff:127.0.0.1]/x.mp4", FetchLimits(allowed_hosts=("*:*",)))
     # Listed by its exact name: allowed, loopback or not. YouTube's hosts are the default; no DNS for them.
     assert check_url("http://127.0.0.1:8000/x.mp4", LOCAL) == "http://127.0.0.1:8000/x.mp4"
     assert check_url("youtube.com/watch?v=abc") == "https://youtube.com/watch?v=abc"
@@ -247,7 +247,7 @@ def test_refused_by_default(server, tmp_path):
 
 
 def test_downloaded_when_allowed(server, tmp_path, monkeypatch):
-    monkeypatch.setenv("HAR_ALLOWED_HOSTS", "127.0.0.1")
+    monkeypatch.setenv("HAR_ALLOWED_HOSTS", "127.0.0.1:*")
     seen: list = []
     with fetched(_url(server, "/short.mp4"), progress=lambda f, m: seen.append((f, m))) as path:
         assert path.is_file() and path.parent.name.startswith("har-fetch-")
@@ -262,7 +262,7 @@ def test_downloaded_when_allowed(server, tmp_path, monkeypatch):
 
 def test_downloaded_and_recognized_end_to_end(server, tmp_path):
     """The real CLI: fetch a link from the local server (127.0.0.1 allowed) and recognize what it shows."""
-    env = {**os.environ, "HAR_ALLOWED_HOSTS": "127.0.0.1", "TMPDIR": str(tmp_path / "tmp")}
+    env = {**os.environ, "HAR_ALLOWED_HOSTS": "127.0.0.1:*", "TMPDIR": str(tmp_path / "tmp")}
     out = subprocess.run([sys.executable, "-m", "har", "predict", _url(server, "/surfing.mp4"), "--json"], cwd=REPO,
                          capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stderr
@@ -278,11 +278,13 @@ def test_redirect_on_the_same_host_is_followed(server, tmp_path):
 
 
 @pytest.mark.parametrize(("endpoint", "allowed", "message"), [
-    ("/redirect/other-host", ("127.0.0.1",), r"led to 'not-allowed\.invalid', which is not an allowed host"),
-    ("/redirect/private", ("127.0.0.1",), r"led to '10\.0\.0\.1', which is not an allowed host"),
-    ("/redirect/private", ("127.0.0.1", "*"), r"led to '10\.0\.0\.1', a private address"),
-    ("/redirect/link-local", ("127.0.0.1", "*"), r"led to '169\.254\.169\.254', a link-local address"),
-    ("/redirect/localhost", ("127.0.0.1", "*"), r"led to 'localhost', which resolves to 127\.0\.0\.1, a loopback"),
+    ("/redirect/other-host", ("127.0.0.1:*",),
+     r"led \(a redirect from '127\.0\.0\.1'\) to 'not-allowed\.invalid', which is not an allowed host"),
+    ("/redirect/private", ("127.0.0.1:*",),
+     r"led \(a redirect from '127\.0\.0\.1'\) to '10\.0\.0\.1', which is not an allowed host"),
+    ("/redirect/private", ("127.0.0.1:*", "*:*"), r"led to '10\.0\.0\.1', a private address"),
+    ("/redirect/link-local", ("127.0.0.1:*", "*:*"), r"led to '169\.254\.169\.254', a link-local address"),
+    ("/redirect/localhost", ("127.0.0.1:*", "*:*"), r"led to 'localhost', which resolves to 127\.0\.0\.1, a loopback"),
 ])
 def test_redirect_to_a_refused_host_is_refused(server, tmp_path, endpoint, allowed, message):
     with pytest.raises(FetchError, match=message):
@@ -292,7 +294,7 @@ def test_redirect_to_a_refused_host_is_refused(server, tmp_path, endpoint, allow
 
 
 def test_too_large_is_refused(server, tmp_path, monkeypatch):
-    monkeypatch.setenv("HAR_ALLOWED_HOSTS", "127.0.0.1")
+    monkeypatch.setenv("HAR_ALLOWED_HOSTS", "127.0.0.1:*")
     monkeypatch.setenv("HAR_MAX_DOWNLOAD_MB", "0.05")
     # Content-Length known: yt-dlp's max_filesize stops before the body.
     with pytest.raises(FetchError, match=r"larger than the 0\.05 MB this server downloads \(HAR_MAX_DOWNLOAD_MB\)"):
@@ -310,7 +312,7 @@ def test_too_large_is_refused(server, tmp_path, monkeypatch):
 
 
 def test_too_long_is_refused_after_probing(server, tmp_path, monkeypatch):
-    monkeypatch.setenv("HAR_ALLOWED_HOSTS", "127.0.0.1")
+    monkeypatch.setenv("HAR_ALLOWED_HOSTS", "127.0.0.1:*")
     monkeypatch.setenv("HAR_MAX_VIDEO_SECONDS", "3")
     out = tmp_path / "out"
     # A direct file: yt-dlp cannot know its duration before downloading, so the file is probed and deleted.
@@ -321,7 +323,7 @@ def test_too_long_is_refused_after_probing(server, tmp_path, monkeypatch):
 
 
 def test_section_of_a_long_video(server, tmp_path):
-    limits = FetchLimits(allowed_hosts=("127.0.0.1",), max_seconds=3)  # the section counts, not the 14.5 s video
+    limits = FetchLimits(allowed_hosts=("127.0.0.1:*",), max_seconds=3)  # the section counts, not the 14.5 s video
     with fetched(_url(server, "/long.mp4"), start_s=5, end_s=7, limits=limits) as path:
         info = probe(path)
         assert 1.8 <= info.duration_s <= 2.3, info  # cut where asked, not at the keyframe before
@@ -335,7 +337,7 @@ def test_section_of_a_long_video(server, tmp_path):
     ("/slow.mp4", r"Network failure or timeout while fetching the video: .*timed out"),
 ])
 def test_errors_a_user_can_act_on(server, tmp_path, endpoint, message):
-    limits = FetchLimits(allowed_hosts=("127.0.0.1",), socket_timeout_s=0.5, retries=0)
+    limits = FetchLimits(allowed_hosts=("127.0.0.1:*",), socket_timeout_s=0.5, retries=0)
     with pytest.raises(FetchError, match=message):
         with fetched(_url(server, endpoint), limits=limits):
             pass
@@ -347,7 +349,7 @@ def test_connection_refused_is_a_network_failure(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(FetchError, match="Network failure or timeout"):
-        download(f"http://127.0.0.1:{port}/x.mp4", tmp_path, limits=FetchLimits(allowed_hosts=("127.0.0.1",),
+        download(f"http://127.0.0.1:{port}/x.mp4", tmp_path, limits=FetchLimits(allowed_hosts=("127.0.0.1:*",),
                                                                                  retries=0))
 
 
@@ -443,7 +445,7 @@ def test_a_fresh_thread_during_a_fetch_is_checked(server, tmp_path, monkeypatch)
 
     monkeypatch.setattr(yt_dlp.YoutubeDL, "process_ie_result", process_ie_result)
     # 127.0.0.1 by its exact name (the link itself), any other host by the address rule: 'localhost' is loopback.
-    limits = FetchLimits(allowed_hosts=("127.0.0.1", "*"), retries=0)
+    limits = FetchLimits(allowed_hosts=("127.0.0.1:*", "*:*"), retries=0)
     path = download(_url(server, "/short.mp4"), tmp_path / "out", limits=limits)
     assert filecmp.cmp(path, CLIPS["short.mp4"], shallow=False)
     assert "/short.mp4?from-a-fresh-thread" not in server.paths, "the fresh thread's request reached the server"
@@ -458,7 +460,7 @@ def test_a_section_is_read_from_the_checked_address(two_servers, pretend_public,
     through the relay from that very address; resolving the name by itself it would get 127.0.0.1."""
     public, private = two_servers
     given = _fake_dns(monkeypatch, "localhost", lambda: "127.0.0.2")
-    limits = FetchLimits(allowed_hosts=("*",), max_seconds=3, retries=0)
+    limits = FetchLimits(allowed_hosts=("*:*",), max_seconds=3, retries=0)
     with fetched(f"http://localhost:{public.server_port}/long.mp4", start_s=5, end_s=7, limits=limits) as path:
         assert 1.8 <= probe(path).duration_s <= 2.3
     assert private.paths == [], f"requests reached the private server: {private.paths}"
@@ -488,7 +490,7 @@ def test_a_name_that_changes_its_answer_is_refused(two_servers, pretend_public, 
         return real_call(self, *args, **kwargs)
 
     monkeypatch.setattr(FFmpegFD, "_call_downloader", call_downloader)
-    limits = FetchLimits(allowed_hosts=("*",), max_seconds=3, retries=0)
+    limits = FetchLimits(allowed_hosts=("*:*",), max_seconds=3, retries=0)
     error = _fetch_error(f"http://localhost:{public.server_port}/long.mp4", start_s=5, end_s=7, limits=limits)
     assert private.paths == [], f"requests reached the private server: {private.paths}"
     assert "127.0.0.1" in given  # the name did change its answer
@@ -503,7 +505,7 @@ def test_a_name_that_changes_its_answer_is_refused(two_servers, pretend_public, 
 def test_ffmpeg_opens_no_url_of_its_own(server, tmp_path, endpoint, message):
     """A section whose media is a playlist (HLS), declared as such or disguised as an MP4 file: ffmpeg would fetch
     its segments from wherever the playlist says, here a refused host ('localhost', loopback, not listed)."""
-    limits = FetchLimits(allowed_hosts=("127.0.0.1",), max_seconds=5, retries=0)
+    limits = FetchLimits(allowed_hosts=("127.0.0.1:*",), max_seconds=5, retries=0)
     error = _fetch_error(_url(server, endpoint), start_s=1, end_s=3, limits=limits)
     assert "/segment0.ts" not in server.paths, "ffmpeg fetched a segment by itself"
     assert re.search(message, error), error
@@ -563,7 +565,7 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 def test_cli_download(server, tmp_path):
     out = tmp_path / "saved"
     run = _cli("download", _url(server, "/long.mp4"), "--out", str(out), "--start", "2", "--end", "4",
-               env={"HAR_ALLOWED_HOSTS": "127.0.0.1"})
+               env={"HAR_ALLOWED_HOSTS": "127.0.0.1:*"})
     assert run.returncode == 0, run.stderr
     path = Path(run.stdout.strip().splitlines()[-1])
     assert path.parent == out and path.is_file() and 1.8 <= probe(path).duration_s <= 2.3

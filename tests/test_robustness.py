@@ -103,7 +103,7 @@ def test_library(item_env, corpus_dir, tiny_recognizer, tmp_path):
 @pytest.mark.parametrize("item", LINKS, ids=_ids)
 def test_library_links(item, links, tmp_path, monkeypatch, connections):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    limits = FetchLimits(allowed_hosts=("127.0.0.1",), socket_timeout_s=1, retries=0)
+    limits = FetchLimits(allowed_hosts=("127.0.0.1:*",), socket_timeout_s=1, retries=0)
     with pytest.raises(FetchError, match=item.message()):
         with fetched(item.input(tmp_path, links), limits=limits):
             pass
@@ -116,7 +116,7 @@ def test_library_links(item, links, tmp_path, monkeypatch, connections):
 
 @pytest.mark.parametrize("item", [i for i in ITEMS if not i.app_only], ids=_ids)
 def test_cli(item, corpus_dir, links, tiny_model):
-    env = {"HAR_MAX_VIDEO_SECONDS": "600", "HAR_ALLOWED_HOSTS": "127.0.0.1", "HAR_FETCH_TIMEOUT_S": "1",
+    env = {"HAR_MAX_VIDEO_SECONDS": "600", "HAR_ALLOWED_HOSTS": "127.0.0.1:*", "HAR_FETCH_TIMEOUT_S": "1",
            "HAR_FETCH_RETRIES": "0", **dict(item.env)}
     target = item.input(corpus_dir, links)
     res = run_cli("predict", target, "--model", str(tiny_model), "--json", env=env, timeout=300)

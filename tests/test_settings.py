@@ -25,8 +25,12 @@ BAD = {
     "ytdlp_cookies": ("/no/such/cookies.txt", "a file: export a cookies.txt file"),
     "fetch_timeout_s": ("0", "a positive number of seconds"),
     "fetch_retries": ("-1", "a whole number of at least 0"),
+    "fetch_deadline_s": ("-1", "a positive number of seconds"),
+    "fetch_min_rate_kb_s": ("0", "a positive number of kilobytes a second"),
+    "max_downloads": ("0", "a whole number of at least 1"),
+    "allowed_hosts": ("example.com:0", "a list of hosts: 'example.com:0' has no valid port"),
 }
-FREE_TEXT = {"models_dir", "cache_dir", "allowed_hosts"}  # any text is a folder or a list of hosts
+FREE_TEXT = {"models_dir", "cache_dir"}  # any text is a folder
 
 
 def test_every_setting_is_documented_in_docs_app_md():

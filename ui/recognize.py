@@ -11,7 +11,7 @@ import json
 import logging
 import shutil
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 
 import gradio as gr
@@ -22,7 +22,9 @@ from har.progress import scaled
 from har.reports import dashboard
 from har.serve import summary
 from har.serve.turns import Turns
-from ui.serving import output_dir
+from har.settings import settings
+from ui.payloads import checked_files, checked_seconds
+from ui.serving import Downloads, inference_limit, output_dir
 from ui.shared import BOTH, CHOICES, MODEL_INFO, MODELS, chosen, error, example_clips
 
 log = logging.getLogger("har.app")
@@ -32,12 +34,14 @@ TOP_K = 6
 
 def recognize(recognizers: dict, missing: dict, video: str | None, url: str, model: str,
               start_s: float | None, end_s: float | None, progress, explain: bool = False,
-              turn=nullcontext) -> tuple:
+              turn=nullcontext, download=nullcontext) -> tuple:
     """Analyse an uploaded/recorded video or a link with one model or both. Returns the tab's outputs: (first
     label, second label, annotated video, timeline figure, segments table, notice, JSON file, explanation strip,
     explanation in words); with one model the second label is None, with ``explain`` off the last two are empty.
-    ``turn()``: held around the recognition (after any download), shared with the batches."""
+    ``turn()``: held around the recognition (after any download), shared with the batches; ``download()``: held
+    around the download of a link (:class:`ui.serving.Downloads`), never with a turn."""
     from har import analyze, annotate, fetched
+    from har.links.fetch import check_url
 
     url = (url or "").strip()
     if not video and not url:
@@ -57,10 +61,17 @@ def recognize(recognizers: dict, missing: dict, video: str | None, url: str, mod
 
     t0 = time.perf_counter()
     try:
-        # A link is downloaded into a temporary directory that goes when the block ends, whatever happens.
-        local = fetched(url, start_s=start_s or None, end_s=end_s or None, progress=step(0.0, 0.3)) if url \
-            else nullcontext(Path(video))
-        with local as path, turn():
+        # A link is downloaded into a temporary directory that goes when the block ends, whatever happens; the
+        # download holds a download slot only, and the recognition then waits for its turn like an upload.
+        with ExitStack() as stack:
+            if url:
+                check_url(url)  # a link refused says why, even when every download slot is taken
+                with download():
+                    path = stack.enter_context(fetched(url, start_s=start_s or None, end_s=end_s or None,
+                                                       progress=step(0.0, 0.3)))
+            else:
+                path = Path(video)
+            stack.enter_context(turn())
             begin = 0.3 if url else 0.0
             half = begin + (1 - begin) / 2
             analyses = analyze(path, list(recs.values()), top_k=TOP_K, progress=step(begin, half))
@@ -74,6 +85,9 @@ def recognize(recognizers: dict, missing: dict, video: str | None, url: str, mod
     except HarError as exc:
         shutil.rmtree(out, ignore_errors=True)
         raise error(str(exc)) from exc
+    except gr.Error:  # busy: our own message already
+        shutil.rmtree(out, ignore_errors=True)
+        raise
     except Exception:
         shutil.rmtree(out, ignore_errors=True)
         log.exception("recognize failed on %s", url or video)
@@ -114,14 +128,15 @@ def recognize_tab(recognizers: dict, missing: dict, turns: Turns) -> None:
     clips = example_clips()
     with gr.Row():
         with gr.Column(scale=5):
-            video = gr.Video(label="Video: upload a file or record with the webcam", sources=["upload", "webcam"],
-                             height=300, elem_id="video-in")
+            video = checked_files(gr.Video(label="Video: upload a file or record with the webcam",
+                                           sources=["upload", "webcam"], height=300, elem_id="video-in"), "video")
             url = gr.Textbox("", label="…or paste a link (YouTube or another site)", max_lines=1, elem_id="url",
                              placeholder="https://www.youtube.com/watch?v=…")
             with gr.Row():
-                start_s = gr.Number(label="From second (links only; 0: the start)", value=None, minimum=0,
-                                    elem_id="start")
-                end_s = gr.Number(label="To second (links only; 0: the end)", value=None, minimum=0, elem_id="end")
+                start_s = checked_seconds(gr.Number(label="From second (links only; 0: the start)", value=None,
+                                                    minimum=0, elem_id="start"))
+                end_s = checked_seconds(gr.Number(label="To second (links only; 0: the end)", value=None, minimum=0,
+                                                  elem_id="end"))
             model = gr.Radio(CHOICES, value="LRCN", label="Model", info=MODEL_INFO, elem_id="model")
             explain = gr.Checkbox(False, label="Explain: which frames and which parts of them each model relied on "
                                   "(a few seconds more)", elem_id="explain")
@@ -154,10 +169,13 @@ def recognize_tab(recognizers: dict, missing: dict, turns: Turns) -> None:
     # ---- events, wired last
     outputs = [label_a, label_b, annotated, timeline, segments, notice, result, explanation, explanation_words]
     # The parameter names are the API's keyword names; a gr.Progress() default is how Gradio hands in the bar.
+    knobs = settings()
+    downloads = Downloads(knobs.max_downloads)  # links downloaded at once, beside the turns at the recognizers
 
     def run_recognize(video=None, url="", model="LRCN", start_s=None, end_s=None, explain=False,
                       progress=gr.Progress()):  # noqa: B008
-        return recognize(recognizers, missing, video, url, model, start_s, end_s, progress, bool(explain), turns)
+        return recognize(recognizers, missing, video, url, model, start_s, end_s, progress, bool(explain), turns,
+                         downloads)
 
     def run_example(video=None, model="LRCN", explain=False, progress=gr.Progress()):  # noqa: B008
         return recognize(recognizers, missing, video, "", model, None, None, progress, bool(explain), turns)
@@ -170,13 +188,14 @@ def recognize_tab(recognizers: dict, missing: dict, turns: Turns) -> None:
     shown = outputs[:5] + outputs[6:]  # all but the notice, which is empty when there is nothing to say
     runs = {
         "recognize": run.click(run_recognize, inputs=[video, url, model, start_s, end_s, explain], outputs=outputs,
-                               api_name="recognize", concurrency_id="inference"),
+                               api_name="recognize", concurrency_id="inference",
+                               concurrency_limit=inference_limit(knobs)),
         "recognize_link": url.submit(run_recognize, inputs=[video, url, model, start_s, end_s, explain],
                                      outputs=outputs, api_name="recognize_link", api_visibility="undocumented",
-                                     concurrency_id="inference"),
+                                     concurrency_id="inference", concurrency_limit=inference_limit(knobs)),
         "recognize_example": examples.load_input_event.then(
             run_example, inputs=[video, model, explain], outputs=outputs, api_name="recognize_example",
-            api_visibility="undocumented", concurrency_id="inference"),
+            api_visibility="undocumented", concurrency_id="inference", concurrency_limit=inference_limit(knobs)),
     }
     for name, event in runs.items():
         event.success(reveal, inputs=[model, explain], outputs=shown, api_name=f"reveal_{name}",

@@ -3,7 +3,10 @@
 Gradio keeps uploads and outputs in its cache (``gradio.utils.get_upload_folder()``), sweeps files older than an
 hour every 15 minutes and empties it at exit; :func:`har.serve.cache.sweep` caps its size (``HAR_MAX_CACHE_MB``)
 at every request and every minute. Single requests and each item of a batch take turns at the recognizers
-(:class:`har.serve.turns.Turns`), so a batch holds up another visitor for one item at most.
+(:class:`har.serve.turns.Turns`), so a batch holds up another visitor for one item at most. Links are downloaded
+beside the recognitions, at most ``HAR_MAX_DOWNLOADS`` at once (:class:`Downloads`), so a slow link delays its own
+visitor only: the queue runs that many more requests at once (:func:`inference_limit`), and one more link is told
+"busy" at once rather than holding a worker.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import logging
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import gradio.utils
@@ -19,7 +24,7 @@ import gradio.utils
 from har import HarError
 from har.serve.cache import max_cache_bytes, sweep
 from har.settings import Settings, settings
-from ui.shared import MODELS
+from ui.shared import MODELS, error
 
 log = logging.getLogger("har.app")
 
@@ -95,3 +100,29 @@ def sweep_every(seconds: float) -> None:
                 log.warning("cache sweep failed: %s", exc)
 
     threading.Thread(target=loop, name="cache-sweep", daemon=True).start()
+
+
+def inference_limit(knobs: Settings) -> int:
+    """Requests of the Recognize tab run at once: the recognitions (which take turns) plus the downloads."""
+    return knobs.concurrency + knobs.max_downloads
+
+
+class Downloads:
+    """At most ``n`` links downloaded at once; one more is refused at once with a "busy" message (a request
+    waiting here would hold a worker that an upload could use)."""
+
+    def __init__(self, n: int):
+        assert n >= 1, n
+        self.n = n
+        self._slots = threading.BoundedSemaphore(n)
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        if not self._slots.acquire(blocking=False):
+            s = "s" if self.n > 1 else ""
+            raise error(f"Busy: this server is already downloading {self.n} link{s}, as many as it downloads at once "
+                        "(HAR_MAX_DOWNLOADS). Try again in a minute, or upload the clip.")
+        try:
+            yield
+        finally:
+            self._slots.release()

@@ -15,6 +15,7 @@ from har.batch.report import TABLE_HEADERS, summary_markdown, table_row, write_s
 from har.media.video import VIDEO_EXTENSIONS
 from har.serve.turns import Turns
 from har.settings import settings
+from ui.payloads import checked_files
 from ui.serving import output_dir
 from ui.shared import MODEL_INFO, MODELS, chosen, docs_link, error
 
@@ -78,8 +79,8 @@ def test_many_tab(recognizers: dict, missing: dict, turns: Turns) -> None:
             links = gr.Textbox("", label="Links, one per line, optionally followed by “, Label”", lines=6,
                                max_lines=40, elem_id="batch-links",
                                placeholder="https://www.youtube.com/watch?v=…, Surfing")
-            files = gr.File(label="…and/or video files", file_count="multiple", file_types=list(VIDEO_EXTENSIONS),
-                            elem_id="batch-files")
+            files = checked_files(gr.File(label="…and/or video files", file_count="multiple",
+                                          file_types=list(VIDEO_EXTENSIONS), elem_id="batch-files"), "files")
             model = gr.Radio(list(MODELS), value="LRCN", label="Model", info=MODEL_INFO, elem_id="batch-model")
             run = gr.Button("Test all", variant="primary", elem_id="batch-run")
         with gr.Column(scale=6):

@@ -9,24 +9,30 @@ it to the link and says which rule refused it, and every connection of a fetch a
 yt-dlp then makes many connections of its own: redirects, API calls, the CDN that holds the media, fragments, and
 ffmpeg for sections. :mod:`har.links.netguard` routes every one of them through :func:`check_host`, whichever thread
 opens it, and connects to the very addresses that were checked (no DNS-rebinding window); ffmpeg reads through a
-relay in this process instead of connecting by itself (see there). When yt-dlp has no extractor of its own for the
-link (its "generic" extractor: a direct file, a page with a ``<video>``), every host it contacts must also be in
-the allow list, so a redirect to another site is refused too. For a site yt-dlp knows (YouTube), the media comes
-from CDN hosts (``*.googlevideo.com``) that are not in the list: there only the address rule applies, plus a check
-that the page yt-dlp ended on is still an allowed host.
+relay in this process instead of connecting by itself (:mod:`har.links.relay`), and any other hand-off to an external
+program is refused. Every host contacted must also be in the allow list (with its port), so a redirect to another site
+is refused too, except for the few sites whose yt-dlp extractors we trust (:data:`TRUSTED_EXTRACTORS`: YouTube's),
+whose media come from CDN hosts (``*.googlevideo.com``) that are not in the list: there only the address rule
+applies, plus two checks: no redirect from an allowed host to one that is not, and the page yt-dlp ended on is still
+an allowed host.
 
-Limits come from :mod:`har.settings` (:class:`har.links.options.FetchLimits`, with yt-dlp's options). Each download
-happens in its own temporary directory (:func:`fetched` removes it whatever happens). docs/security.md says what is
-guarded and how it is tested.
+Limits come from :mod:`har.settings` (:class:`har.links.options.FetchLimits`, with yt-dlp's options); a deadline for
+the whole fetch and a minimum transfer rate are kept by :mod:`har.links.watchdog`. Each download happens in its own
+temporary directory, removed whatever happens: on an error, on SIGTERM in a program that has no handler of its own
+(the CLI), and at exit for a fetch still running in another thread. docs/security.md says what is guarded and how
+it is tested.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import re
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -35,12 +41,17 @@ from urllib.parse import urlsplit
 from har.errors import FetchError, VideoError
 from har.links.hosts import check_host, listed_exactly, norm_host
 from har.links.options import FetchLimits, Job, check_section, too_large, too_long
+from har.links.watchdog import Watchdog
 from har.links.ytdlp_errors import explain, require_js_runtime
 from har.progress import Progress, silent
 
 __all__ = ["FetchLimits", "check_url", "download", "fetched", "is_url"]
 
 log = logging.getLogger(__name__)
+
+# yt-dlp extractors (by key prefix) whose sites may send us to hosts outside HAR_ALLOWED_HOSTS (their CDNs); every
+# other extractor, which may accept links to any site, must stay on allowed hosts for every connection.
+TRUSTED_EXTRACTORS = ("Youtube",)
 
 
 def is_url(text: str) -> bool:
@@ -83,7 +94,7 @@ def check_url(url: str, limits: FetchLimits | None = None) -> str:
     normalized, host, port = _parse(url)
     try:
         # A host listed by its exact name may resolve anywhere (the operator chose it): judging it needs no lookup.
-        check_host(host, None if listed_exactly(host, limits.allowed_hosts) else port, limits.allowed_hosts)
+        check_host(host, port, limits.allowed_hosts, resolve=not listed_exactly(host, limits.allowed_hosts, port))
     except OSError as exc:
         raise FetchError(f"Could not find the server '{host}' (DNS lookup failed: {exc.strerror or exc}). Check "
                          "the link; if it is right, this server may have no internet connection.") from exc
@@ -122,7 +133,8 @@ def download(url: str, dest_dir: str | os.PathLike, *, start_s: float | None = N
     """
     import yt_dlp
 
-    from har.links.netguard import Guard, GuardedYDL, Relay
+    from har.links.netguard import Guard, GuardedYDL
+    from har.links.relay import Relay
 
     limits = limits or FetchLimits.from_env()
     report = progress or silent
@@ -135,33 +147,35 @@ def download(url: str, dest_dir: str | os.PathLike, *, start_s: float | None = N
     normalized = check_url(normalized, limits)
     dest = Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)
-    guard = Guard(limits.allowed_hosts, strict=extractor == "Generic")  # every connection of the fetch, any thread
+    trusted = extractor.startswith(TRUSTED_EXTRACTORS)
+    guard = Guard(limits.allowed_hosts, strict=not trusted)  # every connection of the fetch, any thread
     job = Job(normalized, limits, guard, start_s, end_s, report)
-    work = Path(tempfile.mkdtemp(prefix="har-fetch-"))
     path: Path | None = None
-    try:
-        # A section is cut by ffmpeg, which reads through the relay (its only way out), never from the site itself.
-        with Relay() if job.section else nullcontext() as relay, \
-                GuardedYDL(job.options(dest, work), guard, relay) as ydl:
-            report(None, "Reading the video's details")
-            info = ydl.extract_info(normalized, download=False)
-            _check_info(info, limits)
-            report(0.0, "Downloading a section with ffmpeg" if job.section else "Downloading")
-            info = ydl.process_ie_result(ydl.sanitize_info(info), download=True)
-        path = _downloaded_file(info, dest)
-        if path is None:  # yt-dlp gives up silently on a file whose Content-Length exceeds max_filesize
-            raise too_large(limits)
-        _check_file(path, job)
-        log.info("downloaded %s (%d bytes) from %s", path.name, path.stat().st_size, normalized)
-        return path
-    except yt_dlp.utils.YoutubeDLError as exc:
-        raise explain(exc, guard, extractor) from exc
-    except BaseException:
-        if path is not None:
-            path.unlink(missing_ok=True)
-        raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with _temporary("har-fetch-") as work:
+        try:
+            # A section is cut by ffmpeg, which reads through the relay (its only way out), never from the site.
+            with Relay() if job.section else nullcontext() as relay, Watchdog(guard, limits) as job.watch, \
+                    GuardedYDL(job.options(dest, work), guard, relay) as ydl:
+                report(None, "Reading the video's details")
+                info = ydl.extract_info(normalized, download=False)
+                _check_info(info, limits)
+                report(0.0, "Downloading a section with ffmpeg" if job.section else "Downloading")
+                job.watch.downloading()
+                info = ydl.process_ie_result(ydl.sanitize_info(info), download=True)
+            if guard.stopped:  # a transfer cut short can look complete (no Content-Length)
+                raise FetchError(guard.refusal)
+            path = _downloaded_file(info, dest)
+            if path is None:  # yt-dlp gives up silently on a file whose Content-Length exceeds max_filesize
+                raise too_large(limits)
+            _check_file(path, job)
+            log.info("downloaded %s (%d bytes) from %s", path.name, path.stat().st_size, normalized)
+            return path
+        except yt_dlp.utils.YoutubeDLError as exc:
+            raise explain(exc, guard, extractor, section=job.section) from exc
+        except BaseException:
+            if path is not None:
+                path.unlink(missing_ok=True)
+            raise
 
 
 def _check_info(info: dict | None, limits: FetchLimits) -> None:
@@ -170,9 +184,10 @@ def _check_info(info: dict | None, limits: FetchLimits) -> None:
     if info.get("_type") in ("playlist", "multi_video"):
         raise FetchError("The link is a playlist or a channel: paste the link of a single video.")
     page = info.get("webpage_url")
-    host = urlsplit(page).hostname if page else None
-    if host:
-        check_host(host, None, limits.allowed_hosts, via="The link led")
+    parts = urlsplit(page) if page else None
+    if parts and parts.hostname:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        check_host(parts.hostname, port, limits.allowed_hosts, via="The link led", resolve=False)
 
 
 def _check_file(path: Path, job: Job) -> None:
@@ -199,8 +214,47 @@ def fetched(url: str, *, start_s: float | None = None, end_s: float | None = Non
             limits: FetchLimits | None = None, progress: Progress | None = None) -> Iterator[Path]:
     """Download ``url`` into a fresh temporary directory and yield the video's path; the directory is removed
     when the block ends, whatever happens (use it to predict, then let it go)."""
-    tmp = Path(tempfile.mkdtemp(prefix="har-fetch-"))
-    try:
+    with _temporary("har-fetch-") as tmp:
         yield download(url, tmp, start_s=start_s, end_s=end_s, limits=limits, progress=progress)
+
+
+# --- temporary directories that go whatever happens ----------------------------------------------------------
+
+_live: set[Path] = set()  # directories of fetches still running, removed at exit if their fetch could not
+_live_lock = threading.Lock()
+
+
+class Terminated(SystemExit):
+    """SIGTERM during a fetch, in a program without a handler of its own: unwinds so that cleanups run."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated(128 + signum)
+
+
+@contextmanager
+def _temporary(prefix: str) -> Iterator[Path]:
+    """A fresh temporary directory, removed when the block ends, on SIGTERM (in the main thread of a program whose
+    SIGTERM does the default, ending at once: it ends by unwinding instead) and at exit (other threads)."""
+    own_signal = (threading.current_thread() is threading.main_thread()
+                  and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)
+    if own_signal:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    with _live_lock:
+        _live.add(tmp)
+    try:
+        yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        with _live_lock:
+            _live.discard(tmp)
+        if own_signal:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@atexit.register
+def _remove_live() -> None:
+    with _live_lock:
+        for tmp in list(_live):
+            shutil.rmtree(tmp, ignore_errors=True)

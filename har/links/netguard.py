@@ -1,6 +1,6 @@
 """Every connection of one fetch goes to an address that passed :func:`har.links.hosts.check_host`, whatever opens it.
 
-Two ways out exist while yt-dlp works, and both are closed here:
+Three ways out exist while yt-dlp works, and all are closed here:
 
 - **yt-dlp's own requests** (the page, its API calls, redirects, the media, fragments), from whichever thread makes
   them (yt-dlp's fragment threads, the relay below, any helper): :class:`GuardedYDL` is a ``YoutubeDL`` whose request
@@ -9,10 +9,20 @@ Two ways out exist while yt-dlp works, and both are closed here:
   name: a name cannot answer one address to the check and another to the connection (DNS rebinding). No proxy is
   used, and nothing depends on which thread asks or on process-wide state (``socket.getaddrinfo`` is untouched).
 - **ffmpeg**, which yt-dlp runs for sections. ffmpeg would resolve and connect by itself, after our check. Instead
-  it is handed ``http://127.0.0.1:<port>/<secret>/<n>``, a :class:`Relay` in this process that fetches the real media
-  URL through the same checked handler (Range requests passed on, redirects followed and checked there), and ffmpeg
-  may open nothing else: ``-protocol_whitelist http,tcp``, ``-max_redirects 0``, no proxy, and only container
-  demuxers that cannot open further URLs (``-format_whitelist``: no HLS/DASH/concat playlists).
+  it is handed ``http://127.0.0.1:<port>/<secret>/<n>``, a relay in this process (:mod:`har.links.relay`) that
+  fetches the real media URL through the same checked handler (Range requests passed on, redirects followed and
+  checked there), and ffmpeg may open nothing else: ``-protocol_whitelist http,tcp``, ``-max_redirects 0``, no
+  proxy, and only container demuxers that cannot open further URLs (``-format_whitelist``: no HLS/DASH/concat).
+- **Any other hand-off to an external program.** yt-dlp's HLS downloader hands a whole stream to ffmpeg when it
+  meets what it cannot do itself (an encryption method, a live playlist); other downloaders (aria2c, curl, wget)
+  would connect by themselves too. Every external downloader of a :class:`GuardedYDL` goes through
+  :meth:`GuardedYDL.handoff` first (yt-dlp's ``ExternalFD.real_download``, wrapped once at import; other
+  ``YoutubeDL`` objects are untouched), which lets only ffmpeg on relay URLs run and refuses the rest, naming it.
+
+Redirects are checked as they come (:class:`_CheckedRedirectHandler`): only to http(s), and never from an allowed
+host to one that is not allowed, whichever extractor handles the link. :meth:`Guard.stop` ends a fetch from another
+thread (:mod:`har.links.watchdog`: the deadline, the minimum rate): its open connections are shut down and no new one
+is made.
 
 This module imports yt-dlp's networking internals (``yt_dlp.networking._urllib``, pinned in requirements.txt): the
 handler is yt-dlp's urllib handler with its connection factory replaced.
@@ -22,18 +32,18 @@ from __future__ import annotations
 
 import functools
 import http.client
-import http.server
 import logging
-import secrets
-import shutil
+import os
 import socket
-import socketserver
 import threading
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from urllib.parse import urljoin, urlsplit
 
 import yt_dlp
-from yt_dlp.networking import Request
+from yt_dlp.downloader.external import ExternalFD, FFmpegFD
 from yt_dlp.networking._urllib import (
     DataHandler,
     HTTPCookieProcessor,
@@ -44,19 +54,15 @@ from yt_dlp.networking._urllib import (
     UnknownHandler,
     UrllibRH,
 )
-from yt_dlp.networking.exceptions import HTTPError, RequestError
 
 from har.errors import FetchError
-from har.links.hosts import check_host
+from har.links.hosts import check_host, host_allowed, norm_host
+
+if TYPE_CHECKING:
+    from har.links.relay import Relay
 
 log = logging.getLogger(__name__)
 
-SECTION_PROTOCOLS = ("http", "https")  # what a section may be read from: one file, which the relay can pass on
-CANNOT_CUT = ("This video is only offered in a form that cannot be cut into a section here; fetch it without a "
-              "start and end time.")
-# Demuxers ffmpeg may use on a relayed section: containers of one file, none of which opens another URL (the mov
-# demuxer's external references are off by default). Playlists (hls, dash, concat) are not among them.
-FFMPEG_FORMATS = "mov,matroska,flv,mpegts,avi"
 
 
 class Refused(OSError):
@@ -64,15 +70,74 @@ class Refused(OSError):
     fetch reports :attr:`Guard.refusal` instead."""
 
 
+def _port(parts) -> int:
+    try:
+        return parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    except ValueError:  # a port that is not a number: no connection can be made to it
+        return 0
+
+
 @dataclass
 class Guard:
     """The rules of one fetch, applied to each connection it opens (any thread)."""
 
     allowed_hosts: tuple[str, ...]  # HAR_ALLOWED_HOSTS (FetchLimits.allowed_hosts)
-    strict: bool  # also require every host to be allowed (generic extractor: redirects, embedded files)
+    strict: bool  # also require every host to be allowed (all but the trusted extractors: fetch.TRUSTED_EXTRACTORS)
     refusal: str | None = None  # the first refusal, reported to the user instead of yt-dlp's wrapped error
     hosts: list[str] = field(default_factory=list)  # every host connected to or refused, for logs and tests
+    received: int = 0  # media bytes received so far (progress hooks, the relay): the watchdog's measure
+    stopped: bool = False  # set by stop(): no new connection
+    _sockets: list[tuple[int, int]] = field(default_factory=list, repr=False)  # (fd, inode) of each connection
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def refuse(self, message: str) -> Refused:
+        """Record ``message`` (the first one is what the user reads) and return the error to raise."""
+        with self._lock:
+            self.refusal = self.refusal or message
+        # INFO, not WARNING: the refusal is the error the caller gets (the CLI would print it twice)
+        log.info("refused: %s", message)
+        return Refused(f"refused by HAR Studio: {message}")
+
+    def count(self, n: int) -> None:
+        with self._lock:
+            self.received += n
+
+    def stop(self, message: str) -> None:
+        """End the fetch from any thread: ``message`` becomes its error, open connections are shut down (a read
+        blocked on them returns at once), new ones are refused."""
+        with self._lock:
+            self.refusal = self.refusal or message
+            self.stopped = True
+            opened, self._sockets = self._sockets, []
+        log.info("stopped: %s", message)
+        for fd, inode in opened:
+            try:  # a duplicate of the descriptor, checked to be the same socket (the number may have been reused)
+                dup = socket.socket(fileno=os.dup(fd))
+            except OSError:
+                continue
+            try:
+                if os.fstat(dup.fileno()).st_ino == inode:
+                    dup.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            finally:
+                dup.close()
+
+    def check_redirect(self, old_url: str, new_url: str) -> None:
+        """A redirect goes to http(s) only, and never from an allowed host to a host (and port) that is not."""
+        old, new = urlsplit(old_url), urlsplit(new_url)
+        old_host = norm_host(old.hostname or "")
+        via = f"The link led (a redirect from '{old_host}')"
+        scheme = new.scheme.lower()
+        if scheme not in ("http", "https"):
+            raise urllib.error.URLError(self.refuse(
+                f"{via} to a {scheme}:// address ('{new_url[:80]}'): only http:// and https:// addresses are "
+                "fetched on this server."))
+        if host_allowed(old_host, self.allowed_hosts, _port(old)):
+            try:
+                check_host(new.hostname or "", _port(new), self.allowed_hosts, via=via, resolve=False)
+            except FetchError as exc:
+                raise urllib.error.URLError(self.refuse(str(exc))) from None
 
     def connect(self, address: tuple, timeout=socket._GLOBAL_DEFAULT_TIMEOUT, source_address=None) -> socket.socket:
         """``socket.create_connection``, to an address that passed the host rules (resolved once, here)."""
@@ -80,14 +145,13 @@ class Guard:
         name = host.decode() if isinstance(host, bytes) else str(host)
         with self._lock:
             self.hosts.append(name)
+            stopped = self.stopped
+        if stopped:
+            raise Refused(f"refused by HAR Studio: {self.refusal}")
         try:
             infos = check_host(name, port, self.allowed_hosts, strict=self.strict, via="The link led")
         except FetchError as exc:
-            with self._lock:
-                self.refusal = self.refusal or str(exc)
-            # INFO, not WARNING: the refusal is the error the caller gets (the CLI would print it twice)
-            log.info("refused connection to %s: %s", name, exc)
-            raise Refused(f"refused by HAR Studio: {exc}") from None
+            raise self.refuse(str(exc)) from None
         error: OSError | None = None
         for family, kind, proto, _, sockaddr in infos:
             sock = socket.socket(family, kind, proto)
@@ -97,11 +161,36 @@ class Guard:
                 if source_address:
                     sock.bind(source_address)
                 sock.connect(sockaddr)
-                return sock
             except OSError as exc:
                 sock.close()
                 error = exc
+                continue
+            with self._lock:
+                self._sockets.append((sock.fileno(), os.fstat(sock.fileno()).st_ino))
+                del self._sockets[:-64]  # the latest connections are the ones still open (one at a time here)
+                stopped = self.stopped
+            if stopped:  # stop() ran while this one was connecting
+                sock.close()
+                raise Refused(f"refused by HAR Studio: {self.refusal}")
+            return sock
         raise error or OSError(f"no address for {name}")
+
+
+class _CheckedRedirectHandler(RedirectHandler):
+    """yt-dlp's redirect handler, with every redirect checked by :meth:`Guard.check_redirect` before it is followed
+    (urllib would refuse a file:// redirect with a bare HTTP error and follow ftp:// to "unknown url type")."""
+
+    def __init__(self, guard: Guard):
+        super().__init__()
+        self._guard = guard
+
+    def http_error_302(self, req, fp, code, msg, headers):
+        location = headers.get("location") or headers.get("uri")
+        if location:
+            self._guard.check_redirect(req.full_url, urljoin(req.full_url, location))
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
 
 class _CheckedHTTPHandler(HTTPHandler):
@@ -150,7 +239,7 @@ class CheckedRH(UrllibRH):
             _CheckedHTTPHandler(self.guard, debuglevel=int(bool(self.verbose)), source_address=self.source_address,
                                 context=self._make_sslcontext(legacy_ssl_support=legacy_ssl_support)),
             HTTPCookieProcessor(cookiejar), DataHandler(), UnknownHandler(), HTTPDefaultErrorHandler(),
-            HTTPErrorProcessor(), RedirectHandler(),
+            HTTPErrorProcessor(), _CheckedRedirectHandler(self.guard),
         ):
             opener.add_handler(handler)
         opener.addheaders = []
@@ -176,118 +265,30 @@ class GuardedYDL(yt_dlp.YoutubeDL):
             info = self.har_relay.rewrite(info)
         return super().dl(name, info, subtitle, test)
 
-
-# --- the relay ffmpeg reads through ----------------------------------------------------------------------------
-
-_FORWARD = ("range", "if-range", "user-agent", "accept", "accept-language", "referer", "origin")  # ffmpeg -> site
-_BACK = ("content-type", "content-length", "content-range", "accept-ranges", "last-modified", "etag")  # site -> ffmpeg
-
-
-@dataclass(frozen=True)
-class _Target:
-    url: str
-    headers: dict
-
-
-class _RelayHandler(http.server.BaseHTTPRequestHandler):
-    server: _RelayServer
-
-    def log_message(self, fmt, *args) -> None:
-        log.debug("relay: " + fmt, *args)
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        self._relay("GET")
-
-    def do_HEAD(self) -> None:  # noqa: N802
-        self._relay("HEAD")
-
-    def _relay(self, method: str) -> None:
-        target = self.server.targets.get(self.path)
-        ydl = self.server.ydl
-        if target is None or ydl is None:
-            self.send_error(404)
+    def handoff(self, downloader: ExternalFD, info: dict) -> None:
+        """Before an external program downloads: only ffmpeg reading relay URLs may run; any other hand-off (a whole
+        HLS stream given to ffmpeg, aria2c, curl...) would connect to the site by itself and is refused."""
+        urls = [str(f.get("url", "")) for f in info.get("requested_formats") or [info]]
+        if isinstance(downloader, FFmpegFD) and self.har_relay is not None and all(map(self.har_relay.owns, urls)):
             return
-        headers = {**target.headers, **{k: v for k, v in self.headers.items() if k.lower() in _FORWARD},
-                   "Accept-Encoding": "identity"}
-        try:
-            res = ydl.urlopen(Request(target.url, headers=headers, method=method))
-        except HTTPError as exc:
-            res = exc.response
-        except RequestError as exc:  # refused by the guard, or a network failure: ffmpeg fails, the fetch says why
-            log.info("relay: %s: %s", target.url, exc)
-            self.send_error(502, "HAR Studio could not fetch this URL")
-            return
-        try:
-            self.send_response(res.status)
-            encoded = bool(res.headers.get("Content-Encoding"))
-            for name in _BACK:
-                value = res.headers.get(name)
-                if value and not (encoded and name == "content-length"):
-                    self.send_header(name, value)
-            self.end_headers()
-            if method == "GET":
-                shutil.copyfileobj(res, self.wfile, 64 * 1024)
-        except (OSError, RequestError) as exc:  # ffmpeg hung up (it seeks by reconnecting), or the site did
-            log.debug("relay: %s: %s", target.url, exc)
-        finally:
-            res.close()
+        program = downloader.get_basename()
+        protocol = info.get("protocol") or "?"
+        what = (f"an HLS stream (protocol {protocol}) that yt-dlp's own downloader cannot read (encryption or "
+                "another feature it lacks)" if str(protocol).startswith("m3u8") else f"a {protocol} stream")
+        message = (f"This link offers the video only as {what}, which yt-dlp would hand to {program} to download; "
+                   f"{program} would connect to the site by itself, outside this server's checks, so the download "
+                   "was refused. Upload the clip instead.")
+        self.har_guard.refuse(message)
+        raise FetchError(message)
 
 
-class _RelayServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    targets: dict[str, _Target]
-    ydl: GuardedYDL | None
-
-    def server_bind(self) -> None:  # HTTPServer's would look up the host's name (a DNS query): not needed
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
+_external_real_download = ExternalFD.real_download
 
 
-class Relay:
-    """An HTTP server on 127.0.0.1 (a free port) for one fetch: ``/<secret>/<n>`` is the n-th media URL handed to
-    ffmpeg, fetched through the fetch's checked handler when ffmpeg asks. Use as a context manager."""
-
-    def __init__(self) -> None:
-        self._secret = secrets.token_urlsafe(16)
-        self._server = _RelayServer(("127.0.0.1", 0), _RelayHandler)
-        self._server.targets, self._server.ydl = {}, None
-        self._thread = threading.Thread(target=self._server.serve_forever, name="har-relay", daemon=True)
-
-    @property
-    def ydl(self) -> GuardedYDL | None:
-        return self._server.ydl
-
-    @ydl.setter
-    def ydl(self, ydl: GuardedYDL) -> None:
-        self._server.ydl = ydl
-
-    def __enter__(self) -> Relay:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def add(self, fmt: dict) -> str:
-        """The relay's URL for a format's media URL. Only plain http(s) files can be relayed: anything else (a
-        playlist of fragments) would make ffmpeg open URLs of its own."""
-        if fmt.get("protocol") not in SECTION_PROTOCOLS or not str(fmt.get("url", "")).startswith(("http://",
-                                                                                                  "https://")):
-            raise FetchError(CANNOT_CUT)  # (match_filter refused it before, in words for the user)
-        path = f"/{self._secret}/{len(self._server.targets)}"
-        self._server.targets[path] = _Target(fmt["url"], dict(fmt.get("http_headers") or {}))
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}{path}"
-
-    def rewrite(self, info: dict) -> dict:
-        """``info`` with the media URL(s) ffmpeg will open replaced by relay URLs."""
-        if info.get("requested_formats"):
-            return {**info, "requested_formats": [{**f, "url": self.add(f)} for f in info["requested_formats"]]}
-        return {**info, "url": self.add(info)}
+def _checked_real_download(self: ExternalFD, filename, info_dict):
+    if isinstance(self.ydl, GuardedYDL):
+        self.ydl.handoff(self, info_dict)
+    return _external_real_download(self, filename, info_dict)
 
 
-def ffmpeg_input_args(timeout_s: float) -> list[str]:
-    """ffmpeg's options for a relayed input: a read timeout, the relay and nothing else (see the module docs)."""
-    return ["-rw_timeout", str(int(timeout_s * 1e6)), "-protocol_whitelist", "http,tcp", "-max_redirects", "0",
-            "-http_proxy", "", "-format_whitelist", FFMPEG_FORMATS]
+ExternalFD.real_download = _checked_real_download  # every external downloader, whoever picked it (HlsFD too)

@@ -11,9 +11,9 @@ import logging
 import math
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from har.errors import FetchError, HarError
 from har.links.hosts import DEFAULT_ALLOWED_HOSTS, norm_entry
@@ -48,6 +48,9 @@ class FetchLimits:
     cookies: Path | None = None  # Netscape cookies.txt for sign-in / bot checks: HAR_YTDLP_COOKIES
     socket_timeout_s: float = Settings.fetch_timeout_s  # connect / read timeout of each connection: HAR_FETCH_TIMEOUT_S
     retries: int = Settings.fetch_retries  # HTTP, fragment and extractor retries: HAR_FETCH_RETRIES
+    deadline_s: float = Settings.fetch_deadline_s  # the whole fetch, retries included, s: HAR_FETCH_DEADLINE_S
+    min_rate_kb_s: float = Settings.fetch_min_rate_kb_s  # slowest transfer accepted, kB/s: HAR_FETCH_MIN_RATE_KB_S
+    rate_window_s: float = 15.0  # the rate is measured over the last this many seconds of a transfer
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "allowed_hosts", tuple(norm_entry(h) for h in self.allowed_hosts if h.strip()))
@@ -62,7 +65,8 @@ class FetchLimits:
         that is set but unusable raises :class:`har.settings.SettingsError`."""
         s = settings() if environ is None else Settings.from_env(environ)
         return cls(max_seconds=s.max_video_seconds, max_mb=s.max_download_mb, allowed_hosts=s.allowed_hosts,
-                   cookies=s.ytdlp_cookies, socket_timeout_s=s.fetch_timeout_s, retries=s.fetch_retries)
+                   cookies=s.ytdlp_cookies, socket_timeout_s=s.fetch_timeout_s, retries=s.fetch_retries,
+                   deadline_s=s.fetch_deadline_s, min_rate_kb_s=s.fetch_min_rate_kb_s)
 
 
 class _YtdlpLogger:
@@ -119,6 +123,14 @@ def check_section(start_s: float | None, end_s: float | None, limits: FetchLimit
         raise too_long(end_s - (start_s or 0), limits, section=True)
 
 
+class Transfers(Protocol):
+    """What a download tells its clock (:class:`har.links.watchdog.Watchdog`): a file's transfer starts, ends."""
+
+    def downloading(self) -> None: ...
+
+    def finished(self) -> None: ...
+
+
 @dataclass
 class Job:
     """One download's settings and the checks yt-dlp calls back into."""
@@ -129,6 +141,8 @@ class Job:
     start_s: float | None
     end_s: float | None
     report: Progress
+    watch: Transfers | None = None  # told when a transfer starts and ends (the minimum rate counts during one)
+    _received: dict = field(default_factory=dict)  # bytes of each file so far, as yt-dlp reported them
 
     @property
     def section(self) -> bool:
@@ -139,7 +153,7 @@ class Job:
 
         Raising (rather than returning a reason, which yt-dlp only prints) stops the download with our message.
         """
-        from har.links.netguard import CANNOT_CUT, SECTION_PROTOCOLS
+        from har.links.relay import CANNOT_CUT, SECTION_PROTOCOLS
 
         if info.get("_type", "video") != "video":
             return
@@ -171,6 +185,12 @@ class Job:
         done = d.get("downloaded_bytes") or 0
         total = d.get("total_bytes") or d.get("total_bytes_estimate")
         if status == "downloading":
+            name = d.get("tmpfilename") or d.get("filename")
+            last = self._received.get(name, 0)
+            self.guard.count(done - last if done >= last else done)  # less than before: a retry starts again
+            self._received[name] = done
+            if self.watch:
+                self.watch.downloading()
             if done > self.limits.max_bytes or (d.get("total_bytes") or 0) > self.limits.max_bytes:
                 raise too_large(self.limits, d.get("total_bytes"))  # a length yt-dlp could not know in advance
             if total:
@@ -178,10 +198,12 @@ class Job:
             else:
                 self.report(None, f"Downloading: {done / 1e6:.1f} MB")
         elif status == "finished":
+            if self.watch:
+                self.watch.finished()
             self.report(1.0, f"Downloaded {done / 1e6:.1f} MB" if done else "Downloaded")
 
     def options(self, dest: Path, work: Path) -> dict:
-        from har.links.netguard import ffmpeg_input_args
+        from har.links.relay import ffmpeg_input_args
 
         limits = self.limits
         opts: dict = {

@@ -78,8 +78,9 @@ def _reason(exc: BaseException) -> str:
     return msg if len(msg) <= 300 else msg[:297] + "..."
 
 
-def explain(exc: Exception, guard: Guard, extractor: str) -> FetchError:
-    """The FetchError for a yt-dlp failure: our own refusal first, then yt-dlp's error classified."""
+def explain(exc: Exception, guard: Guard, extractor: str, section: bool = False) -> FetchError:
+    """The FetchError for a yt-dlp failure: our own refusal first, then yt-dlp's error classified. ``section``: a
+    start or end time was asked for (ffmpeg then cut the video)."""
     if guard.refusal:
         return FetchError(guard.refusal)
     from yt_dlp.networking.exceptions import TransportError
@@ -117,9 +118,12 @@ def explain(exc: Exception, guard: Guard, extractor: str) -> FetchError:
             f"{site} asked for a sign-in or a check that this server is not a bot. YouTube blocks many datacenter "
             "addresses (cloud servers, Hugging Face Spaces): try the video on a machine at home, or the operator "
             f"can point HAR_YTDLP_COOKIES to a cookies.txt file exported from a signed-in browser. ({reason})")
-    if "ffmpeg exited" in text:  # a section: the relay's guard refusal came first; this is the file itself
+    if "ffmpeg exited" in text and section:  # the relay's guard refusal came first; this is the file itself
         return FetchError("ffmpeg could not cut a section from what this link gave: it is not a video file that "
                           f"can be read here. Fetch it without a start and end time. ({reason})")
+    if "ffmpeg exited" in text:
+        return FetchError(f"ffmpeg could not read the video this link gave: it is not a video file that can be read "
+                          f"here. ({reason})")
     if has(_NO_FORMAT):
         if youtube:
             return FetchError("YouTube offered no downloadable format for this video. yt-dlp may need an update, "

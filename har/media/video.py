@@ -93,7 +93,12 @@ def open_video(path: str | os.PathLike) -> cv2.VideoCapture:
 # FFmpeg would happily decode a still image as a one-frame "video": refuse those by their first bytes.
 # (Animated GIFs are left to FFmpeg: they are moving pictures.)
 _NOT_VIDEO_MAGIC = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"BM": "a BMP image",
-                    b"RIFF": None, b"%PDF": "a PDF document", b"PK\x03\x04": "a ZIP archive"}
+                    b"RIFF": None, b"%PDF": "a PDF document", b"PK\x03\x04": "a ZIP archive",
+                    b"II*\x00": "a TIFF image", b"MM\x00*": "a TIFF image", b"\xff\x0a": "a JPEG XL image",
+                    b"\x00\x00\x00\x0cjP  ": "a JPEG 2000 image", b"\x00\x00\x00\x0cJXL ": "a JPEG XL image",
+                    b"\x00\x00\x01\x00": "an icon image", b"8BPS": "a Photoshop image", b"qoif": "a QOI image"}
+# Still images in an ISO container (the "ftyp" box of MP4): its major brand says which.
+_IMAGE_BRANDS = {b"heic": "a HEIC image", b"heix": "a HEIC image", b"mif1": "a HEIF image", b"avif": "an AVIF image"}
 
 
 def _kind_of(head: bytes) -> str | None:
@@ -117,6 +122,8 @@ def _not_a_video(head: bytes) -> str | None:
     """What a file is when its first bytes say it is surely not a video (an image, a document, ...)."""
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "a WebP image"
+    if head[4:8] == b"ftyp" and head[8:12] in _IMAGE_BRANDS:
+        return _IMAGE_BRANDS[head[8:12]]
     for magic, what in _NOT_VIDEO_MAGIC.items():
         if what and head.startswith(magic):
             return what
