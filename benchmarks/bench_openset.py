@@ -126,7 +126,7 @@ def leave_one_class_out(config, x: dict, labels: dict, groups: dict, classes: li
     from har.openset.heldout import fit_familiarity, logits_of, train_head
     from har.openset.report import auroc
     from har.openset.score import softmax
-    from har.train.fit import options_of
+    from har.train.recipe import options_of
 
     opts = options_of(config, DATA / config.data, "unused", cache)
     rows = []

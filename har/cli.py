@@ -44,28 +44,6 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    _quiet_tensorflow()
-    from har.train.fit import TrainOptions, train
-
-    opts = TrainOptions(
-        arch=args.arch, preset=args.preset, data=Path(args.data), out=Path(args.out), epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, patience=args.patience, stop_from_epoch=args.stop_from_epoch,
-        weight_decay=args.weight_decay, seed=args.seed, strategy=args.strategy,
-        resume=args.resume, max_clips=args.max_clips, mixup=args.mixup, norm=args.norm, average_last=args.average_last,
-        refit=args.refit, size=args.size, encoder=args.encoder, encoder_blocks=args.encoder_blocks,
-        min_window_s=args.min_window_s,
-        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
-    )
-    config = train(opts)
-    if config is None:  # a --strategy multiworker worker other than the chief: worker 0 writes the model
-        print(json.dumps({"out": str(opts.out), "chief": False}))
-        return 0
-    print(json.dumps({"out": str(opts.out), "epochs": config.epochs, "best_epoch": config.best_epoch,
-                      "train_seconds": config.train_seconds, "params": config.params}))
-    return 0
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     from har.evaluation.evaluate import evaluate_dir
@@ -267,40 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_index)
 
-    s = sub.add_parser("train", help="train a model with a group-aware split")
-    s.add_argument("--arch", choices=("lrcn", "convlstm"), required=True)
-    s.add_argument("--preset", choices=("default", "tutorial", "imagenet"), default="default")
-    s.add_argument("--data", required=True, help="dataset folder (one sub-folder per class)")
-    s.add_argument("--out", required=True, help="model directory to write")
-    s.add_argument("--size", type=int, default=64, help="frame side in pixels (the model's input)")
-    s.add_argument("--encoder", choices=("lite0", "lite1", "lite2"), default="lite0",
-                   help="imagenet preset: the frozen EfficientNet-Lite frame encoder")
-    s.add_argument("--encoder-blocks", type=int, default=8,
-                   help="imagenet preset: MBConv blocks of the encoder (Lite0: 16 = all)")
-    s.add_argument("--min-window-s", type=float, default=0.0,
-                   help="imagenet preset: also train on temporal crops from this many seconds to the whole clip")
-    s.add_argument("--epochs", type=int, default=40, help="length of the cosine LR schedule (early stop may end it)")
-    s.add_argument("--batch-size", type=int, default=16)
-    s.add_argument("--lr", type=float, default=1e-3)
-    s.add_argument("--patience", type=int, default=10, help="early stopping: epochs without a better val_loss")
-    s.add_argument("--stop-from-epoch", type=int, default=20, help="early stopping only counts from this epoch on")
-    s.add_argument("--weight-decay", type=float, default=0.05, help="AdamW decoupled weight decay")
-    s.add_argument("--norm", choices=("batch", "group"), default="batch",
-                   help="normalisation in the default presets (group: no running statistics)")
-    s.add_argument("--average-last", type=int, default=0,
-                   help="ship the average of the last N epochs' weights (SWA) instead of the best epoch")
-    s.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a) parameter a (0: off)")
-    s.add_argument("--refit", action="store_true",
-                   help="after the validated run, train a fresh model on training + validation groups for the best "
-                        "epoch's count of epochs and ship it (test groups stay unseen)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--strategy", choices=("auto", "mirrored", "multiworker", "cpu"), default="auto",
-                   help="auto: one GPU if TensorFlow sees one, else CPU; mirrored: all local GPUs; "
-                   "multiworker: several machines described by TF_CONFIG")
-    s.add_argument("--resume", action="store_true", help="continue the unfinished run in --out")
-    s.add_argument("--max-clips", type=int, default=None, help="at most this many clips per split (smoke tests)")
-    s.add_argument("--cache-dir", default=None, help="frame cache (default ~/.cache/har-studio/frames)")
-    s.set_defaults(func=cmd_train)
+    from har.train.command import add_train
+
+    add_train(sub)
 
     s = sub.add_parser("evaluate", help="score a model on every clip of a folder-per-class dataset")
     s.add_argument("--model", default="lrcn", help="lrcn, convlstm or a model directory")

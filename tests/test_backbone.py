@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import REPO
 
 from har import Recognizer
+from har.config import ModelConfig
 from har.data.dataset import clips_of, index_dataset
 from har.data.features import VIEWS
 from har.errors import ModelError
@@ -88,14 +90,18 @@ def assert_encoder_is_the_checkpoint(model, config) -> None:
 
 
 def test_the_imagenet_recipe_trains_end_to_end(tiny_dataset, tmp_path, cli):
-    """The imagenet preset as shipped, on a tiny dataset: the encoder stays the checkpoint; the ONNX halves serve the
-    model's numbers; the open-set score is fitted on every view of every non-test clip, recorded and served."""
+    """The shipped LRCN's recipe (``train --like models/lrcn``) for one epoch on a tiny dataset: the encoder stays the
+    checkpoint; the ONNX halves serve the model's numbers; the open-set score is fitted on every view of every
+    non-test clip, recorded and served."""
     out = tmp_path / "lrcn"
-    done = cli("train", "--arch", "lrcn", "--preset", "imagenet", "--data", str(tiny_dataset), "--out", str(out),
+    done = cli("train", "--like", str(REPO / "models" / "lrcn"), "--data", str(tiny_dataset), "--out", str(out),
                "--epochs", "1", "--batch-size", "4")
     assert done.returncode == 0, done.stderr[-3000:]
     model, config = load_model(out)
-    assert config.preset == "imagenet"
+    shipped = ModelConfig.load(REPO / "models" / "lrcn")
+    recipe = ("arch", "preset", "frames", "size", "encoder", "encoder_blocks", "min_window_s")
+    assert [getattr(config, k) for k in recipe] == [getattr(shipped, k) for k in recipe]
+    assert ("refit" in config.hyper) == ("refit" in shipped.hyper)
     assert_encoder_is_the_checkpoint(model, config)
     names = {p.name for p in out.iterdir()}
     assert {MODEL_FILE, "config.json", "history.csv", "metrics.json", FRAME_FILE, HEAD_FILE, OPENSET_FILE} <= names
@@ -125,8 +131,10 @@ def test_the_imagenet_recipe_trains_end_to_end(tiny_dataset, tmp_path, cli):
 def test_training_the_convlstm_leaves_the_encoder_as_the_checkpoint(tiny_dataset, tmp_path, cli):
     out = tmp_path / "convlstm"
     done = cli("train", "--arch", "convlstm", "--preset", "imagenet", "--data", str(tiny_dataset), "--out", str(out),
-               "--epochs", "1", "--batch-size", "4")
+               "--epochs", "1", "--batch-size", "4", "--size", "64", "--encoder-blocks", str(models.ENCODER_BLOCKS),
+               "--min-window-s", "0", "--no-refit", "--no-export", "--no-openset")
     assert done.returncode == 0, done.stderr[-3000:]
     model, config = load_model(out)
     assert (config.arch, config.preset) == ("convlstm", "imagenet")
     assert_encoder_is_the_checkpoint(model, config)
+    assert not {FRAME_FILE, HEAD_FILE, ONNX_FILE, OPENSET_FILE} & {p.name for p in out.iterdir()}

@@ -20,7 +20,11 @@ from har.errors import DatasetError
 from har.evaluation.evaluate import metrics, predict_frames
 from har.modeldir import load_model
 from har.train.checkpoints import HISTORY_FIELDS
-from har.train.fit import TrainOptions, lr_at
+from har.train.options import TrainOptions
+from har.train.schedule import lr_at
+
+# The small from-scratch recipe these tests train (har train's defaults are the shipped imagenet recipe).
+SMALL = ("--preset", "default", "--size", "64", "--no-refit")
 
 
 def test_one_epoch_writes_every_artifact(tiny_model, tiny_dataset):
@@ -107,8 +111,8 @@ def test_lr_schedule_warms_up_then_decays():
 
 def test_resume_continues_a_killed_run(tiny_dataset, tmp_path):
     out = tmp_path / "run"
-    args = [sys.executable, "-m", "har", "train", "--arch", "lrcn", "--data", str(tiny_dataset), "--out", str(out),
-            "--epochs", "3", "--batch-size", "4", "--cache-dir", str(tmp_path / "cache")]
+    args = [sys.executable, "-m", "har", "train", "--arch", "lrcn", *SMALL, "--data", str(tiny_dataset), "--out",
+            str(out), "--epochs", "3", "--batch-size", "4", "--cache-dir", str(tmp_path / "cache")]
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     state = out / "_resume" / "state.json"
@@ -140,7 +144,7 @@ def test_resume_continues_a_killed_run(tiny_dataset, tmp_path):
 
 def test_mixup_and_group_norm_options_train_and_are_recorded(tiny_dataset, tmp_path):
     out = tmp_path / "mixed"
-    done = run_cli("train", "--arch", "lrcn", "--data", str(tiny_dataset), "--out", str(out), "--epochs", "1",
+    done = run_cli("train", "--arch", "lrcn", *SMALL, "--data", str(tiny_dataset), "--out", str(out), "--epochs", "1",
                    "--batch-size", "4", "--mixup", "0.4", "--norm", "group", "--cache-dir", str(tmp_path / "cache"))
     assert done.returncode == 0, done.stderr[-3000:]
     config = ModelConfig.load(out)
@@ -200,7 +204,7 @@ def test_batch_norm_statistics_are_recomputed_from_the_clips(per_frame):
 
 def test_averaged_run_ships_the_average_and_says_so(tiny_dataset, tmp_path):
     out = tmp_path / "avg"
-    done = run_cli("train", "--arch", "lrcn", "--data", str(tiny_dataset), "--out", str(out), "--epochs", "3",
+    done = run_cli("train", "--arch", "lrcn", *SMALL, "--data", str(tiny_dataset), "--out", str(out), "--epochs", "3",
                    "--batch-size", "4", "--average-last", "2", "--cache-dir", str(tmp_path / "cache"))
     assert done.returncode == 0, done.stderr[-3000:]
     config = ModelConfig.load(out)
@@ -209,8 +213,8 @@ def test_averaged_run_ships_the_average_and_says_so(tiny_dataset, tmp_path):
     model, _ = load_model(out)
     probs = predict_frames(model, np.zeros((2, 20, 64, 64, 3), np.uint8))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
-    bad = run_cli("train", "--arch", "lrcn", "--data", str(tiny_dataset), "--out", str(tmp_path / "x"), "--epochs",
-                  "3", "--average-last", "4")
+    bad = run_cli("train", "--arch", "lrcn", *SMALL, "--data", str(tiny_dataset), "--out", str(tmp_path / "x"),
+                  "--epochs", "3", "--average-last", "4")
     assert bad.returncode == 1 and "--average-last 4: it must be between 0 and the number of epochs (3)" in bad.stderr
 
 
@@ -218,7 +222,7 @@ def test_refit_trains_on_training_and_validation_groups_and_resumes_to_the_same_
     """--refit: a second, fresh model on training + validation groups for the best epoch's count of epochs, on the
     same schedule; it ships, logged in refit_history.csv. Killed during that phase, --resume gives the same model."""
     def args(out):
-        return ["train", "--arch", "lrcn", "--data", str(tiny_dataset), "--out", str(out), "--epochs", "3",
+        return ["train", "--arch", "lrcn", *SMALL, "--data", str(tiny_dataset), "--out", str(out), "--epochs", "3",
                 "--batch-size", "4", "--refit", "--cache-dir", str(tmp_path / "cache")]
 
     whole = tmp_path / "whole"
@@ -261,8 +265,8 @@ def test_refit_trains_on_training_and_validation_groups_and_resumes_to_the_same_
     for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
         np.testing.assert_array_equal(wa, wb)
 
-    bad = run_cli("train", "--arch", "lrcn", "--data", str(tiny_dataset), "--out", str(tmp_path / "x"), "--epochs",
-                  "3", "--refit", "--average-last", "2")
+    bad = run_cli("train", "--arch", "lrcn", *SMALL, "--data", str(tiny_dataset), "--out", str(tmp_path / "x"),
+                  "--epochs", "3", "--refit", "--average-last", "2")
     assert bad.returncode == 1 and "--refit and --average-last do not go together" in bad.stderr
 
 
@@ -272,3 +276,26 @@ def _same_columns(a, b, skip: str) -> bool:
         ra, rb = list(csv.DictReader(fa)), list(csv.DictReader(fb))
     return [{k: v for k, v in r.items() if k != skip} for r in ra] == [{k: v for k, v in r.items() if k != skip}
                                                                         for r in rb]
+
+
+def test_a_run_without_export_and_open_set_says_so_and_serves_on_tensorflow(tiny_dataset, tmp_path):
+    """``export=False, openset=False`` (``--no-export --no-openset``): no ONNX copy, no familiarity score, both
+    recorded in config.hyper; the Recognizer's ``auto`` runtime serves it on TensorFlow, answers without familiarity."""
+    from har import Recognizer
+    from har.train.fit import train
+
+    out = tmp_path / "bare"
+    out.mkdir()
+    (out / "openset.npz").write_bytes(b"an earlier model's score")  # must not be left beside the new model
+    config = train(TrainOptions(arch="lrcn", preset="imagenet", data=tiny_dataset, out=out, epochs=1, batch_size=4,
+                                encoder_blocks=4, export=False, openset=False, cache_dir=tmp_path / "cache"))
+    assert {p.name for p in out.iterdir()} == {"model.keras", "config.json", "history.csv", "metrics.json"}
+    assert config.openset == {} and config.hyper["export"] is False and config.hyper["openset"] is False
+    assert ModelConfig.load(out) == config
+    recognizer = Recognizer(out, runtime="auto")
+    clip = next((tiny_dataset / "Surfing").iterdir())
+    answer = recognizer.classify(clip)
+    assert recognizer.runtime == "keras" and recognizer.familiarity is None
+    assert answer.familiarity is None and not answer.unfamiliar
+    assert sorted(s.label for s in answer.top) == sorted(config.classes)
+    assert sum(s.score for s in answer.top) == pytest.approx(1.0, abs=1e-4)

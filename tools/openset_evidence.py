@@ -48,7 +48,7 @@ from har.openset.score import (  # noqa: E402
     group_folds,
     softmax,
 )
-from har.train.fit import options_of  # noqa: E402
+from har.train.recipe import options_of  # noqa: E402
 
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 OE_WEIGHT = 0.5  # of the outliers' cross-entropy to the uniform distribution (Hendrycks et al.'s lambda)
@@ -85,8 +85,8 @@ def train_oe_head(opts, x: np.ndarray, y: np.ndarray, classes: int, epochs: int,
     :func:`oe_dataset`."""
     import keras
 
-    from har.data.trainsets import lr_at
     from har.models import builders as models
+    from har.train.schedule import lr_at
 
     keras.utils.set_random_seed(seed)
     head = models.temporal_head(opts.arch, tuple(x.shape[2:]), classes)

@@ -23,6 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from har.config import ModelConfig  # noqa: E402
+from har.data.trainsets import TrainData  # noqa: E402
 from har.modeldir import resolve_model_dir  # noqa: E402
 from har.openset.heldout import held_out_logits  # noqa: E402
 from har.openset.score import (  # noqa: E402
@@ -36,7 +37,8 @@ from har.openset.score import (  # noqa: E402
     operating_point,
     softmax,
 )
-from har.train.fit import TrainData, _built, options_of  # noqa: E402
+from har.train.options import built  # noqa: E402
+from har.train.recipe import options_of  # noqa: E402
 
 
 def main() -> None:
@@ -49,7 +51,7 @@ def main() -> None:
     config, fam = ModelConfig.load(directory), Familiarity.load(directory)
     keep = float(config.openset["keep"])
     opts = options_of(config, args.data, directory, args.cache)
-    data = TrainData.load(opts, _built)
+    data = TrainData.load(opts, built)
     groups = [c.group for c in data.parts["train"]] + [c.group for c in data.parts["validation"]]
     x, y = np.concatenate([data.x_train, data.x_val]), np.concatenate([data.y_train, data.y_val])
     logits = held_out_logits(opts, x, y, groups, len(config.classes), config.best_epoch)

@@ -2,14 +2,13 @@
 
 Frames for the presets that train their whole network (``frames * DENSE`` per clip, for position jitter), or the
 frozen encoder's features of every clip's views (:mod:`har.data.features`) for the imagenet preset, which trains only
-its
-temporal part. ``opts`` is a :class:`har.train.fit.TrainOptions`.
+its temporal part; and the shuffled, augmented batches a run trains on. ``opts`` is a
+:class:`har.train.options.TrainOptions`.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,26 +89,3 @@ def train_dataset(opts, x: np.ndarray, y: np.ndarray, classes: int, replicas: in
         ds = make_dataset(x, y, opts.batch_size, shuffle_seed=opts.seed,
                           map_fn=lambda x, s: augment.augment_clip(x, s, n), drop_remainder=drop)
     return augment.mixup(ds, classes, opts.mixup, opts.seed) if opts.mixup > 0 else ds
-
-
-def lr_at(epoch: int, opts) -> float:
-    """Linear warm-up, then cosine decay to 5% of the peak over ``opts.epochs``: a pure function of the epoch,
-    so a resumed run follows the same schedule."""
-    if epoch < opts.warmup_epochs:
-        return opts.lr * (epoch + 1) / (opts.warmup_epochs + 1)
-    progress = (epoch - opts.warmup_epochs) / max(opts.epochs - opts.warmup_epochs, 1)
-    return opts.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
-
-
-def compile_for(model, opts):
-    """``model`` compiled for training with ``opts``' optimizer (AdamW) and loss (soft labels with mixup)."""
-    import keras
-
-    soft = opts.mixup > 0
-    model.compile(
-        optimizer=keras.optimizers.AdamW(opts.lr, weight_decay=opts.weight_decay),
-        loss=keras.losses.CategoricalCrossentropy() if soft else keras.losses.SparseCategoricalCrossentropy(),
-        metrics=[(keras.metrics.CategoricalAccuracy if soft else keras.metrics.SparseCategoricalAccuracy)(
-            name="accuracy")],
-    )
-    return model

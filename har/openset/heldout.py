@@ -16,8 +16,9 @@ import time
 
 import numpy as np
 
-from har.data.trainsets import compile_for, lr_at, train_dataset
+from har.data.trainsets import train_dataset
 from har.openset.score import CHOSEN, FOLDS, Familiarity, fit_grouped, group_folds
+from har.train.schedule import compile_for, scheduler
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def train_head(opts, x: np.ndarray, y: np.ndarray, classes: int, epochs: int, se
     keras.utils.set_random_seed(seed)
     head = compile_for(models.temporal_head(opts.arch, tuple(x.shape[2:]), classes), opts)
     head.fit(train_dataset(opts, x, y, classes), epochs=epochs, verbose=0,
-             callbacks=[keras.callbacks.LearningRateScheduler(lambda epoch: lr_at(epoch, opts))])
+             callbacks=[scheduler(opts)])
     return head
 
 
