@@ -273,7 +273,7 @@ def test_classify_is_the_training_sampling_through_the_model(tiny_recognizer, ti
     clip = ucf_clips(ucf)[0]
     pred = tiny_recognizer.classify(clip, top_k=2)
     assert tiny_recognizer.name == "lrcn" and tiny_recognizer.config.classes == CLASSES
-    expected = np.asarray(tiny_recognizer.keras_model.predict_on_batch(sample_clip(clip, 20, 64)[None]))[0]
+    expected = np.asarray(tiny_recognizer.keras_model(sample_clip(clip, 20, 64)[None], training=False))[0]
     assert np.allclose(pred.probs, expected, atol=1e-5)
     d = pred.to_dict()
     assert [s["label"] for s in d["top"]] == [CLASSES[i] for i in np.argsort(-expected)[:2]]
