@@ -168,20 +168,33 @@ def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subpro
 
 @pytest.fixture
 def cli(capsys, monkeypatch):
-    """``har.cli.main(ARGS)`` in this process, as :func:`run_cli` gives it back (a ``CompletedProcess``: the exit
-    status, what it printed on stdout and stderr; argparse's own exits included): the command line's parsing, its
-    output and its one-line errors, without starting Python and TensorFlow again. ``env`` is set for the call."""
+    """``har.cli.main(ARGS)`` in this process, given back as :func:`run_cli` gives a process (a ``CompletedProcess``:
+    the exit status, stdout and stderr, argparse's own exits included, log records of WARNING and above on stderr
+    as the command line's logging set-up prints them): its parsing, output and one-line errors without starting
+    Python and TensorFlow again. ``env`` is set for the call."""
+    import logging
+
     from har.cli import main
 
     def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
         capsys.readouterr()  # what the test printed before is not the command's
+        root = logging.getLogger()
+        shown = logging.StreamHandler(sys.stderr)  # the captured stderr, as a process's basicConfig would print
+        shown.setLevel(logging.INFO if {"-v", "--verbose"} & set(args) else logging.WARNING)
+        shown.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        level = root.level
         with monkeypatch.context() as scoped:
             for name, value in (env or {}).items():
                 scoped.setenv(name, value)
+            root.addHandler(shown)
+            root.setLevel(min(level, shown.level))
             try:
                 code = main(list(args))
             except SystemExit as exc:  # argparse: --help, or a usage error (status 2)
                 code = exc.code if isinstance(exc.code, int) else 1
+            finally:
+                root.removeHandler(shown)
+                root.setLevel(level)
         out, err = capsys.readouterr()
         return subprocess.CompletedProcess(["har", *args], code, out, err)
 

@@ -519,7 +519,7 @@ def test_each_frame_of_the_annotated_copy_shows_the_caption_of_its_time(tiny_rec
         mine = ref[answer_of(tl, n / fps)]
         for key, theirs in ref.items():
             differ = np.abs(mine - theirs).max(axis=-1) > 60  # where the two captions differ (their digits)
-            if differ.sum() < 20:  # the same caption (two answers can read alike)
+            if not differ.any():  # the same caption, encoded alike (two answers can read alike: 44.7 % and 45.2 %)
                 continue
             err_mine = float(np.abs(shown - mine)[differ].mean())
             err_theirs = float(np.abs(shown - theirs)[differ].mean())
