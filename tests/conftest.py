@@ -229,7 +229,8 @@ def shipped():
                 if os.environ.get("CI"):
                     pytest.fail(msg)
                 pytest.skip(msg)
-            loaded[name, runtime] = Recognizer(directory, runtime=runtime)
+            rec = loaded[name, runtime] = Recognizer(directory, runtime=runtime)
+            loaded.setdefault((name, rec.runtime), rec)  # "auto" serves on a runtime of its choice: that one's too
         return loaded[name, runtime]
 
     return get
