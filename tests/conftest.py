@@ -160,9 +160,80 @@ def no_way_out():
 
 
 def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    """``python -m har ARGS`` in a subprocess from the repo root, capturing text output."""
+    """``python -m har ARGS`` in a subprocess from the repo root, capturing text output: for what only a process
+    shows (its exit status after a signal, a terminal, what it imports, its environment at start)."""
     return subprocess.run([sys.executable, "-m", "har", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """``har.cli.main(ARGS)`` in this process, given back as :func:`run_cli` gives a process (a ``CompletedProcess``:
+    the exit status, stdout and stderr, argparse's own exits included, log records of WARNING and above on stderr
+    as the command line's logging set-up prints them): its parsing, output and one-line errors without starting
+    Python and TensorFlow again. ``env`` is set for the call."""
+    import logging
+
+    from har.cli import main
+
+    def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+        capsys.readouterr()  # what the test printed before is not the command's
+        root = logging.getLogger()
+        shown = logging.StreamHandler(sys.stderr)  # the captured stderr, as a process's basicConfig would print
+        shown.setLevel(logging.INFO if {"-v", "--verbose"} & set(args) else logging.WARNING)
+        shown.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        level = root.level
+        with monkeypatch.context() as scoped:
+            for name, value in (env or {}).items():
+                scoped.setenv(name, value)
+            root.addHandler(shown)
+            root.setLevel(min(level, shown.level))
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse: --help, or a usage error (status 2)
+                code = exc.code if isinstance(exc.code, int) else 1
+            finally:
+                root.removeHandler(shown)
+                root.setLevel(level)
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["har", *args], code, out, err)
+
+    return run
+
+
+@pytest.fixture(scope="session", autouse=True)
+def frame_cache(tmp_path_factory) -> Path:
+    """The frame and feature cache of the whole session (``HAR_CACHE_DIR``, inherited by every process the tests
+    start): each clip is decoded once per sampling, and the user's own cache is neither read nor written. A test
+    of the cache itself gives its own directory."""
+    directory = tmp_path_factory.mktemp("frame-cache")
+    with pytest.MonkeyPatch.context() as session:
+        session.setenv("HAR_CACHE_DIR", str(directory))
+        yield directory
+
+
+@pytest.fixture(scope="session")
+def shipped():
+    """Factory: ``shipped(name, runtime="keras")``, the :class:`har.Recognizer` of ``models/<name>``, loaded once
+    per session and shared (a recognizer is safe to share); missing is a failure in CI only."""
+    from har import Recognizer
+    from har.modeldir import MODEL_FILE
+
+    loaded: dict[tuple[str, str], Recognizer] = {}
+
+    def get(name: str, runtime: str = "keras") -> Recognizer:
+        if (name, runtime) not in loaded:
+            directory = REPO / "models" / name
+            if not (directory / MODEL_FILE).is_file():
+                msg = f"shipped model missing: {directory / MODEL_FILE} (python -m har train --like models/{name})"
+                if os.environ.get("CI"):
+                    pytest.fail(msg)
+                pytest.skip(msg)
+            rec = loaded[name, runtime] = Recognizer(directory, runtime=runtime)
+            loaded.setdefault((name, rec.runtime), rec)  # "auto" serves on a runtime of its choice: that one's too
+        return loaded[name, runtime]
+
+    return get
 
 
 @pytest.fixture(scope="session")
@@ -178,13 +249,12 @@ def tiny_dataset(ucf, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tiny_dataset, tmp_path_factory) -> Path:
+def tiny_model(tiny_dataset, frame_cache, tmp_path_factory) -> Path:
     """An LRCN trained for one epoch on :func:`tiny_dataset` through the real training code: every artifact."""
     from har.train.fit import TrainOptions, train
 
     out = tmp_path_factory.mktemp("tiny-model") / "lrcn"
-    train(TrainOptions(arch="lrcn", data=tiny_dataset, out=out, epochs=1, batch_size=4, seed=0,
-                       cache_dir=tmp_path_factory.mktemp("tiny-cache")))
+    train(TrainOptions(arch="lrcn", data=tiny_dataset, out=out, epochs=1, batch_size=4, seed=0, cache_dir=frame_cache))
     return out
 
 

@@ -8,7 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import run_cli, write_video
+from conftest import write_video
 
 from har.config import Sampling
 from har.data import dataset as data
@@ -107,12 +107,12 @@ def test_tf_data_pipeline_batches_uint8():
     assert sorted(labels.tolist()) == sorted(y.tolist())
 
 
-def test_cli_index(ucf, tmp_path):
-    out = run_cli("index", str(ucf))
+def test_cli_index(ucf, tmp_path, cli):
+    out = cli("index", str(ucf))
     assert out.returncode == 0, out.stderr
     assert "6 classes, 529 clips, 108 groups" in out.stdout
     assert "Archery" in out.stdout and "104" in out.stdout
-    js = run_cli("index", str(ucf), "--json")
+    js = cli("index", str(ucf), "--json")
     report = json.loads(js.stdout.strip().splitlines()[-1])
     assert report["clips"] == 529 and report["groups"] == 108 and report["unreadable"] == []
     assert report["classes"]["PlayingViolin"]["clips"] == 72
@@ -121,11 +121,11 @@ def test_cli_index(ucf, tmp_path):
     (tmp_path / "A").mkdir()
     write_video(tmp_path / "A" / "ok.avi", 5, "MJPG")
     (tmp_path / "A" / "broken.mp4").write_bytes(b"\0" * 100)
-    out = run_cli("index", str(tmp_path))
+    out = cli("index", str(tmp_path))
     assert out.returncode == 0
     assert "1 unreadable file(s)" in out.stdout and "broken.mp4" in out.stdout
 
-    bad = run_cli("index", str(tmp_path / "nowhere"))
+    bad = cli("index", str(tmp_path / "nowhere"))
     assert bad.returncode == 1
     expected = f"error: Dataset folder {tmp_path / 'nowhere'} does not exist or is not a folder."
     assert bad.stderr.strip().splitlines() == [expected]

@@ -8,9 +8,8 @@ import json
 
 import numpy as np
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO
 
-from har import Recognizer
 from har.errors import HarError, ModelError
 from har.evaluation.explain import STORED_IMAGE, STORED_JSON, explain, log_odds, occluded, strip
 from har.media.video import probe, sample_clip, sample_span
@@ -20,9 +19,10 @@ pytestmark = pytest.mark.slow
 VIOLIN = "PlayingViolin/v_PlayingViolin_g08_c01.mp4"
 
 
-@pytest.fixture(scope="module", params=["lrcn", "convlstm"])
-def shipped(request):
-    return Recognizer(request.param, runtime="auto")
+@pytest.fixture(params=["lrcn", "convlstm"])
+def model(request, shipped):
+    """Each shipped model, as the app serves it."""
+    return shipped(request.param, "auto")
 
 
 def test_occlusion_replaces_one_frame_by_its_neighbours_mean():
@@ -42,12 +42,12 @@ def test_log_odds_do_not_saturate():
     assert log_odds(p, 0) == pytest.approx([np.log(0.999999 / 1e-6), 0.0], abs=1e-6)
 
 
-def test_a_shipped_model_explains_a_real_clip(shipped, ucf):
+def test_a_shipped_model_explains_a_real_clip(model, ucf):
     path = ucf / VIOLIN
-    e = explain(shipped, path)
-    c = shipped.config
+    e = explain(model, path)
+    c = model.config
     clip = sample_clip(path, c.frames, c.size)
-    probs = shipped.probabilities(clip[None])[0]
+    probs = model.probabilities(clip[None])[0]
     assert e.label == c.classes[int(probs.argmax())] and e.probability == pytest.approx(float(probs.max()), abs=1e-5)
     assert np.array_equal(e.frames, clip)
     # one importance per frame, summing to 1 (or all zero): the positive drops, normalised
@@ -58,7 +58,7 @@ def test_a_shipped_model_explains_a_real_clip(shipped, ucf):
     k = c.classes.index(e.label)
     most, least = int(e.importance.argmax()), int(e.drop.argmin())
     variants = occluded(clip)[[most, least]]
-    after = log_odds(shipped.probabilities(variants).astype(np.float64), k)
+    after = log_odds(model.probabilities(variants).astype(np.float64), k)
     before = log_odds(probs[None].astype(np.float64), k)[0]
     assert before - after[0] > before - after[1]
     assert before - after[0] == pytest.approx(e.drop[most], abs=1e-3)
@@ -76,8 +76,8 @@ def test_a_shipped_model_explains_a_real_clip(shipped, ucf):
     assert json.loads(json.dumps(e.to_dict()))["importance"] == pytest.approx(e.importance.tolist(), abs=1e-4)
 
 
-def test_a_window_is_explained_on_its_own_frames(ucf):
-    rec = Recognizer("lrcn", runtime="auto")
+def test_a_window_is_explained_on_its_own_frames(ucf, shipped):
+    rec = shipped("lrcn", "auto")
     path = ucf / VIOLIN
     clip, times = sample_span(path, rec.config.frames, rec.config.size, 1.0, 3.0)
     assert times[0] == pytest.approx(1.05) and times[-1] == pytest.approx(2.95)
@@ -110,9 +110,9 @@ def test_the_stored_explanations_are_of_the_shipped_models():
         assert cv2.imread(str(d / STORED_IMAGE)).shape[1] == 20 * 96
 
 
-def test_predict_explain_writes_the_strip(ucf, tmp_path):
+def test_predict_explain_writes_the_strip(ucf, tmp_path, cli):
     out = tmp_path / "why.png"
-    done = run_cli("predict", str(ucf / VIOLIN), "--explain", str(out), "--json")
+    done = cli("predict", str(ucf / VIOLIN), "--explain", str(out), "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.splitlines()[-1])
     assert result["explanation"]["strip"] == str(out) and len(result["explanation"]["importance"]) == 20

@@ -21,13 +21,13 @@ def test_uint8_in_probabilities_out_and_safe_reload(tmp_path, arch, preset):
     model = models.build(arch, preset, 6)
     assert model.input.dtype == "uint8" and tuple(model.input.shape) == (None, 20, 64, 64, 3)
     x = np.random.default_rng(0).integers(0, 256, (2, 20, 64, 64, 3), dtype=np.uint8)
-    p = np.asarray(model.predict_on_batch(x))
+    p = np.asarray(model(x, training=False))
     assert p.shape == (2, 6)
     np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
     path = tmp_path / "m.keras"
     model.save(path)
     again = keras.saving.load_model(path, safe_mode=True, compile=False)
-    np.testing.assert_allclose(np.asarray(again.predict_on_batch(x)), p, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(again(x, training=False)), p, rtol=1e-6, atol=1e-6)
     assert not any(isinstance(layer, keras.layers.Lambda) for layer in again.layers)
 
 
@@ -39,10 +39,10 @@ def test_group_norm_variant_reloads_safely_and_has_no_running_statistics(tmp_pat
     assert sum(isinstance(layer, keras.layers.GroupNormalization) for layer in inner) >= 3
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in inner)
     x = np.random.default_rng(1).integers(0, 256, (2, 20, 64, 64, 3), dtype=np.uint8)
-    p = np.asarray(model.predict_on_batch(x))
+    p = np.asarray(model(x, training=False))
     model.save(tmp_path / "g.keras")
     again = keras.saving.load_model(tmp_path / "g.keras", safe_mode=True, compile=False)
-    np.testing.assert_allclose(np.asarray(again.predict_on_batch(x)), p, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(again(x, training=False)), p, rtol=1e-6, atol=1e-6)
     # no running statistics: the training-mode forward pass normalises exactly as serving does (dropout aside)
     drop_free = keras.Model(model.input, model.output)
     for layer in drop_free.layers:
