@@ -262,12 +262,12 @@ def test_a_batch_reports_every_item_against_the_truth(straight_run, batch_list, 
     assert not (out / ".downloads").exists()  # every download gone
 
 
-def test_a_row_is_what_the_library_answers(straight_run, batch_list):
-    from har import Recognizer, analyze
+def test_a_row_is_what_the_library_answers(straight_run, batch_list, shipped):
+    from har import analyze
 
     out, _ = straight_run
     path, _ = batch_list
-    rec = Recognizer("lrcn", runtime="auto")
+    rec = shipped("lrcn", "auto")
     row = next(r for r in _rows(out) if r["input"].endswith("cut.mp4"))
     clip = analyze(path.parent / "cut.mp4", rec, timeline=False)["lrcn"].clip
     assert row["label"] == clip.label and row["top"] == [s.to_dict() for s in clip.top]
@@ -315,21 +315,21 @@ def test_a_killed_batch_resumes_without_losing_or_redoing_items(straight_run, ba
     assert len(server.paths) > start and not (out / ".downloads").exists()
 
 
-def test_errors_that_stop_a_batch_before_it_starts(straight_run, batch_list, tmp_path):
+def test_errors_that_stop_a_batch_before_it_starts(straight_run, batch_list, tmp_path, cli):
     out, _ = straight_run
     path, _ = batch_list
-    _one_error_line(run_cli("batch", "nope.csv", "--out", str(tmp_path / "o")), "'nope.csv' does not exist")
-    _one_error_line(run_cli("batch", str(path), "--out", str(out)), "already holds a batch's results: add --resume")
-    _one_error_line(run_cli("batch", str(REPO / "examples"), "--out", str(out), "--resume"),
+    _one_error_line(cli("batch", "nope.csv", "--out", str(tmp_path / "o")), "'nope.csv' does not exist")
+    _one_error_line(cli("batch", str(path), "--out", str(out)), "already holds a batch's results: add --resume")
+    _one_error_line(cli("batch", str(REPO / "examples"), "--out", str(out), "--resume"),
                     "The inputs differ from those of the batch in")
-    _one_error_line(run_cli("batch", str(path), "--out", str(tmp_path / "m"), "--model", str(tmp_path)),
+    _one_error_line(cli("batch", str(path), "--out", str(tmp_path / "m"), "--model", str(tmp_path)),
                     "model")
-    _one_error_line(run_cli("batch", str(path), "--out", str(tmp_path / "j"), "--jobs", "0"), "--jobs")
-    _one_error_line(run_cli("batch", str(path)), "the following arguments are required: --out")  # argparse's words
-    _one_error_line(run_cli("batch", str(path), "--out", "x", "--top-k", "many"), "invalid int value: 'many'")
+    _one_error_line(cli("batch", str(path), "--out", str(tmp_path / "j"), "--jobs", "0"), "--jobs")
+    _one_error_line(cli("batch", str(path)), "the following arguments are required: --out")  # argparse's words
+    _one_error_line(cli("batch", str(path), "--out", "x", "--top-k", "many"), "invalid int value: 'many'")
     bad = tmp_path / "bad.txt"
     bad.write_text("https://youtu.be/a, Surfing\nhttps://youtu.be/b, Surfing, 5, later\n")
-    _one_error_line(run_cli("batch", str(bad), "--out", str(tmp_path / "b")),
+    _one_error_line(cli("batch", str(bad), "--out", str(tmp_path / "b")),
                     "bad.txt, line 2: the end time 'later' is not a number of seconds")
     assert not (tmp_path / "b").exists() and not (tmp_path / "o").exists()
 
@@ -362,11 +362,11 @@ def test_a_progress_bar_with_eta_on_a_terminal(tmp_path):
 # ---- how much was read ----------------------------------------------------------------------------------------
 
 
-def test_a_truncated_file_says_how_much_was_read(tmp_path):
-    from har import Recognizer, analyze
+def test_a_truncated_file_says_how_much_was_read(tmp_path, shipped, cli):
+    from har import analyze
 
     cut = truncated(tmp_path / "cut.mp4")
-    rec = Recognizer("lrcn", runtime="auto")
+    rec = shipped("lrcn", "auto")
     for timeline in (False, True):
         clip = analyze(cut, rec, timeline=timeline)["lrcn"].clip
         assert clip.length_s == pytest.approx(4.0, abs=0.05) and 0 < clip.read_s < 2.0, (timeline, clip)
@@ -377,12 +377,12 @@ def test_a_truncated_file_says_how_much_was_read(tmp_path):
         assert clip.to_dict()["read_s"] == round(clip.read_s, 2)
     whole = rec.classify(EXAMPLES[0])
     assert not whole.partly_read and whole.read_warning() is None and whole.read_s == pytest.approx(whole.length_s)
-    done = run_cli("predict", str(cut))
+    done = cli("predict", str(cut))
     assert done.returncode == 0, done.stderr
     assert f"warning: {clip.read_warning()}" in done.stderr.splitlines()
-    done = run_cli("predict", str(cut), "--json")
+    done = cli("predict", str(cut), "--json")
     assert json.loads(done.stdout.splitlines()[-1])["length_s"] == 4.0 and "warning: Only" in done.stderr
-    assert "warning" not in run_cli("predict", str(EXAMPLES[0])).stderr
+    assert "warning" not in cli("predict", str(EXAMPLES[0])).stderr
 
 
 # ---- the pieces the app shares ---------------------------------------------------------------------------------

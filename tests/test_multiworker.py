@@ -60,7 +60,7 @@ def test_two_workers_train_one_model_and_only_worker_0_writes_it(tiny_dataset, t
     cluster = [f"127.0.0.1:{port}" for port in free_ports(2)]
     args = [sys.executable, "-m", "har", "train", "--arch", "lrcn", "--preset", "default", "--size", "64", "--no-refit",
             "--data", str(tiny_dataset), "--out", str(out), "--strategy", "multiworker", "--epochs", "1",
-            "--batch-size", "4", "--max-clips", "5", "--cache-dir", str(tmp_path / "cache")]
+            "--batch-size", "4", "--max-clips", "5"]
     procs = []
     for i in range(2):
         tf_config = {"cluster": {"worker": cluster}, "task": {"type": "worker", "index": i}}

@@ -21,10 +21,8 @@ WILD = DATA / "wild" / "rowing-commercial.mp4"
 
 
 @pytest.fixture(scope="module")
-def lrcn():
-    import har
-
-    return har.Recognizer("lrcn", runtime="onnx")
+def lrcn(shipped):
+    return shipped("lrcn", "onnx")
 
 
 def test_a_training_clip_is_familiar_and_a_wild_video_is_flagged(lrcn):

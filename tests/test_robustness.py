@@ -16,7 +16,7 @@ import tempfile
 import httpx
 import numpy as np
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO
 from corpus import ITEMS, SOURCE, build, serve
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
@@ -115,11 +115,11 @@ def test_library_links(item, links, tmp_path, monkeypatch, connections):
 
 
 @pytest.mark.parametrize("item", [i for i in ITEMS if not i.app_only], ids=_ids)
-def test_cli(item, corpus_dir, links, tiny_model):
+def test_cli(item, corpus_dir, links, tiny_model, cli):
     env = {"HAR_MAX_VIDEO_SECONDS": "600", "HAR_ALLOWED_HOSTS": "127.0.0.1:*", "HAR_FETCH_TIMEOUT_S": "1",
            "HAR_FETCH_RETRIES": "0", **dict(item.env)}
     target = item.input(corpus_dir, links)
-    res = run_cli("predict", target, "--model", str(tiny_model), "--json", env=env, timeout=300)
+    res = cli("predict", target, "--model", str(tiny_model), "--json", env=env)
     assert "Traceback" not in res.stderr, res.stderr
     if item.error:
         assert res.returncode == 1 and res.stdout == "", (res.returncode, res.stdout, res.stderr)

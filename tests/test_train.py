@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO
 
 from har.cli import main
 from har.config import ModelConfig, Sampling
@@ -85,9 +85,8 @@ def test_metrics_match_a_hand_computed_case():
     assert never["per_class"]["B"]["precision"] == 0.0  # never predicted: 0, not NaN
 
 
-def test_evaluate_cli_json_and_class_mismatch(tiny_model, tiny_dataset, tmp_path, capsys):
-    out = run_cli("evaluate", "--model", str(tiny_model), "--data", str(tiny_dataset), "--json",
-                  "--cache-dir", str(tmp_path / "c"))
+def test_evaluate_cli_json_and_class_mismatch(tiny_model, tiny_dataset, tmp_path, capsys, cli):
+    out = cli("evaluate", "--model", str(tiny_model), "--data", str(tiny_dataset), "--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["clips"] == 18 and result["classes"] == ["Archery", "PlayingPiano", "Surfing"]
@@ -117,10 +116,10 @@ def test_lr_schedule_warms_up_then_decays():
     assert all(a >= b for a, b in zip(lrs[2:], lrs[3:], strict=False)) and lrs[-1] < 2e-4
 
 
-def test_resume_continues_a_killed_run(tiny_dataset, tmp_path, capsys):
+def test_resume_continues_a_killed_run(tiny_dataset, tmp_path, capsys, cli):
     out = tmp_path / "run"
     args = [sys.executable, "-m", "har", "train", "--arch", "lrcn", *SMALL, "--data", str(tiny_dataset), "--out",
-            str(out), "--epochs", "3", "--batch-size", "4", "--cache-dir", str(tmp_path / "cache")]
+            str(out), "--epochs", "3", "--batch-size", "4", "--no-export"]
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     state = out / "_resume" / "state.json"
@@ -137,7 +136,7 @@ def test_resume_continues_a_killed_run(tiny_dataset, tmp_path, capsys):
     before = (out / "history.csv").read_text().splitlines()[: killed_at + 1]
     assert not (out / "config.json").exists()  # an unfinished run is not a model yet
 
-    done = run_cli(*args[3:], "--resume")
+    done = cli(*args[3:], "--resume")
     assert done.returncode == 0, done.stderr[-3000:]
     history = (out / "history.csv").read_text().splitlines()
     assert len(history) == 4  # header + 3 epochs: nothing lost, nothing repeated
@@ -150,10 +149,10 @@ def test_resume_continues_a_killed_run(tiny_dataset, tmp_path, capsys):
     assert code == 1 and "Nothing to resume" in err
 
 
-def test_mixup_and_group_norm_options_train_and_are_recorded(tiny_dataset, tmp_path):
+def test_mixup_and_group_norm_options_train_and_are_recorded(tiny_dataset, tmp_path, cli):
     out = tmp_path / "mixed"
-    done = run_cli("train", "--arch", "lrcn", *SMALL, "--data", str(tiny_dataset), "--out", str(out), "--epochs", "1",
-                   "--batch-size", "4", "--mixup", "0.4", "--norm", "group", "--cache-dir", str(tmp_path / "cache"))
+    done = cli("train", "--arch", "lrcn", *SMALL, "--data", str(tiny_dataset), "--out", str(out), "--epochs", "1",
+                   "--batch-size", "4", "--mixup", "0.4", "--norm", "group", "--no-export")
     assert done.returncode == 0, done.stderr[-3000:]
     config = ModelConfig.load(out)
     assert config.hyper["mixup"] == 0.4 and config.hyper["norm"] == "group"
@@ -210,10 +209,10 @@ def test_batch_norm_statistics_are_recomputed_from_the_clips(per_frame):
     np.testing.assert_allclose(np.asarray(second.moving_variance), np.full(3, summed.var()), rtol=1e-4)
 
 
-def test_averaged_run_ships_the_average_and_says_so(tiny_dataset, tmp_path, capsys):
+def test_averaged_run_ships_the_average_and_says_so(tiny_dataset, tmp_path, capsys, cli):
     out = tmp_path / "avg"
-    done = run_cli("train", "--arch", "lrcn", *SMALL, "--data", str(tiny_dataset), "--out", str(out), "--epochs", "3",
-                   "--batch-size", "4", "--average-last", "2", "--cache-dir", str(tmp_path / "cache"))
+    done = cli("train", "--arch", "lrcn", *SMALL, "--data", str(tiny_dataset), "--out", str(out), "--epochs", "3",
+                   "--batch-size", "4", "--average-last", "2", "--no-export")
     assert done.returncode == 0, done.stderr[-3000:]
     config = ModelConfig.load(out)
     assert config.hyper["shipped"] == "average of epochs 2-3" and config.epochs == 3
@@ -227,15 +226,15 @@ def test_averaged_run_ships_the_average_and_says_so(tiny_dataset, tmp_path, caps
 
 
 def test_refit_trains_on_training_and_validation_groups_and_resumes_to_the_same_model(tiny_dataset, tmp_path,
-                                                                                     capsys):
+                                                                                     capsys, cli):
     """--refit: a second, fresh model on training + validation groups for the best epoch's count of epochs, on the
     same schedule; it ships, logged in refit_history.csv. Killed during that phase, --resume gives the same model."""
     def args(out):
         return ["train", "--arch", "lrcn", *SMALL, "--data", str(tiny_dataset), "--out", str(out), "--epochs", "3",
-                "--batch-size", "4", "--refit", "--cache-dir", str(tmp_path / "cache")]
+                "--batch-size", "4", "--refit", "--no-export"]
 
     whole = tmp_path / "whole"
-    done = run_cli(*args(whole))
+    done = cli(*args(whole))
     assert done.returncode == 0, done.stderr[-3000:]
     config = ModelConfig.load(whole)
     with open(whole / "history.csv") as f:
@@ -265,7 +264,7 @@ def test_refit_trains_on_training_and_validation_groups_and_resumes_to_the_same_
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (killed / "config.json").exists()
-    resumed = run_cli(*args(killed), "--resume")
+    resumed = cli(*args(killed), "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _same_columns(killed / "history.csv", whole / "history.csv", skip="epoch_seconds")
     assert _same_columns(killed / "refit_history.csv", whole / "refit_history.csv", skip="epoch_seconds")
