@@ -4,7 +4,7 @@
     python benchmarks/load_app.py -n 48 -k 8 --no-queue-probe
     python benchmarks/load_app.py --url http://127.0.0.1:7860/ [--pid PID] [--tmp DIR]   # an app already running
 
-Requests mix the example clips, bad files from tests/corpus.py (each must get its own error, naming its file) and
+Requests mix the example clips, bad files from benchmarks/corpus.py (each must get its own error, naming its file) and
 long videos (``../shared/data/wild``). First each distinct video is sent alone: under load it must get that same
 answer (label and confidences), with a timeline covering the whole video; every upload has a unique name that the
 JSON result must repeat, so an answer handed to the wrong request is caught. How many examples get the class in
@@ -40,12 +40,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 WILD = REPO.parent / "shared" / "data" / "wild"
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))  # run as a script: the repository's packages
 
-import corpus  # noqa: E402  (tests/corpus.py: the bad files and their messages)
-import launcher  # noqa: E402  (tests/launcher.py: python app.py on a free port)
-
-sys.path.insert(0, str(REPO))
+from benchmarks import corpus, launcher  # noqa: E402  (the bad files and their messages; app.py on a free port)
 from har.serve.backends import ORT_SESSION_FILE  # noqa: E402
 
 BAD = ("zero-bytes", "random-bytes", "text", "png", "audio-only", "truncated-index-last", "too-long")
@@ -226,7 +223,7 @@ class App:
 
 @contextmanager
 def launched_app(workdir: Path, **env: str) -> Iterator[App]:
-    """``python app.py`` (tests/launcher.py) with uploads up to the corpus' limit; after it stops, ``after_stop``
+    """``python app.py`` (benchmarks/launcher.py) with uploads up to the corpus' limit; after it stops, ``after_stop``
     says its exit status and how many request files it left in its cache."""
     at_start: set[Path] = set()
     env = {"HAR_MAX_UPLOAD_MB": str(corpus.UPLOAD_LIMIT_MB), **env}

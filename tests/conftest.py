@@ -12,7 +12,8 @@ import cv2
 import netns
 import numpy as np
 import pytest
-from launcher import AppDidNotStart, LaunchedApp, launched_app
+
+from benchmarks.launcher import AppDidNotStart, LaunchedApp, launched_app
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # gradio_client builds its headers with huggingface_hub, which fetches a registry from huggingface.co for them: the
@@ -274,12 +275,12 @@ AppServer = LaunchedApp  # what the app_server fixture gives
 
 @pytest.fixture(scope="session")
 def app_server(tmp_path_factory) -> AppServer:
-    """``python app.py`` (tests/launcher.py), allowed to fetch links from 127.0.0.1 (``HAR_ALLOWED_HOSTS``) with a
-    short timeout and no retry, taking uploads up to 8 MB (tests/corpus.py has a file just over), its cache capped
+    """``python app.py`` (benchmarks/launcher.py), allowed to fetch links from 127.0.0.1 (``HAR_ALLOWED_HOSTS``) with a
+    short timeout and no retry, taking uploads up to 8 MB (benchmarks/corpus.py has a file just over), its cache capped
     at 40 MB. Models: ``models/`` (or ``$HAR_MODELS_DIR``)."""
     env = {"HAR_ALLOWED_HOSTS": "127.0.0.1:*", "HAR_MAX_UPLOAD_MB": "8", "HAR_FETCH_TIMEOUT_S": "3",
            "HAR_FETCH_RETRIES": "0", "HAR_MAX_CACHE_MB": "40",
-           "HAR_MAX_VIDEO_SECONDS": None}  # the default limit (600 s), which tests/corpus.py's long video exceeds
+           "HAR_MAX_VIDEO_SECONDS": None}  # the default limit (600 s), which benchmarks/corpus.py's long video exceeds
     try:
         with launched_app(tmp_path_factory.mktemp("app"), env) as app:
             yield app

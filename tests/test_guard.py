@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 import test_fetch
-from launcher import launched_app
 from test_fetch import CLIPS, EXAMPLE, REPO, _fake_dns, _fetch_error, _Handler, _leftovers, _Server
 
+from benchmarks.launcher import launched_app
 from har.errors import FetchError, VideoError
 from har.links.fetch import FetchLimits, check_url, download
 from har.links.hosts import norm_entry

@@ -9,14 +9,9 @@ clients, the queue-overflow probe) is ``python benchmarks/load_app.py``."""
 
 from __future__ import annotations
 
-import sys
-
 import pytest
-from conftest import REPO
 
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-import load_app  # noqa: E402
+from benchmarks import load_app
 
 pytestmark = pytest.mark.slow
 

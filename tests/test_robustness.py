@@ -1,4 +1,4 @@
-"""The corpus of bad inputs (tests/corpus.py) through every way in: the library, the command line and the app.
+"""The corpus of bad inputs (benchmarks/corpus.py) through every way in: the library, the command line and the app.
 
 Each item must get either a correct answer or its own error, a sentence a user understands: ``HarError`` from
 the library, exactly one ``error:`` line and status 1 from ``python -m har predict``, a ``gr.Error`` from the app,
@@ -17,10 +17,10 @@ import httpx
 import numpy as np
 import pytest
 from conftest import REPO
-from corpus import ITEMS, SOURCE, build, serve
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
+from benchmarks.corpus import ITEMS, SOURCE, build, serve
 from har import UNCERTAIN, analyze
 from har.config import ModelConfig
 from har.errors import FetchError, HarError, VideoError

@@ -1,7 +1,7 @@
 """Promises of the server itself, each on an app launched for it: a full queue answers "busy, try again" at once,
 old empty output folders are swept, SIGTERM empties Gradio's cache, and a bad ``HAR_*`` number stops start-up with
 one clear line. The app serves the tiny model of conftest.py (``HAR_MODELS_DIR``) through ONNX Runtime, so it starts
-without TensorFlow (tests/launcher.py starts it and stops it with SIGTERM)."""
+without TensorFlow (benchmarks/launcher.py starts it and stops it with SIGTERM)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from conftest import REPO
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError
-from launcher import launched_app
+
+from benchmarks.launcher import launched_app
 
 pytestmark = pytest.mark.slow
 
