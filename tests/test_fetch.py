@@ -368,8 +368,9 @@ class _Server(http.server.ThreadingHTTPServer):
         self.server_name, self.server_port = self.server_address[:2]
 
 
-def _serve(root: Path, host: str = "127.0.0.1", port: int = 0) -> http.server.ThreadingHTTPServer:
-    httpd = _Server((host, port), functools.partial(_Handler, directory=str(root)))
+def _serve(root: Path, host: str = "127.0.0.1", port: int = 0, handler=None) -> http.server.ThreadingHTTPServer:
+    """``root`` served on ``host:port`` (0: a free port) by ``handler`` (default :class:`_Handler`), in a thread."""
+    httpd = _Server((host, port), functools.partial(handler or _Handler, directory=str(root)))
     httpd.daemon_threads = True
     httpd.paths = []
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
@@ -380,11 +381,20 @@ def _serve(root: Path, host: str = "127.0.0.1", port: int = 0) -> http.server.Th
 def two_servers(server, tmp_path):
     """``(public, private)``: the same files served on 127.0.0.2 and on 127.0.0.1, on the same port. With
     :func:`pretend_public`, 127.0.0.2 stands for a public address and 127.0.0.1 for the server's own network."""
-    root = Path(server.RequestHandlerClass.keywords["directory"])
-    private = _serve(root)
-    public = _serve(root, "127.0.0.2", private.server_port)
+    private, public = _pair(server)
     yield public, private
-    for httpd in (public, private):
+    _stop(public, private)
+
+
+def _pair(server, handler=None) -> tuple:
+    """``server``'s files served again on 127.0.0.1 and on 127.0.0.2, on one port (by ``handler``)."""
+    root = Path(server.RequestHandlerClass.keywords["directory"])
+    first = _serve(root, handler=handler)
+    return first, _serve(root, "127.0.0.2", first.server_port, handler)
+
+
+def _stop(*servers) -> None:
+    for httpd in servers:
         httpd.shutdown()
         httpd.server_close()
 

@@ -9,7 +9,6 @@ whose process connected outside loopback, or during which any process tried to l
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import shutil
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import test_fetch
-from test_fetch import CLIPS, EXAMPLE, REPO, _fake_dns, _fetch_error, _Handler, _leftovers, _Server
+from test_fetch import CLIPS, EXAMPLE, REPO, _fake_dns, _fetch_error, _Handler, _leftovers, _pair, _stop
 
 from benchmarks.launcher import launched_app
 from har.errors import FetchError, VideoError
@@ -85,26 +84,12 @@ class _Edges(_Handler):
             super().do_GET()
 
 
-def _serve(root: Path, host: str = "127.0.0.1", port: int = 0) -> _Server:
-    import threading
-
-    httpd = _Server((host, port), functools.partial(_Edges, directory=str(root)))
-    httpd.daemon_threads = True
-    httpd.paths = []
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd
-
-
 @pytest.fixture
 def edges(server):
     """``(here, public)``: the edge endpoints on 127.0.0.1 and the same files on 127.0.0.2, on the same port."""
-    root = Path(server.RequestHandlerClass.keywords["directory"])
-    here = _serve(root)
-    public = _serve(root, "127.0.0.2", here.server_port)
+    here, public = _pair(server, _Edges)
     yield here, public
-    for httpd in (here, public):
-        httpd.shutdown()
-        httpd.server_close()
+    _stop(here, public)
 
 
 def _at(httpd, path: str, host: str = "127.0.0.1") -> str:
