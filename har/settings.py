@@ -58,6 +58,10 @@ class Settings:
     ytdlp_cookies: Path | None = None  # HAR_YTDLP_COOKIES: a Netscape cookies.txt for sign-in and bot checks
     fetch_timeout_s: float = 20.0  # HAR_FETCH_TIMEOUT_S: connect / read timeout of each connection, seconds
     fetch_retries: int = 3  # HAR_FETCH_RETRIES: HTTP, fragment and extractor retries
+    # -- teaching new actions in the app (har.teach, ui/teach.py)
+    teach_models: int = 4  # HAR_TEACH_MODELS: visitors' taught models the server holds at once
+    teach_minutes: float = 60.0  # HAR_TEACH_MINUTES: a visitor's taught model is removed this long after teaching
+    teach_examples: int = 10  # HAR_TEACH_EXAMPLES: most example clips per action in the app
     # -- training data
     cache_dir: Path = Path.home() / ".cache" / "har-studio" / "frames"  # HAR_CACHE_DIR: sampled frames' cache
 
@@ -147,6 +151,9 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "fetch_timeout_s": _positive("seconds"),
     "fetch_retries": _whole(0),
     "cache_dir": lambda name, raw: Path(raw).expanduser(),
+    "teach_models": _whole(1),
+    "teach_minutes": _positive("minutes"),
+    "teach_examples": _whole(1),
 }
 assert set(_PARSERS) == {f.name for f in fields(Settings)}, "every setting needs its parser"
 

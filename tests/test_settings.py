@@ -25,6 +25,9 @@ BAD = {
     "ytdlp_cookies": ("/no/such/cookies.txt", "a file: export a cookies.txt file"),
     "fetch_timeout_s": ("0", "a positive number of seconds"),
     "fetch_retries": ("-1", "a whole number of at least 0"),
+    "teach_models": ("0", "a whole number of at least 1"),
+    "teach_minutes": ("soon", "a positive number of minutes"),
+    "teach_examples": ("2.5", "a whole number of at least 1"),
 }
 FREE_TEXT = {"models_dir", "cache_dir", "allowed_hosts"}  # any text is a folder or a list of hosts
 
