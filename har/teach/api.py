@@ -109,7 +109,8 @@ def teach(base, examples: Mapping[str, Sequence], out: str | os.PathLike | None 
         from har.openset.score import Familiarity
 
         fam = Familiarity.load(base_dir)
-    widened = widened_familiarity(fam, np.concatenate(descs), len(records)) if fam is not None else None
+    widened = widened_familiarity(fam, np.concatenate(descs), np.repeat(np.array(labels), VIEWS), len(config.classes),
+                                  len(records)) if fam is not None else None
     write(out, base_dir, taught_network(network, layer, name), config, taught, widened)
     data.with_examples(np.stack(embs), np.stack(descs), np.array(labels), classes,
                        tuple(r["name"] for r in records),

@@ -43,15 +43,26 @@ def taught_network(base, layer: Layer, name: str):
     return keras.Model(base.inputs, probs, name=name)
 
 
-def widened_familiarity(base: Familiarity, descriptors: np.ndarray, examples: int) -> Familiarity:
-    """``base`` with every view's descriptor ``(m, C)`` of the examples in its bank; the rest unchanged."""
+def widened_familiarity(base: Familiarity, descriptors: np.ndarray, actions: np.ndarray, base_classes: int,
+                        examples: int) -> Familiarity:
+    """``base`` with every view's descriptor ``(m, C)`` of the examples (``actions``: each view's action) in its
+    bank, each action's views repeated until it holds as many as a base class on average: the similarity averages
+    a clip's K nearest bank descriptors (K = 200, some 20 clips' views), which a few examples' views alone could
+    never fill. The threshold and the scales stay the base model's."""
     z = (np.asarray(descriptors, np.float32) - base.mean) / base.scale
-    unit = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-6)
-    info = {**base.info, "bank": len(base.bank) + len(unit),
+    unit = (z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-6)).astype(np.float32)
+    per_class = len(base.bank) / max(base_classes, 1)
+    parts = []
+    for action in np.unique(actions):
+        views = unit[actions == action]
+        parts.append(np.repeat(views, max(1, round(per_class / len(views))), axis=0))
+    added = np.concatenate(parts)
+    info = {**base.info, "bank": len(base.bank) + len(added),
             "taught": f"bank: the base model's {len(base.bank)} descriptors and the {len(unit)} views of the "
-                      f"{examples} taught examples; threshold and scales: the base model's"}
-    return Familiarity(np.concatenate([base.bank, unit.astype(np.float32)]), base.mean, base.scale, base.threshold,
-                       base.k, info, base.combine, base.evidence)
+                      f"{examples} taught examples, each action's repeated to {per_class:.0f} (a base class's "
+                      "share); threshold and scales: the base model's"}
+    return Familiarity(np.concatenate([base.bank, added]), base.mean, base.scale, base.threshold, base.k, info,
+                       base.combine, base.evidence)
 
 
 def write(out: Path, base_dir: Path, network, config: ModelConfig, taught: dict,
