@@ -24,6 +24,7 @@ from har.serve import summary
 from har.serve.turns import Turns
 from ui.serving import output_dir
 from ui.shared import BOTH, CHOICES, MODEL_INFO, MODELS, chosen, error, example_clips
+from ui.teach import offered
 
 log = logging.getLogger("har.app")
 
@@ -32,11 +33,12 @@ TOP_K = 6
 
 def recognize(recognizers: dict, missing: dict, video: str | None, url: str, model: str,
               start_s: float | None, end_s: float | None, progress, explain: bool = False,
-              turn=nullcontext) -> tuple:
+              turn=nullcontext, taught: dict | None = None) -> tuple:
     """Analyse an uploaded/recorded video or a link with one model or both. Returns the tab's outputs: (first
     label, second label, annotated video, timeline figure, segments table, notice, JSON file, explanation strip,
     explanation in words); with one model the second label is None, with ``explain`` off the last two are empty.
-    ``turn()``: held around the recognition (after any download), shared with the batches."""
+    ``turn()``: held around the recognition (after any download), shared with the batches. ``taught``: this
+    visitor's taught models, ``{choice: Recognizer}`` (ui.teach)."""
     from har import analyze, annotate, fetched
 
     url = (url or "").strip()
@@ -44,7 +46,7 @@ def recognize(recognizers: dict, missing: dict, video: str | None, url: str, mod
         raise error("Upload or record a video, or paste a link, first.")
     if video and url:
         raise error("Give a video or a link, not both: clear one of them.")
-    recs = chosen(model, recognizers, missing)
+    recs = chosen(model, {**recognizers, **(taught or {})}, missing, [*CHOICES, *(taught or {})])
     if video and Path(video).suffix.lower() not in VIDEO_EXTENSIONS:
         raise error(f"Only video files can be analysed ({', '.join(VIDEO_EXTENSIONS)}); "
                     f"'{Path(video).name}' is not one.")
@@ -109,7 +111,8 @@ def _explained(recs: list, names: dict, path: Path, out: Path, progress) -> tupl
     return str(image), "\n\n".join(e.summary(names[e.model]) for e in found)
 
 
-def recognize_tab(recognizers: dict, missing: dict, turns: Turns) -> None:
+def recognize_tab(recognizers: dict, missing: dict, turns: Turns, taught: gr.State | None = None) -> gr.Radio:
+    """The tab; returns its model choice (the Teach tab adds a visitor's taught model to it)."""
     available = [c for c in MODELS if c not in missing]
     clips = example_clips()
     with gr.Row():
@@ -155,12 +158,16 @@ def recognize_tab(recognizers: dict, missing: dict, turns: Turns) -> None:
     outputs = [label_a, label_b, annotated, timeline, segments, notice, result, explanation, explanation_words]
     # The parameter names are the API's keyword names; a gr.Progress() default is how Gradio hands in the bar.
 
-    def run_recognize(video=None, url="", model="LRCN", start_s=None, end_s=None, explain=False,
-                      progress=gr.Progress()):  # noqa: B008
-        return recognize(recognizers, missing, video, url, model, start_s, end_s, progress, bool(explain), turns)
+    session = [taught] if taught is not None else []  # the visitor's taught models (a State: not in the API)
 
-    def run_example(video=None, model="LRCN", explain=False, progress=gr.Progress()):  # noqa: B008
-        return recognize(recognizers, missing, video, "", model, None, None, progress, bool(explain), turns)
+    def run_recognize(video=None, url="", model="LRCN", start_s=None, end_s=None, explain=False, taught=None,
+                      progress=gr.Progress()):  # noqa: B008
+        return recognize(recognizers, missing, video, url, model, start_s, end_s, progress, bool(explain), turns,
+                         offered(taught))
+
+    def run_example(video=None, model="LRCN", explain=False, taught=None, progress=gr.Progress()):  # noqa: B008
+        return recognize(recognizers, missing, video, "", model, None, None, progress, bool(explain), turns,
+                         offered(taught))
 
     def show_model(model: str):
         # a second answer on screen belongs to "both": another choice hides it until its own result comes
@@ -169,13 +176,14 @@ def recognize_tab(recognizers: dict, missing: dict, turns: Turns) -> None:
 
     shown = outputs[:5] + outputs[6:]  # all but the notice, which is empty when there is nothing to say
     runs = {
-        "recognize": run.click(run_recognize, inputs=[video, url, model, start_s, end_s, explain], outputs=outputs,
+        "recognize": run.click(run_recognize, inputs=[video, url, model, start_s, end_s, explain, *session],
+                               outputs=outputs,
                                api_name="recognize", concurrency_id="inference"),
-        "recognize_link": url.submit(run_recognize, inputs=[video, url, model, start_s, end_s, explain],
+        "recognize_link": url.submit(run_recognize, inputs=[video, url, model, start_s, end_s, explain, *session],
                                      outputs=outputs, api_name="recognize_link", api_visibility="undocumented",
                                      concurrency_id="inference"),
         "recognize_example": examples.load_input_event.then(
-            run_example, inputs=[video, model, explain], outputs=outputs, api_name="recognize_example",
+            run_example, inputs=[video, model, explain, *session], outputs=outputs, api_name="recognize_example",
             api_visibility="undocumented", concurrency_id="inference"),
     }
     for name, event in runs.items():
@@ -183,3 +191,4 @@ def recognize_tab(recognizers: dict, missing: dict, turns: Turns) -> None:
                       api_visibility="undocumented", queue=False)
     model.change(show_model, inputs=[model], outputs=[label_a, label_b], api_name="show_model",
                  api_visibility="undocumented", queue=False)
+    return model

@@ -1,0 +1,188 @@
+"""The Teach tab: name an action, give it a few example clips, teach; the Recognize and Test many tabs then offer
+the taught model to this visitor, and to no one else.
+
+A visitor's taught models live in their session's state (``gr.State``): the recognizers, each over a model
+directory in a folder of its own. They go when the session ends or :data:`HAR_TEACH_MINUTES` after teaching
+(the state's ``time_to_live`` and ``delete_callback``), and a newer one replaces the visitor's older one. The
+server holds at most ``HAR_TEACH_MODELS`` at once; more are refused until one goes. Teaching takes its turn at the
+recognizers (:class:`har.serve.turns.Turns`) as a recognition does.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+from contextlib import nullcontext
+from pathlib import Path
+
+import gradio as gr
+
+from har import HarError
+from har.batch.items import parse_line
+from har.media.video import VIDEO_EXTENSIONS
+from har.serve.turns import Turns
+from har.settings import settings
+from ui.serving import output_dir
+from ui.shared import MODEL_INFO, MODELS, chosen, docs_link, error
+
+log = logging.getLogger("har.app")
+
+MIN_EXAMPLES = 3  # fewer clips teach too little to be worth a visitor's model
+_live: set[str] = set()  # folders of the taught models held now, every session's
+_lock = threading.Lock()
+
+
+class Taught:
+    """One session's taught models: ``{choice shown: Recognizer}``, each over its own folder."""
+
+    def __init__(self):
+        self.models: dict = {}
+        self.folders: dict[str, Path] = {}
+
+    def add(self, choice: str, recognizer, folder: Path) -> None:
+        for old in list(self.models):  # one taught model per visitor: the newer replaces the older
+            self.remove(old)
+        self.models[choice] = recognizer
+        self.folders[choice] = folder
+
+    def remove(self, choice: str) -> None:
+        self.models.pop(choice, None)
+        folder = self.folders.pop(choice, None)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+            with _lock:
+                _live.discard(str(folder))
+
+    def clear(self) -> None:
+        for choice in list(self.models):
+            self.remove(choice)
+
+
+def offered(taught: Taught | None) -> dict:
+    """``{choice: Recognizer}`` of a session's taught models (none for a session that taught nothing)."""
+    return dict(taught.models) if isinstance(taught, Taught) else {}
+
+
+def forget(taught: Taught | None) -> None:
+    """The state's delete callback: a session's taught models and folders go with it."""
+    if isinstance(taught, Taught):
+        taught.clear()
+        log.info("a session's taught models were removed")
+
+
+def _examples(files: list[str] | None, links: str) -> list:
+    clips: list = []
+    for f in files or []:
+        if Path(f).suffix.lower() not in VIDEO_EXTENSIONS:
+            raise error(f"'{Path(f).name}' is not a video file ({', '.join(VIDEO_EXTENSIONS)}).")
+        clips.append(str(f))
+    for i, line in enumerate((links or "").splitlines(), 1):
+        try:
+            entry = parse_line(line, None, f"link line {i}")
+        except HarError as exc:
+            raise error(str(exc)) from exc
+        if entry is None:
+            continue
+        if not entry["link"]:
+            raise error(f"Link line {i} ('{line.strip()[:60]}') is not a link: upload files above instead.")
+        # "link, start, end": the second field is the start here (the action's name is given above)
+        fields = [x.strip() for x in line.split(",")]
+        start, end = (fields + ["", ""])[1:3]
+        try:
+            clips.append((entry["input"], float(start) if start else None, float(end) if end else None))
+        except ValueError:
+            raise error(f"Link line {i}: write 'link, start second, end second' (numbers).") from None
+    return clips
+
+
+def teach_action(recognizers: dict, missing: dict, name: str, files: list[str] | None, links: str, model: str,
+                 taught: Taught | None, progress, turn=nullcontext) -> tuple:
+    """Teach ``model`` the action ``name`` from uploads and links; returns (the session's state, a message, the
+    zip of the taught model directory, the new choice)."""
+    from har.teach.api import teach
+
+    base = chosen(model, recognizers, missing, list(MODELS))[model]
+    clips = _examples(files, links)
+    most = settings().teach_examples
+    if not MIN_EXAMPLES <= len(clips) <= most:
+        raise error(f"Give {MIN_EXAMPLES} to {most} example clips of the action; {len(clips)} given.")
+    taught = taught if isinstance(taught, Taught) else Taught()
+    with _lock:
+        mine = {str(f) for f in taught.folders.values()}
+        if len(_live - mine) >= settings().teach_models:
+            raise error(f"This server holds {settings().teach_models} visitors' taught models already "
+                        "(HAR_TEACH_MODELS); try again in a few minutes.")
+    folder = Path(tempfile.mkdtemp(prefix="har-taught-"))
+    with _lock:
+        _live.add(str(folder))
+    try:
+        with turn():
+            rec = teach(base, {name: clips}, folder / "model",
+                        progress=lambda f, msg: progress(f, desc=msg))
+    except HarError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        with _lock:
+            _live.discard(str(folder))
+        raise error(str(exc)) from exc
+    except Exception:
+        shutil.rmtree(folder, ignore_errors=True)
+        with _lock:
+            _live.discard(str(folder))
+        log.exception("teaching failed")
+        raise
+    new = rec.config.taught["classes"]
+    choice = f"{model} + {', '.join(new)}"
+    taught.add(choice, rec, folder)
+    archive = shutil.make_archive(str(output_dir() / f"{model.lower()}-{'-'.join(new)}"), "zip", folder, "model")
+    minutes = settings().teach_minutes
+    message = (f"**{choice}** knows {len(rec.config.classes)} actions, taught from "
+               f"{len(rec.config.taught['examples'])} clips in {rec.config.taught['seconds']:.1f} s. Choose "
+               f"*{choice}* in Recognize or Test many: it is yours alone, kept for {minutes:g} minutes or until "
+               "you leave. Download it to serve it yourself: unzip, then `python -m har predict VIDEO --model "
+               "model`.")
+    return taught, message, archive, choice
+
+
+def offer(taught: Taught | None, with_both: bool):
+    """The model choices of Recognize (``with_both``) or Test many, with this session's taught models."""
+    from ui.shared import CHOICES
+
+    base = CHOICES if with_both else list(MODELS)
+    return gr.update(choices=[*base, *offered(taught)])
+
+
+def teach_tab(recognizers: dict, missing: dict, turns: Turns, taught: gr.State, recognize_model: gr.Radio,
+              batch_model: gr.Radio) -> None:
+    """The tab; a model taught joins this session's choices of ``recognize_model`` (Recognize) and ``batch_model``
+    (Test many): the session's own copy of each, which is what its requests are checked against."""
+    most = settings().teach_examples
+    gr.Markdown(f"Teach the models an action of your own: name it, give {MIN_EXAMPLES} to {most} short clips of "
+                "it (uploads, or links with the seconds to take), and press Teach. The taught model knows the six "
+                "actions and yours; Recognize and Test many then offer it, to you alone, until you leave. "
+                f"How well it learns from a few clips: *Compare models*; how it works: "
+                f"{docs_link('teach.md', 'teaching new actions')}.")
+    with gr.Row():
+        with gr.Column(scale=5):
+            name = gr.Textbox("", label="The action's name", max_lines=1, elem_id="teach-name",
+                              placeholder="e.g. Juggling")
+            files = gr.File(label=f"Example clips ({MIN_EXAMPLES}-{most} in all, with the links)",
+                            file_count="multiple", file_types=list(VIDEO_EXTENSIONS), elem_id="teach-files")
+            links = gr.Textbox("", label="…and/or links, one per line, optionally “, start second, end second”",
+                               lines=3, max_lines=12, elem_id="teach-links",
+                               placeholder="https://www.youtube.com/watch?v=…, 12, 18")
+            model = gr.Radio(list(MODELS), value="LRCN", label="Teach", info=MODEL_INFO, elem_id="teach-model")
+            run = gr.Button("Teach", variant="primary", elem_id="teach-run")
+        with gr.Column(scale=6):
+            message = gr.Markdown(elem_id="teach-message")
+            archive = gr.File(label="The taught model (zip)", interactive=False, elem_id="teach-zip")
+            choice = gr.Textbox(visible=False, elem_id="teach-choice")
+
+    def run_teach(name="", files=None, links="", model="LRCN", taught=None, progress=gr.Progress()):  # noqa: B008
+        taught, *shown = teach_action(recognizers, missing, name, files, links, model, taught, progress, turns)
+        return taught, *shown, offer(taught, True), offer(taught, False)
+
+    run.click(run_teach, inputs=[name, files, links, model, taught],
+              outputs=[taught, message, archive, choice, recognize_model, batch_model], api_name="teach",
+              concurrency_id="inference")
