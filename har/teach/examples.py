@@ -3,8 +3,10 @@
 ``examples`` maps an action's name to its clips: video files, links, or ``(file-or-link, start_s, end_s)``.
 Everything a visitor may get wrong is found before any work and named in the message: a name that is empty or
 already a class, a broken or too short file, one clip given for two names. Each clip becomes :data:`VIEWS` views
-of the model's frames: as served, mirrored, and temporal crops (a random span from the model's shortest training
-window to the whole clip, every other one mirrored), so that the timeline's short windows are in distribution too.
+of the model's frames, those its training clips had (:func:`har.data.features.clip_views`): as served, augmented
+over the whole clip (position jitter, crop, flip, colour) and augmented temporal crops from the model's shortest
+training window, so that the timeline's short windows are in distribution too. (Served, mirrored and plain crops
+alone taught the nine other actions about 10 points worse, docs/teach.md.)
 """
 
 from __future__ import annotations
@@ -18,11 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from har.data.features import DENSE_PER_FRAME
+from har.data.features import VIEWS as VIEWS  # views per example: as served, augmented whole, augmented crops
 from har.errors import HarError
 
-CROPS = 6  # temporal crops per example, beside the clip as served and mirrored
-VIEWS = 2 + CROPS
-DENSE = 6  # frames decoded per sampled frame, for the crops (a 2-s crop of a 7-s clip: 34 frames)
 MIN_EXAMPLE_S = 0.5  # a shorter clip holds too little of an action to learn from
 NAME_CHARS = 60  # longest action name
 
@@ -104,8 +105,9 @@ def file_digest(path: Path) -> str:
 
 
 def clip_views(path: Path, example: Example, frames: int, size: int, min_window_s: float, seed: int) -> np.ndarray:
-    """uint8 ``(VIEWS, frames, size, size, 3)`` of the example's clip at ``path``: served, mirrored, then
-    :data:`CROPS` temporal crops. A :class:`HarError` naming the example for a broken or too short clip."""
+    """uint8 ``(VIEWS, frames, size, size, 3)`` of the example's clip at ``path``: as served, then augmented
+    whole and augmented temporal crops (seeded by ``seed``). A :class:`HarError` naming the example for a broken
+    or too short clip."""
     from har.media.limits import check_length
     from har.media.video import probe, sample_clip
 
@@ -117,17 +119,9 @@ def clip_views(path: Path, example: Example, frames: int, size: int, min_window_
         if 0 < info.duration_s < MIN_EXAMPLE_S:
             raise HarError(f"it is {info.duration_s:.2f} s long; an example needs at least {MIN_EXAMPLE_S:g} s.")
         served = sample_clip(path, frames, size)  # (frames, size, size, 3) uint8
-        dense = sample_clip(path, frames * DENSE, size)  # (frames * DENSE, ...)
+        dense = sample_clip(path, frames * DENSE_PER_FRAME, size)  # (frames * DENSE_PER_FRAME, ...)
     except HarError as exc:
         raise HarError(f"Example '{example.name}' of '{example.label}' cannot be used: {exc}") from exc
-    rng = np.random.default_rng(seed)
-    n = len(dense)
-    duration = info.duration_s or n / 25.0
-    shortest = min(n, max(frames, int(np.ceil(n * min_window_s / duration)))) if min_window_s > 0 else n
-    views = [served, served[:, :, ::-1]]
-    for i in range(CROPS):
-        length = int(rng.integers(shortest, n + 1))
-        start = int(rng.integers(0, n - length + 1))
-        crop = dense[np.linspace(start, start + length - 1, frames).round().astype(int)]
-        views.append(crop[:, :, ::-1] if i % 2 else crop)
-    return np.stack(views)
+    from har.data.features import clip_views as training_views  # TensorFlow's image ops
+
+    return training_views(dense, served, info.duration_s or len(dense) / 25.0, min_window_s, seed)
