@@ -125,3 +125,19 @@ def test_the_teach_tab_teaches_this_visitor_only(app_server, other, tmp_path):
         theirs.predict(video=handle_file(other / HELD_OUT["Biking"]), model=choice, api_name="/recognize")
     table, _, _ = mine.predict(files=[handle_file(other / HELD_OUT["Biking"])], model=choice, api_name="/test_many")
     assert table["data"][0][3] == "Biking", table
+
+
+def test_the_dashboard_draws_the_stored_few_example_results():
+    from har.reports import dashboard, fewshot
+
+    results = fewshot.load_results([REPO / "models" / name for name in dashboard.MAIN])
+    assert results, "benchmarks/bench_teach.py --write stores models/<name>/fewshot.json"
+    figure = fewshot.fewshot_figure(results, dashboard.DISPLAY, dashboard.MODEL_COLORS)
+    for name, r in results.items():
+        rows = r["other_actions"]["rows"]
+        line = next(t for t in figure.data if t.name == f"{dashboard.DISPLAY[name]}: other actions")
+        assert list(line.y) == [row["new_accuracy"] for row in rows]
+        assert [str(row["examples"]) for row in rows] == ["1", "2", "3", "5", "all"]
+        assert set(r["other_actions"]["groups"]) == set(r["other_actions"]["classes"])  # which were used, recorded
+    caption = fewshot.fewshot_caption(results)
+    assert f"on {next(iter(results.values()))['other_actions']['scored_clips']} clips of other groups" in caption
