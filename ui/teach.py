@@ -98,13 +98,13 @@ def _examples(files: list[str] | None, links: str) -> list:
 
 
 def teach_action(recognizers: dict, missing: dict, name: str, files: list[str] | None, links: str, model: str,
-                 taught: Taught | None, progress, turn=nullcontext) -> tuple:
-    """Teach ``model`` the action ``name`` from uploads and links; returns (the session's state, a message, the
-    zip of the taught model directory, the new choice)."""
+                 taught: Taught | None, progress, turn=nullcontext, recording: str | None = None) -> tuple:
+    """Teach ``model`` the action ``name`` from uploads, a webcam ``recording`` and links; returns (the session's
+    state, a message, the zip of the taught model directory, the new choice)."""
     from har.teach.api import teach
 
     base = chosen(model, recognizers, missing, list(MODELS))[model]
-    clips = _examples(files, links)
+    clips = _examples([*(files or []), *([recording] if recording else [])], links)
     most = settings().teach_examples
     if not MIN_EXAMPLES <= len(clips) <= most:
         raise error(f"Give {MIN_EXAMPLES} to {most} example clips of the action; {len(clips)} given.")
@@ -169,6 +169,8 @@ def teach_tab(recognizers: dict, missing: dict, turns: Turns, taught: gr.State, 
                               placeholder="e.g. Juggling")
             files = gr.File(label=f"Example clips ({MIN_EXAMPLES}-{most} in all, with the links)",
                             file_count="multiple", file_types=list(VIDEO_EXTENSIONS), elem_id="teach-files")
+            recording = gr.Video(label="…and/or record one with the webcam", sources=["webcam"], height=200,
+                                 elem_id="teach-recording")
             links = gr.Textbox("", label="…and/or links, one per line, optionally “, start second, end second”",
                                lines=3, max_lines=12, elem_id="teach-links",
                                placeholder="https://www.youtube.com/watch?v=…, 12, 18")
@@ -179,10 +181,12 @@ def teach_tab(recognizers: dict, missing: dict, turns: Turns, taught: gr.State, 
             archive = gr.File(label="The taught model (zip)", interactive=False, elem_id="teach-zip")
             choice = gr.Textbox(visible=False, elem_id="teach-choice")
 
-    def run_teach(name="", files=None, links="", model="LRCN", taught=None, progress=gr.Progress()):  # noqa: B008
-        taught, *shown = teach_action(recognizers, missing, name, files, links, model, taught, progress, turns)
+    def run_teach(name="", files=None, links="", model="LRCN", recording=None, taught=None,
+                  progress=gr.Progress()):  # noqa: B008
+        taught, *shown = teach_action(recognizers, missing, name, files, links, model, taught, progress, turns,
+                                      recording)
         return taught, *shown, offer(taught, True), offer(taught, False)
 
-    run.click(run_teach, inputs=[name, files, links, model, taught],
+    run.click(run_teach, inputs=[name, files, links, model, recording, taught],
               outputs=[taught, message, archive, choice, recognize_model, batch_model], api_name="teach",
               concurrency_id="inference")
