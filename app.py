@@ -21,12 +21,11 @@ import gradio as gr
 
 from har.reports import dashboard
 from har.serve.turns import Turns
-from har.settings import settings
 from ui.about import about_tab
 from ui.compare import compare_tab
 from ui.recognize import recognize, recognize_tab
 from ui.serving import check_models, checked_settings, load_recognizers, sweep_every
-from ui.teach import forget, teach_tab
+from ui.teach import forget_session, teach_tab
 from ui.test_many import test_many, test_many_tab
 
 __all__ = ["build_app", "recognize", "serve", "test_many"]  # the handlers, for callers that skip the page
@@ -45,18 +44,17 @@ def build_app(recognizers: dict, missing: dict, records: list[dashboard.ModelRec
     with gr.Blocks(title="HAR Studio", delete_cache=(900, 3600)) as demo:
         gr.Markdown("# HAR Studio\nWhich of six UCF101 actions does a video show? Two architectures, LRCN and "
                     "ConvLSTM, trained and tested on separate groups of clips, compared in the open.")
-        # a visitor's taught models (ui.teach): theirs alone, removed when they leave or after HAR_TEACH_MINUTES
-        taught = gr.State(None, time_to_live=settings().teach_minutes * 60, delete_callback=forget)
         with gr.Tab("Recognize", id="recognize"):
-            recognize_model = recognize_tab(recognizers, missing, turns, taught)
+            recognize_model = recognize_tab(recognizers, missing, turns)
         with gr.Tab("Test many", id="test-many"):
-            batch_model = test_many_tab(recognizers, missing, turns, taught)
+            batch_model = test_many_tab(recognizers, missing, turns)
         with gr.Tab("Teach", id="teach"):
-            teach_tab(recognizers, missing, turns, taught, recognize_model, batch_model)
+            teach_tab(recognizers, missing, turns, recognize_model, batch_model)
         with gr.Tab("Compare models", id="compare"):
             compare_tab(records)
         with gr.Tab("About", id="about"):
             about_tab(records)
+        demo.unload(forget_session)  # a visitor's taught models (ui.teach) go when they leave
     return demo
 
 

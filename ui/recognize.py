@@ -111,7 +111,7 @@ def _explained(recs: list, names: dict, path: Path, out: Path, progress) -> tupl
     return str(image), "\n\n".join(e.summary(names[e.model]) for e in found)
 
 
-def recognize_tab(recognizers: dict, missing: dict, turns: Turns, taught: gr.State | None = None) -> gr.Radio:
+def recognize_tab(recognizers: dict, missing: dict, turns: Turns) -> gr.Radio:
     """The tab; returns its model choice (the Teach tab adds a visitor's taught model to it)."""
     available = [c for c in MODELS if c not in missing]
     clips = example_clips()
@@ -158,16 +158,16 @@ def recognize_tab(recognizers: dict, missing: dict, turns: Turns, taught: gr.Sta
     outputs = [label_a, label_b, annotated, timeline, segments, notice, result, explanation, explanation_words]
     # The parameter names are the API's keyword names; a gr.Progress() default is how Gradio hands in the bar.
 
-    session = [taught] if taught is not None else []  # the visitor's taught models (a State: not in the API)
-
-    def run_recognize(video=None, url="", model="LRCN", start_s=None, end_s=None, explain=False, taught=None,
-                      progress=gr.Progress()):  # noqa: B008
+    # request: Gradio hands in the visitor's session, whose taught models (ui.teach) this visitor may choose
+    def run_recognize(video=None, url="", model="LRCN", start_s=None, end_s=None, explain=False,
+                      request: gr.Request = None, progress=gr.Progress()):  # noqa: B008
         return recognize(recognizers, missing, video, url, model, start_s, end_s, progress, bool(explain), turns,
-                         offered(taught))
+                         offered(request))
 
-    def run_example(video=None, model="LRCN", explain=False, taught=None, progress=gr.Progress()):  # noqa: B008
+    def run_example(video=None, model="LRCN", explain=False, request: gr.Request = None,
+                    progress=gr.Progress()):  # noqa: B008
         return recognize(recognizers, missing, video, "", model, None, None, progress, bool(explain), turns,
-                         offered(taught))
+                         offered(request))
 
     def show_model(model: str):
         # a second answer on screen belongs to "both": another choice hides it until its own result comes
@@ -176,14 +176,13 @@ def recognize_tab(recognizers: dict, missing: dict, turns: Turns, taught: gr.Sta
 
     shown = outputs[:5] + outputs[6:]  # all but the notice, which is empty when there is nothing to say
     runs = {
-        "recognize": run.click(run_recognize, inputs=[video, url, model, start_s, end_s, explain, *session],
-                               outputs=outputs,
+        "recognize": run.click(run_recognize, inputs=[video, url, model, start_s, end_s, explain], outputs=outputs,
                                api_name="recognize", concurrency_id="inference"),
-        "recognize_link": url.submit(run_recognize, inputs=[video, url, model, start_s, end_s, explain, *session],
+        "recognize_link": url.submit(run_recognize, inputs=[video, url, model, start_s, end_s, explain],
                                      outputs=outputs, api_name="recognize_link", api_visibility="undocumented",
                                      concurrency_id="inference"),
         "recognize_example": examples.load_input_event.then(
-            run_example, inputs=[video, model, explain, *session], outputs=outputs, api_name="recognize_example",
+            run_example, inputs=[video, model, explain], outputs=outputs, api_name="recognize_example",
             api_visibility="undocumented", concurrency_id="inference"),
     }
     for name, event in runs.items():

@@ -1,9 +1,10 @@
 """The Teach tab: name an action, give it a few example clips, teach; the Recognize and Test many tabs then offer
 the taught model to this visitor, and to no one else.
 
-A visitor's taught models live in their session's state (``gr.State``): the recognizers, each over a model
-directory in a folder of its own. They go when the session ends or :data:`HAR_TEACH_MINUTES` after teaching
-(the state's ``time_to_live`` and ``delete_callback``), and a newer one replaces the visitor's older one. The
+A visitor's taught models are kept by their session (Gradio's session hash, which every request of that
+visitor carries, and no other's): the recognizers, each over a model directory in a folder of its own. They go
+when the session ends (``demo.unload``: :func:`forget_session`) or ``HAR_TEACH_MINUTES`` after teaching
+(:func:`expire`, every minute), and a newer one replaces the visitor's older one. The
 server holds at most ``HAR_TEACH_MODELS`` at once; more are refused until one goes. Teaching takes its turn at the
 recognizers (:class:`har.serve.turns.Turns`) as a recognition does.
 """
@@ -14,6 +15,7 @@ import logging
 import shutil
 import tempfile
 import threading
+import time
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -30,8 +32,11 @@ from ui.shared import MODEL_INFO, MODELS, chosen, docs_link, error
 log = logging.getLogger("har.app")
 
 MIN_EXAMPLES = 3  # fewer clips teach too little to be worth a visitor's model
+EXPIRE_EVERY_S = 60  # how often taught models past HAR_TEACH_MINUTES are removed
 _live: set[str] = set()  # folders of the taught models held now, every session's
+_sessions: dict[str, Taught] = {}  # session hash -> its taught models
 _lock = threading.Lock()
+_expiring = threading.Event()  # set once the expiry thread runs
 
 
 class Taught:
@@ -40,12 +45,14 @@ class Taught:
     def __init__(self):
         self.models: dict = {}
         self.folders: dict[str, Path] = {}
+        self.made = time.monotonic()  # when the newest was taught
 
     def add(self, choice: str, recognizer, folder: Path) -> None:
         for old in list(self.models):  # one taught model per visitor: the newer replaces the older
             self.remove(old)
         self.models[choice] = recognizer
         self.folders[choice] = folder
+        self.made = time.monotonic()
 
     def remove(self, choice: str) -> None:
         self.models.pop(choice, None)
@@ -60,16 +67,49 @@ class Taught:
             self.remove(choice)
 
 
-def offered(taught: Taught | None) -> dict:
-    """``{choice: Recognizer}`` of a session's taught models (none for a session that taught nothing)."""
-    return dict(taught.models) if isinstance(taught, Taught) else {}
+def session_of(request) -> str:
+    return getattr(request, "session_hash", None) or ""
 
 
-def forget(taught: Taught | None) -> None:
-    """The state's delete callback: a session's taught models and folders go with it."""
-    if isinstance(taught, Taught):
+def offered(request) -> dict:
+    """``{choice: Recognizer}`` of the taught models of ``request``'s session (none for a session that taught
+    nothing, or a call without a session)."""
+    session = session_of(request)
+    with _lock:
+        taught = _sessions.get(session) if session else None
+    return dict(taught.models) if taught is not None else {}
+
+
+def forget_session(request: gr.Request) -> None:
+    """``demo.unload``: the leaving session's taught models and their folders go."""
+    with _lock:
+        taught = _sessions.pop(session_of(request), None)
+    if taught is not None:
         taught.clear()
         log.info("a session's taught models were removed")
+
+
+def expire() -> None:
+    """Remove the taught models made more than ``HAR_TEACH_MINUTES`` ago (their sessions' states expire too)."""
+    limit = settings().teach_minutes * 60
+    with _lock:
+        old = [k for k, t in _sessions.items() if time.monotonic() - t.made > limit]
+        gone = [_sessions.pop(k) for k in old]
+    for taught in gone:
+        taught.clear()
+
+
+def _expire_every(seconds: float) -> None:
+    if _expiring.is_set():
+        return
+    _expiring.set()
+
+    def loop() -> None:
+        while True:
+            time.sleep(seconds)
+            expire()
+
+    threading.Thread(target=loop, name="taught-expiry", daemon=True).start()
 
 
 def _examples(files: list[str] | None, links: str) -> list:
@@ -98,9 +138,10 @@ def _examples(files: list[str] | None, links: str) -> list:
 
 
 def teach_action(recognizers: dict, missing: dict, name: str, files: list[str] | None, links: str, model: str,
-                 taught: Taught | None, progress, turn=nullcontext, recording: str | None = None) -> tuple:
-    """Teach ``model`` the action ``name`` from uploads, a webcam ``recording`` and links; returns (the session's
-    state, a message, the zip of the taught model directory, the new choice)."""
+                 session: str, progress, turn=nullcontext, recording: str | None = None) -> tuple:
+    """Teach ``model`` the action ``name`` from uploads, a webcam ``recording`` and links, for ``session`` (a
+    session hash) only; returns (a message, the zip of the taught model directory, the new choice, the session's
+    taught models)."""
     from har.teach.api import teach
 
     base = chosen(model, recognizers, missing, list(MODELS))[model]
@@ -108,8 +149,10 @@ def teach_action(recognizers: dict, missing: dict, name: str, files: list[str] |
     most = settings().teach_examples
     if not MIN_EXAMPLES <= len(clips) <= most:
         raise error(f"Give {MIN_EXAMPLES} to {most} example clips of the action; {len(clips)} given.")
-    taught = taught if isinstance(taught, Taught) else Taught()
+    if not session:
+        raise error("Teaching needs a session of the app (a browser tab or a gradio_client Client).")
     with _lock:
+        taught = _sessions.get(session) or Taught()
         mine = {str(f) for f in taught.folders.values()}
         if len(_live - mine) >= settings().teach_models:
             raise error(f"This server holds {settings().teach_models} visitors' taught models already "
@@ -135,6 +178,9 @@ def teach_action(recognizers: dict, missing: dict, name: str, files: list[str] |
     new = rec.config.taught["classes"]
     choice = f"{model} + {', '.join(new)}"
     taught.add(choice, rec, folder)
+    with _lock:
+        _sessions[session] = taught
+    _expire_every(EXPIRE_EVERY_S)
     archive = shutil.make_archive(str(output_dir() / f"{model.lower()}-{'-'.join(new)}"), "zip", folder, "model")
     minutes = settings().teach_minutes
     message = (f"**{choice}** knows {len(rec.config.classes)} actions, taught from "
@@ -142,19 +188,19 @@ def teach_action(recognizers: dict, missing: dict, name: str, files: list[str] |
                f"*{choice}* in Recognize or Test many: it is yours alone, kept for {minutes:g} minutes or until "
                "you leave. Download it to serve it yourself: unzip, then `python -m har predict VIDEO --model "
                "model`.")
-    return taught, message, archive, choice
+    return message, archive, choice, taught
 
 
-def offer(taught: Taught | None, with_both: bool):
+def offer(taught: Taught, with_both: bool):
     """The model choices of Recognize (``with_both``) or Test many, with this session's taught models."""
     from ui.shared import CHOICES
 
     base = CHOICES if with_both else list(MODELS)
-    return gr.update(choices=[*base, *offered(taught)])
+    return gr.update(choices=[*base, *taught.models])
 
 
-def teach_tab(recognizers: dict, missing: dict, turns: Turns, taught: gr.State, recognize_model: gr.Radio,
-              batch_model: gr.Radio) -> None:
+def teach_tab(recognizers: dict, missing: dict, turns: Turns, recognize_model: gr.Radio, batch_model: gr.Radio
+              ) -> None:
     """The tab; a model taught joins this session's choices of ``recognize_model`` (Recognize) and ``batch_model``
     (Test many): the session's own copy of each, which is what its requests are checked against."""
     most = settings().teach_examples
@@ -181,12 +227,12 @@ def teach_tab(recognizers: dict, missing: dict, turns: Turns, taught: gr.State, 
             archive = gr.File(label="The taught model (zip)", interactive=False, elem_id="teach-zip")
             choice = gr.Textbox(visible=False, elem_id="teach-choice")
 
-    def run_teach(name="", files=None, links="", model="LRCN", recording=None, taught=None,
+    def run_teach(name="", files=None, links="", model="LRCN", recording=None, request: gr.Request = None,
                   progress=gr.Progress()):  # noqa: B008
-        taught, *shown = teach_action(recognizers, missing, name, files, links, model, taught, progress, turns,
-                                      recording)
-        return taught, *shown, offer(taught, True), offer(taught, False)
+        *shown, taught = teach_action(recognizers, missing, name, files, links, model, session_of(request), progress,
+                                      turns, recording)
+        return *shown, offer(taught, True), offer(taught, False)
 
-    run.click(run_teach, inputs=[name, files, links, model, recording, taught],
-              outputs=[taught, message, archive, choice, recognize_model, batch_model], api_name="teach",
+    run.click(run_teach, inputs=[name, files, links, model, recording],
+              outputs=[message, archive, choice, recognize_model, batch_model], api_name="teach",
               concurrency_id="inference")

@@ -68,7 +68,7 @@ def test_many(recognizers: dict, missing: dict, links: str, files: list[str] | N
     yield frame(), summary_markdown(summary), str(results.csv)
 
 
-def test_many_tab(recognizers: dict, missing: dict, turns: Turns, taught: gr.State | None = None) -> gr.Radio:
+def test_many_tab(recognizers: dict, missing: dict, turns: Turns) -> gr.Radio:
     """The tab; returns its model choice (the Teach tab adds a visitor's taught model to it)."""
     most = settings().max_batch
     gr.Markdown(f"Test up to {most} videos at once: paste links, one per line, each optionally followed by a comma "
@@ -91,12 +91,11 @@ def test_many_tab(recognizers: dict, missing: dict, turns: Turns, taught: gr.Sta
     table = gr.Dataframe(headers=TABLE_HEADERS, label="Results", interactive=False, wrap=True, elem_id="batch-table",
                          column_widths=["4%", "20%", "10%", "12%", "7%", "5%", "8%", "6%", "28%"])
 
-    session = [taught] if taught is not None else []  # the visitor's taught models (a State: not in the API)
-
-    def run_batch(links="", files=None, model="LRCN", taught=None):
-        yield from test_many(recognizers, missing, links, files, model, turns, offered(taught))
+    # request: Gradio hands in the visitor's session, whose taught models (ui.teach) this visitor may choose
+    def run_batch(links="", files=None, model="LRCN", request: gr.Request = None):
+        yield from test_many(recognizers, missing, links, files, model, turns, offered(request))
 
     # One batch at a time (concurrency_limit=1) in a group of its own: its items take turns with single requests.
-    run.click(run_batch, inputs=[links, files, model, *session], outputs=[table, summary, csv_file],
+    run.click(run_batch, inputs=[links, files, model], outputs=[table, summary, csv_file],
               api_name="test_many", concurrency_id="batch", concurrency_limit=1)
     return model
