@@ -1,4 +1,4 @@
-"""HAR Studio, the Gradio app: Recognize, Test many, Compare models, About. Builds the page and launches it.
+"""HAR Studio, the Gradio app: Recognize, Test many, Teach, Compare models, About. Builds the page and launches it.
 
     python app.py    # serves on $GRADIO_SERVER_NAME:$GRADIO_SERVER_PORT (default 127.0.0.1:7860), or on $PORT
 
@@ -25,6 +25,7 @@ from ui.about import about_tab
 from ui.compare import compare_tab
 from ui.recognize import recognize, recognize_tab
 from ui.serving import check_models, checked_settings, load_recognizers, sweep_every
+from ui.teach import forget_session, teach_tab
 from ui.test_many import test_many, test_many_tab
 
 __all__ = ["build_app", "recognize", "serve", "test_many"]  # the handlers, for callers that skip the page
@@ -44,13 +45,16 @@ def build_app(recognizers: dict, missing: dict, records: list[dashboard.ModelRec
         gr.Markdown("# HAR Studio\nWhich of six UCF101 actions does a video show? Two architectures, LRCN and "
                     "ConvLSTM, trained and tested on separate groups of clips, compared in the open.")
         with gr.Tab("Recognize", id="recognize"):
-            recognize_tab(recognizers, missing, turns)
+            recognize_model = recognize_tab(recognizers, missing, turns)
         with gr.Tab("Test many", id="test-many"):
-            test_many_tab(recognizers, missing, turns)
+            batch_model = test_many_tab(recognizers, missing, turns)
+        with gr.Tab("Teach", id="teach"):
+            teach_tab(recognizers, missing, turns, recognize_model, batch_model)
         with gr.Tab("Compare models", id="compare"):
             compare_tab(records)
         with gr.Tab("About", id="about"):
             about_tab(records)
+        demo.unload(forget_session)  # a visitor's taught models (ui.teach) go when they leave
     return demo
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m har index|train|evaluate|predict|batch|export|docs|download ...``.
+"""Command line: ``python -m har index|train|evaluate|predict|batch|export|teach|docs|download ...``.
 
 Errors a user caused (our :class:`HarError`) print one line ``error: <message>`` on stderr and exit 1, no
 traceback. Machine-readable output (``--json``) is one JSON object on the last line of stdout.
@@ -248,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     from har.train.command import add_train
 
     add_train(sub)
+
+    from har.teaching.command import add_teach
+
+    add_teach(sub)
 
     s = sub.add_parser("evaluate", help="score a model on every clip of a folder-per-class dataset")
     s.add_argument("--model", default="lrcn", help="lrcn, convlstm or a model directory")

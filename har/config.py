@@ -51,6 +51,7 @@ class ModelConfig:
     params: int = 0  # trainable + non-trainable parameters
     hyper: dict[str, float | int | str] = field(default_factory=dict)  # learning rate, batch size, ...
     openset: dict = field(default_factory=dict)  # familiarity score: method, threshold, provenance (har.openset)
+    taught: dict = field(default_factory=dict)  # a taught model: base, digest, new classes, examples (har.teach)
     versions: dict[str, str] = field(default_factory=dict)  # python, tensorflow, keras, opencv at training time
 
     @property

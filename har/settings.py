@@ -61,6 +61,10 @@ class Settings:
     fetch_deadline_s: float = 300.0  # HAR_FETCH_DEADLINE_S: longest a whole fetch may take, retries included, s
     fetch_min_rate_kb_s: float = 10.0  # HAR_FETCH_MIN_RATE_KB_S: slowest transfer accepted (over 15 s), kB/s
     max_downloads: int = 2  # HAR_MAX_DOWNLOADS: links the app downloads at once (more are told "busy")
+    # -- teaching new actions in the app (har.teach, ui/teach.py)
+    teach_models: int = 4  # HAR_TEACH_MODELS: visitors' taught models the server holds at once
+    teach_minutes: float = 60.0  # HAR_TEACH_MINUTES: a visitor's taught model is removed this long after teaching
+    teach_examples: int = 10  # HAR_TEACH_EXAMPLES: most example clips per action in the app
     # -- training data
     cache_dir: Path = Path.home() / ".cache" / "har-studio" / "frames"  # HAR_CACHE_DIR: sampled frames' cache
 
@@ -156,6 +160,9 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "fetch_min_rate_kb_s": _positive("kilobytes a second"),
     "max_downloads": _whole(1),
     "cache_dir": lambda name, raw: Path(raw).expanduser(),
+    "teach_models": _whole(1),
+    "teach_minutes": _positive("minutes"),
+    "teach_examples": _whole(1),
 }
 assert set(_PARSERS) == {f.name for f in fields(Settings)}, "every setting needs its parser"
 

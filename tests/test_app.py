@@ -62,7 +62,8 @@ def test_ready_with_its_public_endpoints(app_server, client):
         assert re.search(rf"{name} loaded and warmed up in [\d.]+ s \((onnx|keras)\)", log), log[-3000:]
     assert "is unavailable" not in log
     api = client.view_api(print_info=False, return_format="dict")
-    assert list(api["named_endpoints"]) == ["/recognize", "/test_many"]  # UI helpers: callable but undocumented
+    # UI helpers: callable but undocumented
+    assert list(api["named_endpoints"]) == ["/recognize", "/test_many", "/teach"]
     params = {p["parameter_name"]: (p["parameter_has_default"], p["parameter_default"])
               for p in api["named_endpoints"]["/recognize"]["parameters"]}
     assert params["video"] == (True, None)

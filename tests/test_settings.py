@@ -29,6 +29,9 @@ BAD = {
     "fetch_min_rate_kb_s": ("0", "a positive number of kilobytes a second"),
     "max_downloads": ("0", "a whole number of at least 1"),
     "allowed_hosts": ("example.com:0", "a list of hosts: 'example.com:0' has no valid port"),
+    "teach_models": ("0", "a whole number of at least 1"),
+    "teach_minutes": ("soon", "a positive number of minutes"),
+    "teach_examples": ("2.5", "a whole number of at least 1"),
 }
 FREE_TEXT = {"models_dir", "cache_dir"}  # any text is a folder
 

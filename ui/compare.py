@@ -6,7 +6,7 @@ from __future__ import annotations
 import gradio as gr
 
 from har.openset import report as openset_report
-from har.reports import dashboard
+from har.reports import dashboard, fewshot
 from ui.shared import docs_link, example_clips
 
 
@@ -31,6 +31,10 @@ def compare_tab(records: list[dashboard.ModelRecord]) -> None:
                      label=dashboard.timeline_caption(main))
     gr.Plot(dashboard.confusion_figure(main), label="Confusion matrices (rows: true class)", elem_id="confusion")
     _openset_section(main)
+    learned = fewshot.load_results([r.directory for r in main])  # benchmarks/bench_teach.py --write
+    if learned:
+        gr.Plot(fewshot.fewshot_figure(learned, dashboard.DISPLAY, dashboard.MODEL_COLORS), elem_id="fewshot",
+                label=fewshot.fewshot_caption(learned))
     clips = example_clips()
     if clips:
         cfg = next((r.config for r in main if r.config), None)

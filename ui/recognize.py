@@ -26,6 +26,7 @@ from har.settings import settings
 from ui.payloads import checked_files, checked_seconds
 from ui.serving import Downloads, inference_limit, output_dir
 from ui.shared import BOTH, CHOICES, MODEL_INFO, MODELS, chosen, error, example_clips
+from ui.teach import offered
 
 log = logging.getLogger("har.app")
 
@@ -34,12 +35,13 @@ TOP_K = 6
 
 def recognize(recognizers: dict, missing: dict, video: str | None, url: str, model: str,
               start_s: float | None, end_s: float | None, progress, explain: bool = False,
-              turn=nullcontext, download=nullcontext) -> tuple:
+              turn=nullcontext, download=nullcontext, taught: dict | None = None) -> tuple:
     """Analyse an uploaded/recorded video or a link with one model or both. Returns the tab's outputs: (first
     label, second label, annotated video, timeline figure, segments table, notice, JSON file, explanation strip,
     explanation in words); with one model the second label is None, with ``explain`` off the last two are empty.
     ``turn()``: held around the recognition (after any download), shared with the batches; ``download()``: held
-    around the download of a link (:class:`ui.serving.Downloads`), never with a turn."""
+    around the download of a link (:class:`ui.serving.Downloads`), never with a turn. ``taught``: this visitor's
+    taught models, ``{choice: Recognizer}`` (ui.teach)."""
     from har import analyze, annotate, fetched
     from har.links.fetch import check_url
 
@@ -48,7 +50,7 @@ def recognize(recognizers: dict, missing: dict, video: str | None, url: str, mod
         raise error("Upload or record a video, or paste a link, first.")
     if video and url:
         raise error("Give a video or a link, not both: clear one of them.")
-    recs = chosen(model, recognizers, missing)
+    recs = chosen(model, {**recognizers, **(taught or {})}, missing, [*CHOICES, *(taught or {})])
     if video and Path(video).suffix.lower() not in VIDEO_EXTENSIONS:
         raise error(f"Only video files can be analysed ({', '.join(VIDEO_EXTENSIONS)}); "
                     f"'{Path(video).name}' is not one.")
@@ -123,7 +125,8 @@ def _explained(recs: list, names: dict, path: Path, out: Path, progress) -> tupl
     return str(image), "\n\n".join(e.summary(names[e.model]) for e in found)
 
 
-def recognize_tab(recognizers: dict, missing: dict, turns: Turns) -> None:
+def recognize_tab(recognizers: dict, missing: dict, turns: Turns) -> gr.Radio:
+    """The tab; returns its model choice (the Teach tab adds a visitor's taught model to it)."""
     available = [c for c in MODELS if c not in missing]
     clips = example_clips()
     with gr.Row():
@@ -172,13 +175,16 @@ def recognize_tab(recognizers: dict, missing: dict, turns: Turns) -> None:
     knobs = settings()
     downloads = Downloads(knobs.max_downloads)  # links downloaded at once, beside the turns at the recognizers
 
+    # request: Gradio hands in the visitor's session, whose taught models (ui.teach) this visitor may choose
     def run_recognize(video=None, url="", model="LRCN", start_s=None, end_s=None, explain=False,
-                      progress=gr.Progress()):  # noqa: B008
+                      request: gr.Request = None, progress=gr.Progress()):  # noqa: B008
         return recognize(recognizers, missing, video, url, model, start_s, end_s, progress, bool(explain), turns,
-                         downloads)
+                         downloads, offered(request))
 
-    def run_example(video=None, model="LRCN", explain=False, progress=gr.Progress()):  # noqa: B008
-        return recognize(recognizers, missing, video, "", model, None, None, progress, bool(explain), turns)
+    def run_example(video=None, model="LRCN", explain=False, request: gr.Request = None,
+                    progress=gr.Progress()):  # noqa: B008
+        return recognize(recognizers, missing, video, "", model, None, None, progress, bool(explain), turns,
+                         taught=offered(request))
 
     def show_model(model: str):
         # a second answer on screen belongs to "both": another choice hides it until its own result comes
@@ -202,3 +208,4 @@ def recognize_tab(recognizers: dict, missing: dict, turns: Turns) -> None:
                       api_visibility="undocumented", queue=False)
     model.change(show_model, inputs=[model], outputs=[label_a, label_b], api_name="show_model",
                  api_visibility="undocumented", queue=False)
+    return model

@@ -18,14 +18,16 @@ from har.settings import settings
 from ui.payloads import checked_files
 from ui.serving import output_dir
 from ui.shared import MODEL_INFO, MODELS, chosen, docs_link, error
+from ui.teach import offered
 
 BATCH_TOP_K = 3  # classes listed per video in the table
 
 
 def test_many(recognizers: dict, missing: dict, links: str, files: list[str] | None, model: str,
-              turn=nullcontext) -> Iterator[tuple]:
+              turn=nullcontext, taught: dict | None = None) -> Iterator[tuple]:
     """Test several links and uploads with one model, yielding the tab's outputs (table, summary, CSV file) after
-    every video: the table fills in as results arrive. Each recognition takes a ``turn()``."""
+    every video: the table fills in as results arrive. Each recognition takes a ``turn()``. ``taught``: this
+    visitor's taught models, ``{choice: Recognizer}`` (ui.teach)."""
     import pandas as pd
 
     from har.batch.items import pasted_items
@@ -33,7 +35,7 @@ def test_many(recognizers: dict, missing: dict, links: str, files: list[str] | N
     from har.batch.runner import run
     from har.links.fetch import FetchLimits
 
-    rec = chosen(model, recognizers, missing, list(MODELS))[model]
+    rec = chosen(model, {**recognizers, **(taught or {})}, missing, [*MODELS, *(taught or {})])[model]
     try:  # (Gradio refuses uploads that are not video files: file_types)
         items = pasted_items(links or "", [Path(f) for f in files or []])
     except HarError as exc:
@@ -67,7 +69,8 @@ def test_many(recognizers: dict, missing: dict, links: str, files: list[str] | N
     yield frame(), summary_markdown(summary), str(results.csv)
 
 
-def test_many_tab(recognizers: dict, missing: dict, turns: Turns) -> None:
+def test_many_tab(recognizers: dict, missing: dict, turns: Turns) -> gr.Radio:
+    """The tab; returns its model choice (the Teach tab adds a visitor's taught model to it)."""
     most = settings().max_batch
     gr.Markdown(f"Test up to {most} videos at once: paste links, one per line, each optionally followed by a comma "
                 "and the action it shows (`https://youtu.be/…, Surfing`), and/or upload video files (a line "
@@ -89,9 +92,11 @@ def test_many_tab(recognizers: dict, missing: dict, turns: Turns) -> None:
     table = gr.Dataframe(headers=TABLE_HEADERS, label="Results", interactive=False, wrap=True, elem_id="batch-table",
                          column_widths=["4%", "20%", "10%", "12%", "7%", "5%", "8%", "6%", "28%"])
 
-    def run_batch(links="", files=None, model="LRCN"):
-        yield from test_many(recognizers, missing, links, files, model, turns)
+    # request: Gradio hands in the visitor's session, whose taught models (ui.teach) this visitor may choose
+    def run_batch(links="", files=None, model="LRCN", request: gr.Request = None):
+        yield from test_many(recognizers, missing, links, files, model, turns, offered(request))
 
     # One batch at a time (concurrency_limit=1) in a group of its own: its items take turns with single requests.
-    run.click(run_batch, inputs=[links, files, model], outputs=[table, summary, csv_file], api_name="test_many",
-              concurrency_id="batch", concurrency_limit=1)
+    run.click(run_batch, inputs=[links, files, model], outputs=[table, summary, csv_file],
+              api_name="test_many", concurrency_id="batch", concurrency_limit=1)
+    return model

@@ -1,0 +1,82 @@
+"""The taught model's last layer: a softmax over the base classes and the new ones, fitted on embeddings.
+
+Inputs are each clip's embedding beside its descriptor (:mod:`har.teaching.embedding`), each standardised by the base
+training views' mean and spread (the descriptor then scaled by ``descriptor_weight``). The base classes' rows start
+from the base model's own last layer (its weights on the embedding, zeros on the descriptor) and the new rows from
+zero; the fit is multinomial logistic regression (L-BFGS) with every class weighing the same in the loss (a class
+of five clips as much as one of a hundred) and an L2 pull of every weight towards where it started, so that the
+base classes keep their answers unless the examples say otherwise. The standardisation is folded back into the
+weights: the layer reads raw embeddings and descriptors, with no extra layer to serve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+L2 = 1e-3  # pull towards the starting weights, per weight, against the mean loss (docs/teach.md)
+DESCRIPTOR_WEIGHT = 3.0  # scale of the standardised descriptor beside the standardised embedding (docs/teach.md)
+MAX_ITER = 400  # L-BFGS iterations (about 200 on 15 classes)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A fitted softmax layer over raw ``[embedding, descriptor]`` inputs."""
+
+    kernel: np.ndarray  # (dim + C, classes) float32
+    bias: np.ndarray  # (classes,) float32
+    iterations: int  # L-BFGS iterations run
+    loss: float  # final training loss
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, np.float32) @ self.kernel + self.bias
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.logits(x).argmax(axis=1)
+
+
+def fit(x: np.ndarray, y: np.ndarray, classes: int, base_kernel: np.ndarray, base_bias: np.ndarray,
+        stats_from: np.ndarray, dim: int, l2: float = L2, descriptor_weight: float = DESCRIPTOR_WEIGHT,
+        max_iter: int = MAX_ITER) -> Layer:
+    """Fit the layer on raw inputs ``x`` ``(n, dim + C)`` (embedding first, ``dim`` values) with labels ``y``
+    ``(n,)`` in ``[0, classes)``; the base layer ``base_kernel`` ``(dim, base classes)``, ``base_bias`` gives the
+    first classes' starting rows; ``stats_from`` ``(m, dim + C)`` the inputs the standardisation is taken from (the
+    base training views)."""
+    from scipy.optimize import minimize
+
+    x = np.asarray(x, np.float64)
+    stats_from = np.asarray(stats_from, np.float64)
+    mean = stats_from.mean(axis=0)
+    scale = np.maximum(stats_from.std(axis=0), 1e-6)
+    scale[dim:] /= descriptor_weight
+    z = (x - mean) / scale  # (n, F)
+    n, f = z.shape
+    base = base_kernel.shape[1]
+    w0 = np.zeros((f, classes))
+    w0[:dim, :base] = base_kernel * scale[:dim, None]  # the base layer in standardised units
+    b0 = np.zeros(classes)
+    b0[:base] = base_bias + mean[:dim] @ base_kernel
+    counts = np.bincount(y, minlength=classes).astype(np.float64)
+    weight = (1.0 / np.maximum(counts, 1.0) / max(int((counts > 0).sum()), 1))[y]  # each class sums to 1/classes
+    onehot = np.eye(classes)[y]
+    start = np.concatenate([w0.ravel(), b0])
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = theta[: f * classes].reshape(f, classes), theta[f * classes :]
+        logits = z @ w + b
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(axis=1, keepdims=True)
+        value = -(weight * np.log(np.maximum((p * onehot).sum(axis=1), 1e-12))).sum()
+        g = (p - onehot) * weight[:, None]  # (n, classes)
+        dw = z.T @ g + 2 * l2 * (w - w0)
+        db = g.sum(axis=0)
+        return value + l2 * float(((w - w0) ** 2).sum()), np.concatenate([dw.ravel(), db])
+
+    result = minimize(loss, start, jac=True, method="L-BFGS-B",
+                      options={"maxiter": max_iter, "ftol": 1e-12, "gtol": 1e-8})
+    w, b = result.x[: f * classes].reshape(f, classes), result.x[f * classes :]
+    kernel = w / scale[:, None]  # back to raw inputs
+    bias = b - (mean / scale) @ w
+    return Layer(kernel.astype(np.float32), bias.astype(np.float32), int(result.nit), float(result.fun))
