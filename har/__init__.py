@@ -29,7 +29,7 @@ TensorFlow or yt-dlp are imported). The library never imports gradio. A sub-pack
 ``links``       download links safely (yt-dlp behind the link guard)
 ``batch``       test many videos (``python -m har batch``); their summary
 ``reports``     stored logs -> tables, figures and the model card
-``teach``       teach a model new actions from a few example clips (``har.teach``)
+``teaching``    teach a model new actions from a few example clips (``har.teach``)
 ==============  =====================================================================================
 
 At the top: ``errors`` (our exceptions), ``config`` (the typed config saved with each model), ``modeldir`` (a model

@@ -7,8 +7,8 @@
 Steps: the examples are checked (:mod:`har.teaching.examples`), each clip's views go through the base model's served
 per-frame half and its head up to the embedding (:mod:`har.teaching.embedding`), a softmax layer over the base
 classes and the new ones is fitted on those and the base's stored training views (:mod:`har.teaching.basedata`,
-:mod:`har.teaching.classifier`), and the taught directory is written (:mod:`har.teaching.taught`). The frozen encoder and
-the temporal model are the base's, unchanged: only the last layer is new.
+:mod:`har.teaching.classifier`), and the taught directory is written (:mod:`har.teaching.taught`).
+The frozen encoder and the temporal model are the base's, unchanged: only the last layer is new.
 """
 
 from __future__ import annotations
