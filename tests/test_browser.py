@@ -153,3 +153,30 @@ def test_test_many_fills_a_table_and_offers_the_csv(page):
     expect(table).to_contain_text("not an allowed host")
     expect(page.locator("#batch-csv a")).to_have_attribute("href", re.compile(r"results\.csv$"))
     page.screenshot(path=SHOTS / "test-many.png", full_page=True)
+
+
+def test_teach_an_action_then_recognize_it_with_the_taught_model(page):
+    """The Teach tab in the page: name an action, upload three clips of it, teach; the Recognize tab then offers the
+    taught model, which answers a clip of another group with the new action."""
+    other = REPO.parent / "shared" / "data" / "other-actions" / "Biking"
+    if not other.is_dir():
+        pytest.fail(f"{other} not found: the shared data's other actions are needed")
+    clips = sorted(other.glob("v_Biking_*.mp4"))
+    groups = sorted({p.stem.split("_")[2] for p in clips})
+    examples = [p for p in clips if p.stem.split("_")[2] != groups[-1]][:3]
+    held_out = next(p for p in clips if p.stem.split("_")[2] == groups[-1])
+    page.get_by_role("tab", name="Teach").click()
+    page.locator("#teach-name input, #teach-name textarea").first.fill("Biking")
+    page.locator("#teach-files input[type=file]").set_input_files([str(p) for p in examples])
+    expect(page.locator("#teach-files")).to_contain_text(examples[-1].stem, timeout=30_000)  # the uploads are in
+    page.click("#teach-run")
+    expect(page.locator("#teach-message")).to_contain_text("7 actions", timeout=RESULT_TIMEOUT_MS)
+    expect(page.locator("#teach-zip a")).to_have_attribute("href", re.compile(r"\.zip$"))
+    page.screenshot(path=SHOTS / "teach.png", full_page=True)
+
+    page.get_by_role("tab", name="Recognize").click()
+    page.locator("#model").get_by_label("LRCN + Biking").check()  # offered to this visitor now
+    page.locator("#video-in input[type=file]").set_input_files(str(held_out))
+    expect(page.locator("#video-in video")).to_be_visible(timeout=30_000)
+    page.click("#recognize")
+    expect(heading(page, "label-a")).to_have_text("Biking", timeout=RESULT_TIMEOUT_MS)
