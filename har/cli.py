@@ -87,6 +87,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     for path in export_onnx(args.model):
         print(path)
+    if args.data:  # the int8 per-frame half, calibrated on the training groups' frames
+        from har.serve.quantize import quantize_frame
+
+        print(quantize_frame(args.model, args.data))
     return 0
 
 
@@ -350,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("export", help="write the ONNX copy (frame.onnx + head.onnx, or model.onnx) beside a model's "
                                       "model.keras, checked against it")
     s.add_argument("--model", default="lrcn", help="lrcn, convlstm or a model directory")
+    s.add_argument("--data", default=None, help="the dataset folder the model was trained on: also write the int8 "
+                                                "per-frame half (frame.int8.onnx), calibrated on its training groups")
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("openset", help="fit a model's familiarity score (open set) from its training split's clips")

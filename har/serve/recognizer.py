@@ -44,8 +44,10 @@ class Recognizer:
     ``background``: return at once (after reading ``config.json``) and load TensorFlow and the model on a thread;
     calls that need the model wait for it. The CLI decodes the video meanwhile.
     ``runtime``: ``keras`` (TensorFlow; on a GPU when it sees one), ``onnx`` (ONNX Runtime on the directory's
-    ONNX copy, no TensorFlow import) or ``auto`` (ONNX when usable and no GPU is present; see
-    :func:`har.serve.backends.serving_sessions`). After loading, :attr:`runtime` says which serves.
+    float ONNX copy, no TensorFlow import), ``onnx-int8`` (its int8 per-frame half beside the float head) or
+    ``auto`` (ONNX when usable and no GPU is present, int8 when current; see
+    :func:`har.serve.backends.serving_sessions`). After loading, :attr:`runtime` and :attr:`precision` say which
+    serves.
     """
 
     def __init__(self, model: str | os.PathLike = "lrcn", *, uncertain_below: float | None = None,
@@ -131,6 +133,12 @@ class Recognizer:
         return self.backend.runtime if self.backend is not None else None
 
     @property
+    def precision(self) -> str | None:
+        """What serves the per-frame half once loaded: ``"float32"``, or ``"int8"`` (ONNX Runtime on
+        ``frame.int8.onnx``, :mod:`har.serve.quantize`); None before."""
+        return self.backend.precision if self.backend is not None else None
+
+    @property
     def keras_model(self):
         """The ``keras.Model`` (waits for a background load; served through ONNX, it is loaded on first use)."""
         self.wait()
@@ -148,7 +156,7 @@ class Recognizer:
 
     def __repr__(self) -> str:
         return (f"Recognizer({self.name!r}, classes={len(self.config.classes)}, frames={self.config.frames}, "
-                f"runtime={self.runtime or self._runtime_asked!r})")
+                f"runtime={self.runtime or self._runtime_asked!r}, precision={self.precision!r})")
 
     # --- forward passes, in batches ---------------------------------------------------------------------------
 
