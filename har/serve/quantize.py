@@ -20,10 +20,20 @@ float halves carry, so a model retrained since never serves a stale int8 copy
 (:func:`har.serve.backends.onnx_sessions`).
 What the check cannot see (a class decision, the open-set decision) is measured on the model's test groups by
 ``benchmarks/bench_int8.py`` and stored in ``benchmark.json``.
+
+The open-set score (:mod:`har.openset.score`) reads the served half's features and the head's logits over them. Its
+bank holds float features, and int8 features sit a little further from every bank descriptor: the similarity drops
+for every clip alike (and the energy moves a little), which rejected more known clips than float does. The int8 copy
+therefore carries its own standardisation offsets (:func:`openset_shift`, metadata :data:`SHIFT_KEY`): the mean
+change of the evidence and of the similarity from float to int8 over every clip of the training and validation
+groups (never a test group), which :func:`int8_familiarity` adds to the score's means when the int8 half serves.
+The bank, the weights and the threshold stay those of the float fit.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 from pathlib import Path
@@ -42,6 +52,7 @@ FLOAT_CONVS = 3  # the first convolutions in graph order left in float (stem, fi
 MIN_COSINE = 0.98  # every checked frame's features: cosine to the float half's at least this
 MEAN_COSINE = 0.99  # and on average at least this
 COSINE_KEYS = ("har.int8_min_cosine", "har.int8_mean_cosine")  # metadata: the check's figures
+SHIFT_KEY = "har.openset_shift"  # metadata: JSON {"evidence", "similarity", "clips"}, int8 minus float, mean
 BATCH = 32  # frames per call, calibrating and checking
 
 
@@ -133,7 +144,11 @@ def quantize_frame(model: str | os.PathLike, data: str | os.PathLike) -> Path:
                         nodes_to_exclude=convs[:FLOAT_CONVS])
         low, mean = check_int8(float_session, ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"]),
                                check)
-        stamp(tmp, {DIGEST_KEY: digest, COSINE_KEYS[0]: f"{low:.5f}", COSINE_KEYS[1]: f"{mean:.5f}"})
+        entries = {DIGEST_KEY: digest, COSINE_KEYS[0]: f"{low:.5f}", COSINE_KEYS[1]: f"{mean:.5f}"}
+        shift = openset_shift(directory, data, tmp)
+        if shift is not None:
+            entries[SHIFT_KEY] = json.dumps(shift)
+        stamp(tmp, entries)
         os.replace(tmp, directory / INT8_FILE)
     finally:
         pre.unlink(missing_ok=True)
@@ -154,3 +169,51 @@ def stamp(path: Path, entries: dict[str, str]) -> None:
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(proto, str(path))
+
+
+def openset_shift(directory: Path, data: str | os.PathLike, int8_path: Path) -> dict | None:
+    """The mean change, int8 minus float, of the open-set score's evidence and similarity over every clip of the
+    model's training and validation groups in ``data`` (sampled as served), ``int8_path`` serving the per-frame
+    half beside the float head; None for a model without a combined open-set score."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    import onnxruntime as ort
+
+    from har.config import ModelConfig
+    from har.data.dataset import clips_of, index_dataset, load_frames
+    from har.openset.score import Familiarity, describe, evidence_of
+    from har.serve.backends import OnnxBackend
+    from har.serve.export import HEAD_FILE
+
+    familiarity = Familiarity.load(directory)
+    if familiarity is None or familiarity.combine is None:
+        return None
+    config = ModelConfig.load(directory)
+    clips = clips_of(index_dataset(data), [*config.split["train"], *config.split["validation"]])
+    frames = load_frames(clips, config.sampling, desc="int8 open-set offsets")  # (clips, frames, size, size, 3)
+    head = ort.InferenceSession(str(directory / HEAD_FILE), providers=["CPUExecutionProvider"])
+    scores = []
+    for frame_path in (directory / FRAME_FILE, int8_path):
+        half = INT8_FILE if frame_path == int8_path else FRAME_FILE
+        sessions = {half: ort.InferenceSession(str(frame_path), providers=["CPUExecutionProvider"]), HEAD_FILE: head}
+        backend = OnnxBackend(sessions, config)
+        parts = [backend.features_and_outputs(frames[i : i + BATCH]) for i in range(0, len(frames), BATCH)]
+        raw = np.concatenate([describe(f) for f, _, _ in parts])
+        logits = np.concatenate([lg for _, _, lg in parts])
+        scores.append((evidence_of(logits, familiarity.evidence), familiarity.similarity(raw)))
+    (ev_f, sim_f), (ev_8, sim_8) = scores
+    return {"evidence": round(float((ev_8 - ev_f).mean()), 6), "similarity": round(float((sim_8 - sim_f).mean()), 6),
+            "clips": len(clips)}
+
+
+def int8_familiarity(familiarity, session):
+    """``familiarity`` (:class:`har.openset.score.Familiarity`) for features of the int8 half served by ``session``:
+    its evidence and similarity means moved by the offsets stored in the file (:func:`openset_shift`); unchanged
+    for a score without them."""
+    shift = session.get_modelmeta().custom_metadata_map.get(SHIFT_KEY)
+    if familiarity is None or familiarity.combine is None or shift is None:
+        return familiarity
+    offsets = json.loads(shift)
+    combine = np.asarray(familiarity.combine, np.float64).copy()
+    combine[0] += offsets["evidence"]  # [evidence mean, evidence std, similarity mean, similarity std, weight]
+    combine[2] += offsets["similarity"]
+    return dataclasses.replace(familiarity, combine=combine)

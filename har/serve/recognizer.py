@@ -25,6 +25,7 @@ from har.modeldir import resolve_model_dir
 from har.openset.score import OPENSET_FILE, Familiarity
 from har.progress import Progress, silent
 from har.serve.backends import Backend, checked_runtime, load_backend
+from har.serve.quantize import INT8_FILE, int8_familiarity
 from har.serve.results import ClipPrediction, Timeline, check_top_k
 from har.serve.timeline import scan
 
@@ -99,6 +100,8 @@ class Recognizer:
     def _load(self, load) -> None:
         try:
             self.backend = load()
+            if self.backend.precision == "int8":  # the open-set score's offsets for int8 features
+                self.familiarity = int8_familiarity(self.familiarity, self.backend.sessions[INT8_FILE])
             fam = self.familiarity
             if fam is not None and fam.needs_logits and self.backend.per_frame and not self.backend.logits:
                 log.warning("%s: its open-set score reads the model's logits, which its %s copy does not give "

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -46,6 +47,7 @@ WINDOW_S = 2.0  # window of a model trained on temporal crops (never shorter tha
 HOP_S = 0.5  # their hop; the decoder's step is the hop, at most MAX_STEP_S
 MAX_STEP_S = 1.0
 SWITCH_PENALTY = 2.0  # log-space cost of a change of state (har.serve.segments.decode; with its FLOOR, the trust in u)
+AHEAD = 8  # retrieved full-size frames waiting to be resized, at most
 
 
 @dataclass(frozen=True)
@@ -97,10 +99,11 @@ def settings(config, window_s: float | None = None, hop_s: float | None = None) 
 
 
 def scan(path: Path, recognizers: Sequence, window_s: float | None, hop_s: float | None, top_k: int,
-         progress: Progress, penalty: float | None = None) -> list[Timeline]:
+         progress: Progress, penalty: float | None = None, overlap: bool = True) -> list[Timeline]:
     """Timelines (with whole-clip predictions) of every recognizer from one sequential decoding pass (two when
     the container's frame count is wrong: the windows are planned again on the count that really decodes).
-    ``penalty``: the decoder's cost per change of state (default :data:`SWITCH_PENALTY`)."""
+    ``penalty``: the decoder's cost per change of state (default :data:`SWITCH_PENALTY`). ``overlap``: resize
+    frames beside decoding (:func:`_decode`; False: one after the other, the same numbers)."""
     check_top_k(top_k)
     window_s, hop_s = _seconds("window", window_s), _seconds("hop", hop_s)
     penalty = _penalty(penalty)
@@ -115,13 +118,13 @@ def scan(path: Path, recognizers: Sequence, window_s: float | None, hop_s: float
     names = ", ".join(r.name for r in recognizers)
     with ThreadPoolExecutor(1, thread_name_prefix="har-forward") as pool:
         jobs = _jobs(recognizers, total, fps, window_s, hop_s, pool)
-        found = _decode(path, jobs, total, fps, names, progress)
+        found = _decode(path, jobs, total, fps, names, progress, overlap)
         if found != total:  # the container lied about its length, as sample_clip also finds
             log.debug("%s: container says %d frames, %d decode; second pass", path.name, total, found)
             for job in jobs:
                 job.cancel()
             jobs = _jobs(recognizers, found, fps, window_s, hop_s, pool)
-            found = _decode(path, jobs, found, fps, names, progress)
+            found = _decode(path, jobs, found, fps, names, progress, overlap)
         clips = [pool.submit(job.rec.answer, gather(job.plan.clip, job.clip)[None]) for job in jobs]
         progress(0.95, f"{names}: scoring windows")
         timelines = [_timeline(job, clip.result(), found, fps, penalty, top_k)
@@ -142,40 +145,58 @@ def _jobs(recognizers: Sequence, total: int, fps: float, window_s: float | None,
     return jobs
 
 
-def _decode(path: Path, jobs: Sequence[_Job], total: int, fps: float, names: str, progress: Progress) -> int:
-    """Grab every frame once, retrieve only those some job needs (at each size wanted), hand them over; return
-    how many frames really decode. Raises :class:`VideoError` for a video without a decodable frame or longer
-    than the limit."""
+def _decode(path: Path, jobs: Sequence[_Job], total: int, fps: float, names: str, progress: Progress,
+            overlap: bool = True) -> int:
+    """Grab every frame once, retrieve only those some job needs, hand them over; return how many frames really
+    decode. Raises :class:`VideoError` for a video without a decodable frame or longer than the limit.
+
+    Decoding and resizing overlap: this thread grabs and retrieves, a second one resizes each retrieved frame (to
+    every size wanted) and hands it to the jobs, in decoding order, and the jobs' forward passes run on a third.
+    At most :data:`AHEAD` full-size frames wait between the first two (a 720p frame is 2.7 MB); with ``overlap``
+    False the resizing runs here, frame by frame."""
     limit = max_frames(fps)
     sizes_at: dict[int, set[int]] = {}  # frame index -> sizes some job wants it at
     for job in jobs:
         for i in job.needed:
             sizes_at.setdefault(i, set()).add(job.rec.config.size)
+
+    def hand_over(n: int, img: np.ndarray) -> None:
+        small = {s: to_model_frame(img, s) for s in sizes_at[n]}
+        for job in jobs:
+            job.take(n, small[job.rec.config.size])
+            job.advance(n)
+
     progress(0.0, f"{names}: decoding {total} frames")
     cap = open_video(path)
     n = retrieved = 0
     last_report = time.monotonic()
-    try:
-        while cap.grab():
-            sizes = sizes_at.get(n)
-            if sizes:
-                ok, img = cap.retrieve()
-                if ok and img is not None and img.size:
-                    retrieved += 1
-                    small = {s: to_model_frame(img, s) for s in sizes}
-                    for job in jobs:
-                        job.take(n, small[job.rec.config.size])
-            for job in jobs:
-                job.advance(n)
-            n += 1
-            if n % 64 == 0:
-                if n > limit:
-                    check_length(path, n / fps)
-                if time.monotonic() - last_report > 0.25:
-                    progress(0.95 * min(n / total, 1.0), f"{names}: decoded {n} of {total} frames")
-                    last_report = time.monotonic()
-    finally:
-        cap.release()
+    waiting: deque[Future] = deque()  # hand-overs queued on the resizing thread, oldest first
+    with ThreadPoolExecutor(1, thread_name_prefix="har-resize") as resizer:
+        try:
+            while cap.grab():
+                if n in sizes_at:
+                    ok, img = cap.retrieve()
+                    if ok and img is not None and img.size:
+                        retrieved += 1
+                        if overlap:
+                            waiting.append(resizer.submit(hand_over, n, img))
+                            while len(waiting) > AHEAD or (waiting and waiting[0].done()):
+                                waiting.popleft().result()  # raises what the hand-over raised
+                        else:
+                            hand_over(n, img)
+                n += 1
+                if n % 64 == 0:
+                    if n > limit:
+                        check_length(path, n / fps)
+                    if time.monotonic() - last_report > 0.25:
+                        progress(0.95 * min(n / total, 1.0), f"{names}: decoded {n} of {total} frames")
+                        last_report = time.monotonic()
+            while waiting:
+                waiting.popleft().result()
+        finally:
+            cap.release()
+            for f in waiting:
+                f.cancel()
     if n == 0 or retrieved == 0:
         raise no_frame_error(path)
     return n
