@@ -4,7 +4,8 @@ A window of ``window_s`` seconds slides by ``hop_s`` over the video. Each window
 ``frames`` frames at equal intervals ``window_s / frames`` apart. The sample times of every window lie on one grid
 of that step (:func:`plan_windows`), so overlapping windows share frames: a pass retrieves about
 ``frames / window_s`` frames per second (3 of 25-30) and only grabs the others, decoding the video once and keeping
-model-sized frames only. Complete windows go to the model in batches on a worker thread while decoding goes on; a
+model-sized frames only. Three threads share the pass: one decodes, one resizes the frames retrieved (a few at most
+wait between them), and complete windows (or grid frames) go to the model in batches on the third; a
 recognizer served in two halves (``per_frame``) gets each grid frame's features once and runs only the head per
 window. Window probabilities become probabilities per step of time (the hop, at most a second) and segments by the
 Viterbi decoder of :mod:`har.serve.segments` (K classes and "none of the known actions", a cost per change of state).
