@@ -184,8 +184,7 @@ def openset_shift(directory: Path, data: str | os.PathLike, int8_path: Path) -> 
     from har.config import ModelConfig
     from har.data.dataset import clips_of, index_dataset, load_frames
     from har.openset.score import Familiarity, describe, evidence_of
-    from har.serve.backends import OnnxBackend
-    from har.serve.export import HEAD_FILE
+    from har.serve.export import HEAD_FILE, run_onnx_outputs
 
     familiarity = Familiarity.load(directory)
     if familiarity is None or familiarity.combine is None:
@@ -196,13 +195,13 @@ def openset_shift(directory: Path, data: str | os.PathLike, int8_path: Path) -> 
     head = ort.InferenceSession(str(directory / HEAD_FILE), providers=["CPUExecutionProvider"])
     scores = []
     for frame_path in (directory / FRAME_FILE, int8_path):
-        half = INT8_FILE if frame_path == int8_path else FRAME_FILE
-        sessions = {half: ort.InferenceSession(str(frame_path), providers=["CPUExecutionProvider"]), HEAD_FILE: head}
-        backend = OnnxBackend(sessions, config)
-        parts = [backend.features_and_outputs(frames[i : i + BATCH]) for i in range(0, len(frames), BATCH)]
-        raw = np.concatenate([describe(f) for f, _, _ in parts])
-        logits = np.concatenate([lg for _, _, lg in parts])
-        scores.append((evidence_of(logits, familiarity.evidence), familiarity.similarity(raw)))
+        half = ort.InferenceSession(str(frame_path), providers=["CPUExecutionProvider"])
+        raw, logits = [], []
+        for clip in frames:  # (frames, size, size, 3) -> features (frames, ...) -> the head's logits of the clip
+            f = features(half, clip)
+            raw.append(describe(f[None])[0])
+            logits.append(run_onnx_outputs(head, f[None])[1][0])
+        scores.append((evidence_of(np.stack(logits), familiarity.evidence), familiarity.similarity(np.stack(raw))))
     (ev_f, sim_f), (ev_8, sim_8) = scores
     return {"evidence": round(float((ev_8 - ev_f).mean()), 6), "similarity": round(float((sim_8 - sim_f).mean()), 6),
             "clips": len(clips)}
