@@ -127,3 +127,15 @@ def test_the_overlapped_timeline_gives_the_sequential_answer(served, wild):
         np.testing.assert_array_equal(a.window_familiarity, b.window_familiarity)
         np.testing.assert_array_equal(a.unknown, b.unknown)
         assert a.segments == b.segments and a.clip.label == b.clip.label
+
+
+def test_a_model_still_loading_when_the_pass_starts_shares_frames_all_the_same(served, wild):
+    video = wild / "rowing-commercial.mp4"
+    loaded = scan(video, [served["lrcn"][1]], None, None, 5, silent)[0]
+    loading = Recognizer("lrcn", runtime="onnx-int8", background=True)  # ready some 0.4 s into the pass
+    assert not loading.ready
+    late = scan(video, [loading], None, None, 5, silent)[0]
+    assert late.window_familiarity is not None  # per-frame features, not whole windows (which have none)
+    np.testing.assert_array_equal(late.window_probs, loaded.window_probs)
+    np.testing.assert_array_equal(late.window_familiarity, loaded.window_familiarity)
+    assert late.segments == loaded.segments

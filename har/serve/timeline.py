@@ -2,13 +2,12 @@
 
 A window of ``window_s`` seconds slides by ``hop_s`` over the video. Each window is sampled like a training clip:
 ``frames`` frames at equal intervals ``window_s / frames`` apart. The sample times of every window lie on one grid
-of that step (:func:`plan_windows`), so overlapping windows share frames: a pass retrieves about
-``frames / window_s`` frames per second (3 of 25-30) and only grabs the others, decoding the video once and keeping
-model-sized frames only. Three threads share the pass: one decodes, one resizes the frames retrieved (a few at most
-wait between them), and complete windows (or grid frames) go to the model in batches on the third; a
-recognizer served in two halves (``per_frame``) gets each grid frame's features once and runs only the head per
-window. Window probabilities become probabilities per step of time (the hop, at most a second) and segments by the
-Viterbi decoder of :mod:`har.serve.segments` (K classes and "none of the known actions", a cost per change of state).
+of that step (:func:`plan_windows`), so overlapping windows share frames: a pass retrieves ``frames / window_s``
+frames per second (10 of 25-30 at 20 frames in 2 s) and only grabs the others, decoding the video once and keeping
+model-sized frames only. One thread decodes, one resizes, one runs the model on batches of windows or, for a
+recognizer served in two halves (``per_frame``), of grid frames (each frame's features once; the head per window).
+Window probabilities become probabilities per step of time (the hop, at most a second) and segments by the Viterbi
+decoder of :mod:`har.serve.segments` (K classes and "none of the known actions", a cost per change of state).
 
 The defaults (:func:`settings`): a model trained on temporal crops (config ``min_window_s`` > 0) gets
 :data:`WINDOW_S` every :data:`HOP_S`; a model trained on whole clips keeps its config's window (the median training
@@ -141,20 +140,23 @@ def _jobs(recognizers: Sequence, total: int, fps: float, window_s: float | None,
     jobs: list[_Job] = []
     for rec in recognizers:
         plan = plan_windows(total, fps, rec.config.frames, *settings(rec.config, window_s, hop_s))
-        # A model still loading in the background is run whole per window: always right, and no waiting here.
-        jobs.append((_FrameJob if rec.ready and rec.per_frame else _WindowJob)(rec, plan, pool))
+        # A model still loading in the background (the CLI's) gets its frames once it is ready: no waiting here
+        jobs.append(_job_for(rec, plan, pool) if rec.ready else _PendingJob(rec, plan, pool))
     return jobs
+
+
+def _job_for(rec, plan: WindowPlan, pool: ThreadPoolExecutor) -> _Job:
+    """The job a loaded recognizer calls for: frames once each when it is served in halves, else whole windows."""
+    return (_FrameJob if rec.per_frame else _WindowJob)(rec, plan, pool)
 
 
 def _decode(path: Path, jobs: Sequence[_Job], total: int, fps: float, names: str, progress: Progress,
             overlap: bool = True) -> int:
     """Grab every frame once, retrieve only those some job needs, hand them over; return how many frames really
-    decode. Raises :class:`VideoError` for a video without a decodable frame or longer than the limit.
-
-    Decoding and resizing overlap: this thread grabs and retrieves, a second one resizes each retrieved frame (to
-    every size wanted) and hands it to the jobs, in decoding order, and the jobs' forward passes run on a third.
-    At most :data:`AHEAD` full-size frames wait between the first two (a 720p frame is 2.7 MB); with ``overlap``
-    False the resizing runs here, frame by frame."""
+    decode. Raises :class:`VideoError` for a video without a decodable frame or longer than the limit. This thread
+    grabs and retrieves; another resizes each retrieved frame (to every size wanted) and hands it to the jobs in
+    decoding order, :data:`AHEAD` full-size frames at most waiting (a 720p frame is 2.7 MB); ``overlap`` False
+    resizes here."""
     limit = max_frames(fps)
     sizes_at: dict[int, set[int]] = {}  # frame index -> sizes some job wants it at
     for job in jobs:
@@ -348,6 +350,45 @@ class _FrameJob(_Job):
         if out and out[0][1] is not None:
             self.window_logits = np.concatenate([lg for _, lg in out])
         return np.concatenate([p for p, _ in out])
+
+
+class _PendingJob(_Job):
+    """A recognizer still loading when the pass starts: the frames it needs are kept (model-sized, as many as decode
+    while it loads) until it is ready, then handed in order to the job it calls for (:func:`_job_for`), which takes
+    every later frame. A model served in halves thus shares its frames' features however long its load took."""
+
+    def __init__(self, rec, plan: WindowPlan, pool: ThreadPoolExecutor):
+        super().__init__(rec, plan, pool)
+        self.kept: list[tuple[int, np.ndarray]] = []  # (index, (size, size, 3)) taken before the model was ready
+        self.job: _Job | None = None
+
+    def _start(self, wait: bool = False) -> _Job | None:
+        """The job, made (and given the frames kept) once the recognizer is ready, or at once with ``wait``."""
+        if self.job is None and (wait or self.rec.ready):
+            job = _job_for(self.rec, self.plan, self.pool)  # raises the load's error, if it failed
+            for index, frame in self.kept:
+                job.add(index, frame)
+                job.advance(index)
+            self.job, self.kept, self.futures = job, [], job.futures  # cancel() reaches the job's
+        return self.job
+
+    def add(self, index: int, frame: np.ndarray) -> None:
+        if self._start() is None:
+            self.kept.append((index, frame))
+        else:
+            self.job.add(index, frame)
+
+    def advance(self, done: int) -> None:
+        if self.job is not None:
+            self.job.advance(done)
+
+    def window_probs(self) -> np.ndarray:
+        probs = self._start(wait=True).window_probs()
+        self.window_logits = self.job.window_logits
+        return probs
+
+    def window_descriptors(self) -> np.ndarray | None:
+        return self.job.window_descriptors()
 
 
 def _seconds(name: str, value: float | None) -> float | None:
