@@ -65,6 +65,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     for path in export_onnx(args.model):
         print(path)
+    if args.data:  # the int8 per-frame half, calibrated on the training groups' frames
+        from har.serve.quantize import quantize_frame
+
+        print(quantize_frame(args.model, args.data))
     return 0
 
 
@@ -277,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "har.serve.timeline.SWITCH_PENALTY; 0: each step's own best; implies --timeline)")
     s.add_argument("--annotate", metavar="OUT.mp4", default=None,
                    help="write a copy with the label drawn on every frame (H.264 MP4; implies --timeline)")
-    s.add_argument("--runtime", choices=("auto", "keras", "onnx"), default="auto",
+    s.add_argument("--runtime", choices=("auto", "keras", "onnx", "onnx-int8"), default="auto",
                    help="auto (default): ONNX Runtime on the model's ONNX copy when usable and no GPU is present "
                         "(no TensorFlow start-up), else TensorFlow; keras: always TensorFlow")
     s.add_argument("--explain", metavar="OUT.png", default=None,
@@ -295,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default="lrcn", help="lrcn, convlstm or a model directory")
     s.add_argument("--top-k", type=int, default=5, help="how many classes each row lists (default 5)")
     s.add_argument("--jobs", type=int, default=2, help="downloads at once, beside recognition (default 2)")
-    s.add_argument("--runtime", choices=("auto", "keras", "onnx"), default="auto",
+    s.add_argument("--runtime", choices=("auto", "keras", "onnx", "onnx-int8"), default="auto",
                    help="as for predict: auto (default) serves ONNX Runtime when usable")
     s.set_defaults(func=cmd_batch)
     s.error = lambda message, s=s: s.exit(1, f"error: {message} (see {s.prog} --help)\n")  # one line, status 1
@@ -303,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("export", help="write the ONNX copy (frame.onnx + head.onnx, or model.onnx) beside a model's "
                                       "model.keras, checked against it")
     s.add_argument("--model", default="lrcn", help="lrcn, convlstm or a model directory")
+    s.add_argument("--data", default=None, help="the dataset folder the model was trained on: also write the int8 "
+                                                "per-frame half (frame.int8.onnx), calibrated on its training groups")
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("openset", help="fit a model's familiarity score (open set) from its training split's clips")
@@ -315,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default="lrcn", help="lrcn, convlstm or a model directory")
     s.add_argument("--examples", default=str(Path(__file__).resolve().parent.parent / "examples"),
                    help="folder of v_<Class>_gGG_cCC clips (default: the app's examples)")
-    s.add_argument("--runtime", choices=("auto", "keras", "onnx"), default="auto")
+    s.add_argument("--runtime", choices=("auto", "keras", "onnx", "onnx-int8"), default="auto")
     s.set_defaults(func=cmd_explain)
 
     s = sub.add_parser("docs", help="write docs/model-card.md (the About tab's text) and README's results from the "

@@ -19,7 +19,7 @@ from har.errors import HarError
 from har.links.hosts import DEFAULT_ALLOWED_HOSTS, norm_entry
 
 REPO_MODELS = Path(__file__).resolve().parent.parent / "models"
-RUNTIMES = ("auto", "onnx", "keras")  # har.serve.backends serves each
+RUNTIMES = ("auto", "keras", "onnx", "onnx-int8")  # har.serve.backends serves each
 
 
 class SettingsError(HarError):
@@ -43,7 +43,7 @@ class Settings:
 
     # -- the models and the app's serving
     models_dir: Path = REPO_MODELS  # HAR_MODELS_DIR: the model directories (lrcn/, convlstm/)
-    runtime: str = "auto"  # HAR_RUNTIME: auto (ONNX Runtime when the model has a current ONNX copy), onnx, keras
+    runtime: str = "auto"  # HAR_RUNTIME: auto (ONNX Runtime, int8 half where current, else TF), onnx, onnx-int8, keras
     concurrency: int = field(default_factory=_default_concurrency)  # HAR_CONCURRENCY: requests recognised at once
     queue_size: int = 16  # HAR_QUEUE_SIZE: requests waiting in the app's queue
     max_upload_mb: int = 200  # HAR_MAX_UPLOAD_MB: largest upload, megabytes

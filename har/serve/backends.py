@@ -11,12 +11,16 @@ A :class:`Backend` answers these calls on uint8 input, whatever serves it:
 * ``features_and_outputs(x)``: a clip's per-frame features, probabilities and logits from one pass (features and
   logits None when the model is served whole).
 
+``precision`` says what serves the per-frame half: ``float32``, or ``int8`` for ONNX Runtime on ``frame.int8.onnx``
+(:mod:`har.serve.quantize`).
+
 :class:`KerasBackend` is TensorFlow (on a GPU when it sees one), :class:`OnnxBackend` is ONNX Runtime on the
 directory's ONNX copy (:mod:`har.serve.export`: ``frame.onnx`` and ``head.onnx``, or ``model.onnx`` for a model that
 does
 not split; no TensorFlow import: 0.3 s to start instead of about 4). :func:`load_backend` picks one (``auto``: ONNX
-when the copy is current and no GPU is present). The code that uses a backend never asks which one it has, except
-to report it (``runtime``).
+when the copy is current and no GPU is present, its int8 per-frame half when that is current too). On a machine with
+ONNX Runtime's CUDA provider, ONNX Runtime sessions run on it (float halves only). The code that uses a backend never
+asks which one it has, except to report it (``runtime``, ``precision``).
 """
 
 from __future__ import annotations
@@ -32,11 +36,14 @@ import numpy as np
 from har.config import ModelConfig
 from har.errors import ModelError
 from har.serve.export import DIGEST_KEY, FRAME_FILE, HEAD_FILE, ONNX_FILE, keras_digest, run_onnx, run_onnx_outputs
+from har.serve.quantize import INT8_FILE
 from har.settings import settings
 
 log = logging.getLogger(__name__)
 
-RUNTIMES = ("auto", "keras", "onnx")
+# "onnx" serves the float halves (the copy checked against Keras); "onnx-int8" the int8 per-frame half beside the
+# float head; "auto" picks (serving_sessions)
+RUNTIMES = ("auto", "keras", "onnx", "onnx-int8")
 FRAME_CHUNK = 32  # frames per call of an ONNX per-frame half
 
 # ONNX Runtime writes a session id to TMPDIR/.ses when it is imported: one small file of that fixed name, rewritten,
@@ -56,6 +63,7 @@ class Backend:
     ``per_frame``, ``frames`` and ``head``); every call is safe from many threads at once."""
 
     runtime = ""  # "keras" or "onnx"
+    precision = "float32"  # of the per-frame half: "float32" or "int8"
     per_frame = False  # True when frames() and head() serve the model in two halves
     feature_shape: tuple[int, ...] = ()  # one frame's features, (dim,) or (h, w, c) (per_frame only)
     logits = False  # True when head_outputs() gives logits beside the probabilities
@@ -96,7 +104,8 @@ class OnnxBackend(Backend):
         self.sessions = sessions  # file name -> onnxruntime.InferenceSession
         self._whole = sessions.get(ONNX_FILE)
         if self._whole is None:
-            self._frame, self._head = sessions[FRAME_FILE], sessions[HEAD_FILE]
+            self._frame, self._head = sessions.get(INT8_FILE) or sessions[FRAME_FILE], sessions[HEAD_FILE]
+            self.precision = "int8" if INT8_FILE in sessions else "float32"
             self.feature_shape = tuple(self.frames(np.zeros((1, c.size, c.size, 3), np.uint8)).shape[1:])
             self.per_frame = share_frames
             self.logits = len(self._head.get_outputs()) > 1
@@ -189,8 +198,9 @@ def load_backend(directory: Path, config: ModelConfig, runtime: str = "keras", s
     sessions = None if checked_runtime(runtime) == "keras" else serving_sessions(directory, runtime)
     if sessions is not None:  # ONNX Runtime: no TensorFlow import at all
         backend: Backend = OnnxBackend(sessions, config, share_frames)
-        log.info("%s: ONNX Runtime on %s in %s, warmed up in %.2f s (per-frame split: %s)", directory.name,
-                 " and ".join(sessions), directory, time.perf_counter() - t0, backend.per_frame)
+        log.info("%s: ONNX Runtime on %s in %s, warmed up in %.2f s (per-frame split: %s; %s)", directory.name,
+                 " and ".join(sessions), directory, time.perf_counter() - t0, backend.per_frame,
+                 ", ".join(next(iter(sessions.values())).get_providers()))
         return backend
     backend = KerasBackend(directory, config, share_frames)
     log.info("%s: loaded from %s, warmed up in %.2f s (per-frame split: %s)", directory.name, directory,
@@ -198,10 +208,11 @@ def load_backend(directory: Path, config: ModelConfig, runtime: str = "keras", s
     return backend
 
 
-def onnx_sessions(directory: Path) -> dict | None:
+def onnx_sessions(directory: Path, int8: bool = False) -> dict | None:
     """ONNX Runtime sessions on ``directory``'s ONNX copy made from its present ``model.keras``, by file name:
     ``frame.onnx`` and ``head.onnx`` (the model in halves) when both are current, else ``model.onnx`` (whole) when
-    that is; None when there is no current copy (a warning says why a file present is not used)."""
+    that is; None when there is no current copy (a warning says why a file present is not used). With ``int8``,
+    ``frame.int8.onnx`` stands in for ``frame.onnx`` when it is current (and the CUDA provider is not in use)."""
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # else it looks up a Microsoft events host
     import onnxruntime as ort
 
@@ -211,27 +222,51 @@ def onnx_sessions(directory: Path) -> dict | None:
     # clip took 133 ms with spinning, 44 without; alone 87 and 43 (docs/notebook/benchmarks.md).
     options = ort.SessionOptions()
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    providers = onnx_providers()
+    layouts = [(FRAME_FILE, HEAD_FILE), (ONNX_FILE,)]
+    if int8 and providers == ["CPUExecutionProvider"]:  # on a CPU only: QDQ graphs on CUDA take slow paths
+        layouts.insert(0, (INT8_FILE, HEAD_FILE))
     digest = None
-    for names in ((FRAME_FILE, HEAD_FILE), (ONNX_FILE,)):
+    for names in layouts:
         if not all((directory / name).is_file() for name in names):
             continue
         digest = digest or keras_digest(directory)
         sessions = {}
         for name in names:
-            path = directory / name
-            try:
-                session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            except Exception as exc:  # onnxruntime raises its own error types for a damaged file
-                log.warning("%s is unreadable (%s): not served", path, exc)
-                break
-            if session.get_modelmeta().custom_metadata_map.get(DIGEST_KEY) != digest:
-                log.warning("%s was not made from the present model.keras: not served (run `python -m har "
-                            "export --model %s` to renew it)", path, directory)
+            session = _current_session(directory / name, options, providers, digest)
+            if session is None:
                 break
             sessions[name] = session
         else:
             return sessions
     return None
+
+
+def _current_session(path: Path, options, providers: list[str], digest: str):
+    """A session on ``path`` when it reads and was made from the ``model.keras`` of ``digest``; else None, with a
+    warning saying why."""
+    import onnxruntime as ort
+
+    try:
+        session = ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own error types for a damaged file
+        log.warning("%s is unreadable (%s): not served", path, exc)
+        return None
+    if session.get_modelmeta().custom_metadata_map.get(DIGEST_KEY) != digest:
+        log.warning("%s was not made from the present model.keras: not served (run `python -m har export --model %s` "
+                    "to renew it)", path, path.parent)
+        return None
+    return session
+
+
+def onnx_providers() -> list[str]:
+    """ONNX Runtime's execution providers for a session: CUDA first when its provider is installed (the
+    ``onnxruntime-gpu`` package on a machine with a GPU), then the CPU."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers() and gpu_present():
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
 
 
 def gpu_present() -> bool:
@@ -244,20 +279,24 @@ def serving_sessions(directory: Path, runtime: str = "auto") -> dict | None:
     """The ONNX Runtime sessions to serve ``directory`` with (:func:`onnx_sessions`), or None for TensorFlow.
 
     ``auto`` (or the ``HAR_RUNTIME`` environment variable when set) serves ONNX when the directory has a current
-    ONNX copy, ``onnxruntime`` is installed and no GPU is present; TensorFlow otherwise. ``onnx`` where that
-    cannot be honoured is a :class:`ModelError`; ``keras`` is always TensorFlow."""
+    ONNX copy, ``onnxruntime`` is installed and no GPU is present, with the int8 per-frame half when that is current
+    (twice as fast on a CPU, ``benchmark.json``); TensorFlow otherwise. ``onnx`` (the float halves) or ``onnx-int8``
+    where that cannot be honoured is a :class:`ModelError`; ``keras`` is always TensorFlow."""
     if runtime == "auto":
         runtime = settings().runtime  # HAR_RUNTIME
     if checked_runtime(runtime) == "keras":
         return None
     if importlib.util.find_spec("onnxruntime") is None:
-        if runtime == "onnx":
+        if runtime != "auto":
             raise ModelError("The onnx runtime needs the onnxruntime package: pip install -r requirements.txt.")
         return None
     if runtime == "auto" and gpu_present():
         return None
-    sessions = onnx_sessions(directory)
-    if sessions is None and runtime == "onnx":
+    sessions = onnx_sessions(directory, int8=runtime != "onnx")
+    if sessions is None and runtime != "auto":
         raise ModelError(f"{Path(directory).name} has no usable ONNX copy ({FRAME_FILE} and {HEAD_FILE}, or "
                          f"{ONNX_FILE}) made from its model.keras: run `python -m har export --model {directory}`.")
+    if runtime == "onnx-int8" and (sessions is None or INT8_FILE not in sessions):
+        raise ModelError(f"{Path(directory).name} has no usable {INT8_FILE} made from its model.keras: run "
+                         f"`python -m har export --model {directory} --data DATASET`.")
     return sessions

@@ -9,7 +9,8 @@ recurrences unrolled:
   (features of windows ``(n, frames, ...)`` -> probabilities and logits). ONNX Runtime then serves a clip as the
   head over its frames' features, and a timeline computes each frame's features once, as TensorFlow does. There is
   no whole ``model.onnx`` beside them: the frame encoder (Lite0 at 128 px: 3.2 M values, 12.7 MB in float32) would be
-  stored three times, and a model directory must stay within 30 MB;
+  stored three times, and a model directory must stay within about 30 MB (its int8 per-frame half,
+  ``frame.int8.onnx`` of :mod:`har.serve.quantize`, adds 3.4 MB: written with ``--data``);
 * any other model is written whole, as ``model.onnx``.
 
 Each file's metadata keeps the SHA-256 of the ``model.keras`` it was made from, so a model retrained since is never

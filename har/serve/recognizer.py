@@ -25,6 +25,7 @@ from har.modeldir import resolve_model_dir
 from har.openset.score import OPENSET_FILE, Familiarity
 from har.progress import Progress, silent
 from har.serve.backends import Backend, checked_runtime, load_backend
+from har.serve.quantize import INT8_FILE, int8_familiarity
 from har.serve.results import ClipPrediction, Timeline, check_top_k
 from har.serve.timeline import scan
 
@@ -44,8 +45,10 @@ class Recognizer:
     ``background``: return at once (after reading ``config.json``) and load TensorFlow and the model on a thread;
     calls that need the model wait for it. The CLI decodes the video meanwhile.
     ``runtime``: ``keras`` (TensorFlow; on a GPU when it sees one), ``onnx`` (ONNX Runtime on the directory's
-    ONNX copy, no TensorFlow import) or ``auto`` (ONNX when usable and no GPU is present; see
-    :func:`har.serve.backends.serving_sessions`). After loading, :attr:`runtime` says which serves.
+    float ONNX copy, no TensorFlow import), ``onnx-int8`` (its int8 per-frame half beside the float head) or
+    ``auto`` (ONNX when usable and no GPU is present, int8 when current; see
+    :func:`har.serve.backends.serving_sessions`). After loading, :attr:`runtime` and :attr:`precision` say which
+    serves.
     """
 
     def __init__(self, model: str | os.PathLike = "lrcn", *, uncertain_below: float | None = None,
@@ -97,6 +100,8 @@ class Recognizer:
     def _load(self, load) -> None:
         try:
             self.backend = load()
+            if self.backend.precision == "int8":  # the open-set score's offsets for int8 features
+                self.familiarity = int8_familiarity(self.familiarity, self.backend.sessions[INT8_FILE])
             fam = self.familiarity
             if fam is not None and fam.needs_logits and self.backend.per_frame and not self.backend.logits:
                 log.warning("%s: its open-set score reads the model's logits, which its %s copy does not give "
@@ -131,6 +136,12 @@ class Recognizer:
         return self.backend.runtime if self.backend is not None else None
 
     @property
+    def precision(self) -> str | None:
+        """What serves the per-frame half once loaded: ``"float32"``, or ``"int8"`` (ONNX Runtime on
+        ``frame.int8.onnx``, :mod:`har.serve.quantize`); None before."""
+        return self.backend.precision if self.backend is not None else None
+
+    @property
     def keras_model(self):
         """The ``keras.Model`` (waits for a background load; served through ONNX, it is loaded on first use)."""
         self.wait()
@@ -148,7 +159,7 @@ class Recognizer:
 
     def __repr__(self) -> str:
         return (f"Recognizer({self.name!r}, classes={len(self.config.classes)}, frames={self.config.frames}, "
-                f"runtime={self.runtime or self._runtime_asked!r})")
+                f"runtime={self.runtime or self._runtime_asked!r}, precision={self.precision!r})")
 
     # --- forward passes, in batches ---------------------------------------------------------------------------
 

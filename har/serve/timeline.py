@@ -2,12 +2,12 @@
 
 A window of ``window_s`` seconds slides by ``hop_s`` over the video. Each window is sampled like a training clip:
 ``frames`` frames at equal intervals ``window_s / frames`` apart. The sample times of every window lie on one grid
-of that step (:func:`plan_windows`), so overlapping windows share frames: a pass retrieves about
-``frames / window_s`` frames per second (3 of 25-30) and only grabs the others, decoding the video once and keeping
-model-sized frames only. Complete windows go to the model in batches on a worker thread while decoding goes on; a
-recognizer served in two halves (``per_frame``) gets each grid frame's features once and runs only the head per
-window. Window probabilities become probabilities per step of time (the hop, at most a second) and segments by the
-Viterbi decoder of :mod:`har.serve.segments` (K classes and "none of the known actions", a cost per change of state).
+of that step (:func:`plan_windows`), so overlapping windows share frames: a pass retrieves ``frames / window_s``
+frames per second (10 of 25-30 at 20 frames in 2 s) and only grabs the others, decoding the video once and keeping
+model-sized frames only. One thread decodes, one resizes, one runs the model on batches of windows or, for a
+recognizer served in two halves (``per_frame``), of grid frames (each frame's features once; the head per window).
+Window probabilities become probabilities per step of time (the hop, at most a second) and segments by the Viterbi
+decoder of :mod:`har.serve.segments` (K classes and "none of the known actions", a cost per change of state).
 
 The defaults (:func:`settings`): a model trained on temporal crops (config ``min_window_s`` > 0) gets
 :data:`WINDOW_S` every :data:`HOP_S`; a model trained on whole clips keeps its config's window (the median training
@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -46,6 +47,7 @@ WINDOW_S = 2.0  # window of a model trained on temporal crops (never shorter tha
 HOP_S = 0.5  # their hop; the decoder's step is the hop, at most MAX_STEP_S
 MAX_STEP_S = 1.0
 SWITCH_PENALTY = 2.0  # log-space cost of a change of state (har.serve.segments.decode; with its FLOOR, the trust in u)
+AHEAD = 8  # retrieved full-size frames waiting to be resized, at most
 
 
 @dataclass(frozen=True)
@@ -97,10 +99,11 @@ def settings(config, window_s: float | None = None, hop_s: float | None = None) 
 
 
 def scan(path: Path, recognizers: Sequence, window_s: float | None, hop_s: float | None, top_k: int,
-         progress: Progress, penalty: float | None = None) -> list[Timeline]:
+         progress: Progress, penalty: float | None = None, overlap: bool = True) -> list[Timeline]:
     """Timelines (with whole-clip predictions) of every recognizer from one sequential decoding pass (two when
     the container's frame count is wrong: the windows are planned again on the count that really decodes).
-    ``penalty``: the decoder's cost per change of state (default :data:`SWITCH_PENALTY`)."""
+    ``penalty``: the decoder's cost per change of state (default :data:`SWITCH_PENALTY`). ``overlap``: resize
+    frames beside decoding (:func:`_decode`; False: one after the other, the same numbers)."""
     check_top_k(top_k)
     window_s, hop_s = _seconds("window", window_s), _seconds("hop", hop_s)
     penalty = _penalty(penalty)
@@ -115,13 +118,13 @@ def scan(path: Path, recognizers: Sequence, window_s: float | None, hop_s: float
     names = ", ".join(r.name for r in recognizers)
     with ThreadPoolExecutor(1, thread_name_prefix="har-forward") as pool:
         jobs = _jobs(recognizers, total, fps, window_s, hop_s, pool)
-        found = _decode(path, jobs, total, fps, names, progress)
+        found = _decode(path, jobs, total, fps, names, progress, overlap)
         if found != total:  # the container lied about its length, as sample_clip also finds
             log.debug("%s: container says %d frames, %d decode; second pass", path.name, total, found)
             for job in jobs:
                 job.cancel()
             jobs = _jobs(recognizers, found, fps, window_s, hop_s, pool)
-            found = _decode(path, jobs, found, fps, names, progress)
+            found = _decode(path, jobs, found, fps, names, progress, overlap)
         clips = [pool.submit(job.rec.answer, gather(job.plan.clip, job.clip)[None]) for job in jobs]
         progress(0.95, f"{names}: scoring windows")
         timelines = [_timeline(job, clip.result(), found, fps, penalty, top_k)
@@ -137,45 +140,66 @@ def _jobs(recognizers: Sequence, total: int, fps: float, window_s: float | None,
     jobs: list[_Job] = []
     for rec in recognizers:
         plan = plan_windows(total, fps, rec.config.frames, *settings(rec.config, window_s, hop_s))
-        # A model still loading in the background is run whole per window: always right, and no waiting here.
-        jobs.append((_FrameJob if rec.ready and rec.per_frame else _WindowJob)(rec, plan, pool))
+        # A model still loading in the background (the CLI's) gets its frames once it is ready: no waiting here
+        jobs.append(_job_for(rec, plan, pool) if rec.ready else _PendingJob(rec, plan, pool))
     return jobs
 
 
-def _decode(path: Path, jobs: Sequence[_Job], total: int, fps: float, names: str, progress: Progress) -> int:
-    """Grab every frame once, retrieve only those some job needs (at each size wanted), hand them over; return
-    how many frames really decode. Raises :class:`VideoError` for a video without a decodable frame or longer
-    than the limit."""
+def _job_for(rec, plan: WindowPlan, pool: ThreadPoolExecutor) -> _Job:
+    """The job a loaded recognizer calls for: frames once each when it is served in halves, else whole windows."""
+    return (_FrameJob if rec.per_frame else _WindowJob)(rec, plan, pool)
+
+
+def _decode(path: Path, jobs: Sequence[_Job], total: int, fps: float, names: str, progress: Progress,
+            overlap: bool = True) -> int:
+    """Grab every frame once, retrieve only those some job needs, hand them over; return how many frames really
+    decode. Raises :class:`VideoError` for a video without a decodable frame or longer than the limit. This thread
+    grabs and retrieves; another resizes each retrieved frame (to every size wanted) and hands it to the jobs in
+    decoding order, :data:`AHEAD` full-size frames at most waiting (a 720p frame is 2.7 MB); ``overlap`` False
+    resizes here."""
     limit = max_frames(fps)
     sizes_at: dict[int, set[int]] = {}  # frame index -> sizes some job wants it at
     for job in jobs:
         for i in job.needed:
             sizes_at.setdefault(i, set()).add(job.rec.config.size)
+
+    def hand_over(n: int, img: np.ndarray) -> None:
+        small = {s: to_model_frame(img, s) for s in sizes_at[n]}
+        for job in jobs:
+            job.take(n, small[job.rec.config.size])
+            job.advance(n)
+
     progress(0.0, f"{names}: decoding {total} frames")
     cap = open_video(path)
     n = retrieved = 0
     last_report = time.monotonic()
-    try:
-        while cap.grab():
-            sizes = sizes_at.get(n)
-            if sizes:
-                ok, img = cap.retrieve()
-                if ok and img is not None and img.size:
-                    retrieved += 1
-                    small = {s: to_model_frame(img, s) for s in sizes}
-                    for job in jobs:
-                        job.take(n, small[job.rec.config.size])
-            for job in jobs:
-                job.advance(n)
-            n += 1
-            if n % 64 == 0:
-                if n > limit:
-                    check_length(path, n / fps)
-                if time.monotonic() - last_report > 0.25:
-                    progress(0.95 * min(n / total, 1.0), f"{names}: decoded {n} of {total} frames")
-                    last_report = time.monotonic()
-    finally:
-        cap.release()
+    waiting: deque[Future] = deque()  # hand-overs queued on the resizing thread, oldest first
+    with ThreadPoolExecutor(1, thread_name_prefix="har-resize") as resizer:
+        try:
+            while cap.grab():
+                if n in sizes_at:
+                    ok, img = cap.retrieve()
+                    if ok and img is not None and img.size:
+                        retrieved += 1
+                        if overlap:
+                            waiting.append(resizer.submit(hand_over, n, img))
+                            while len(waiting) > AHEAD or (waiting and waiting[0].done()):
+                                waiting.popleft().result()  # raises what the hand-over raised
+                        else:
+                            hand_over(n, img)
+                n += 1
+                if n % 64 == 0:
+                    if n > limit:
+                        check_length(path, n / fps)
+                    if time.monotonic() - last_report > 0.25:
+                        progress(0.95 * min(n / total, 1.0), f"{names}: decoded {n} of {total} frames")
+                        last_report = time.monotonic()
+            while waiting:
+                waiting.popleft().result()
+        finally:
+            cap.release()
+            for f in waiting:
+                f.cancel()
     if n == 0 or retrieved == 0:
         raise no_frame_error(path)
     return n
@@ -326,6 +350,45 @@ class _FrameJob(_Job):
         if out and out[0][1] is not None:
             self.window_logits = np.concatenate([lg for _, lg in out])
         return np.concatenate([p for p, _ in out])
+
+
+class _PendingJob(_Job):
+    """A recognizer still loading when the pass starts: the frames it needs are kept (model-sized, as many as decode
+    while it loads) until it is ready, then handed in order to the job it calls for (:func:`_job_for`), which takes
+    every later frame. A model served in halves thus shares its frames' features however long its load took."""
+
+    def __init__(self, rec, plan: WindowPlan, pool: ThreadPoolExecutor):
+        super().__init__(rec, plan, pool)
+        self.kept: list[tuple[int, np.ndarray]] = []  # (index, (size, size, 3)) taken before the model was ready
+        self.job: _Job | None = None
+
+    def _start(self, wait: bool = False) -> _Job | None:
+        """The job, made (and given the frames kept) once the recognizer is ready, or at once with ``wait``."""
+        if self.job is None and (wait or self.rec.ready):
+            job = _job_for(self.rec, self.plan, self.pool)  # raises the load's error, if it failed
+            for index, frame in self.kept:
+                job.add(index, frame)
+                job.advance(index)
+            self.job, self.kept, self.futures = job, [], job.futures  # cancel() reaches the job's
+        return self.job
+
+    def add(self, index: int, frame: np.ndarray) -> None:
+        if self._start() is None:
+            self.kept.append((index, frame))
+        else:
+            self.job.add(index, frame)
+
+    def advance(self, done: int) -> None:
+        if self.job is not None:
+            self.job.advance(done)
+
+    def window_probs(self) -> np.ndarray:
+        probs = self._start(wait=True).window_probs()
+        self.window_logits = self.job.window_logits
+        return probs
+
+    def window_descriptors(self) -> np.ndarray | None:
+        return self.job.window_descriptors()
 
 
 def _seconds(name: str, value: float | None) -> float | None:

@@ -25,7 +25,7 @@ def add_teach(sub) -> None:
                    help="a folder per new action (named as the action), or a list file of 'link-or-path, Label"
                         "[, start, end]' lines")
     s.add_argument("--out", required=True, help="the taught model directory to write")
-    s.add_argument("--runtime", choices=("auto", "keras", "onnx"), default="auto",
+    s.add_argument("--runtime", choices=("auto", "keras", "onnx", "onnx-int8"), default="auto",
                    help="runtime of the base model's per-frame half")
     s.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     s.set_defaults(func=run_teach)
