@@ -24,7 +24,7 @@ from har.serve.turns import Turns
 from ui.about import about_tab
 from ui.compare import compare_tab
 from ui.recognize import recognize, recognize_tab
-from ui.serving import check_models, checked_settings, load_recognizers, sweep_every
+from ui.serving import check_models, checked_settings, load_recognizers, remove_outputs, sweep_every
 from ui.teach import forget_session, teach_tab
 from ui.test_many import test_many, test_many_tab
 
@@ -88,6 +88,7 @@ def serve() -> None:
         show_error=False,  # gr.Error messages still show; other exceptions stay in the log
         footer_links=["api"],
     )
+    remove_outputs()  # launch() returns once the server is closed (Ctrl-C, SIGTERM)
 
 
 if __name__ == "__main__":

@@ -231,7 +231,8 @@ def shipped():
                     pytest.fail(msg)
                 pytest.skip(msg)
             rec = loaded[name, runtime] = Recognizer(directory, runtime=runtime)
-            loaded.setdefault((name, rec.runtime), rec)  # "auto" serves on a runtime of its choice: that one's too
+            # "auto" serves on a runtime of its choice: that one's too ("onnx" asks for the float halves only)
+            loaded.setdefault((name, "onnx-int8" if rec.precision == "int8" else rec.runtime), rec)
         return loaded[name, runtime]
 
     return get

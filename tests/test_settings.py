@@ -13,7 +13,7 @@ from har.settings import Settings, SettingsError, env_name, settings
 FIELDS = [f.name for f in dataclasses.fields(Settings)]
 # A value each setting refuses, and the words that say what it accepts.
 BAD = {
-    "runtime": ("tflite", "one of auto, onnx, keras"),
+    "runtime": ("tflite", "one of auto, keras, onnx, onnx-int8"),
     "concurrency": ("two", "a whole number of at least 1"),
     "queue_size": ("0", "a whole number of at least 1"),
     "max_upload_mb": ("1.5", "a whole number of at least 1"),

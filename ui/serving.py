@@ -12,6 +12,7 @@ visitor only: the queue runs that many more requests at once (:func:`inference_l
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import threading
 import time
@@ -87,6 +88,14 @@ def output_dir() -> Path:
         except OSError:
             pass
     return Path(tempfile.mkdtemp(prefix="har-", dir=cache))
+
+
+def remove_outputs() -> None:
+    """At shutdown: every request's output folder goes. Gradio empties the files it tracks; with a ``demo.unload``
+    event registered it no longer removes the outputs handed back to sessions, so they are removed here."""
+    cache = Path(gradio.utils.get_upload_folder())
+    for folder in cache.glob("har-*"):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def sweep_every(seconds: float) -> None:

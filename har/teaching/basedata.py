@@ -120,7 +120,7 @@ def make_teach_data(directory: str | Path, data: str | Path, cache_dir: str | Pa
         progress((i + 1) / len(clips), f"{directory.name}: {i + 1} of {len(clips)} training clips")
     labels = np.array([config.classes.index(c.label) for c in clips])
     info = {"data": Path(data).name, "clips": len(clips), "views": list(VIEWS),
-            "model_digest": keras_digest(directory), "runtime": rec.runtime,
+            "model_digest": keras_digest(directory), "runtime": rec.runtime, "precision": rec.precision,
             "command": f"python -m har teach-data --model {directory.name} --data {Path(data).name}"}
     out = TeachData(np.stack(embs), np.stack(descs), labels, tuple(config.classes),
                     tuple(c.group for c in clips), info)
