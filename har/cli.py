@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from har.errors import HarError
+from har.settings import RUNTIMES
 
 
 def _quiet_tensorflow() -> None:
@@ -281,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "har.serve.timeline.SWITCH_PENALTY; 0: each step's own best; implies --timeline)")
     s.add_argument("--annotate", metavar="OUT.mp4", default=None,
                    help="write a copy with the label drawn on every frame (H.264 MP4; implies --timeline)")
-    s.add_argument("--runtime", choices=("auto", "keras", "onnx", "onnx-int8"), default="auto",
+    s.add_argument("--runtime", choices=RUNTIMES, default="auto",
                    help="auto (default): ONNX Runtime on the model's ONNX copy when usable and no GPU is present "
                         "(no TensorFlow start-up), else TensorFlow; keras: always TensorFlow")
     s.add_argument("--explain", metavar="OUT.png", default=None,
@@ -299,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default="lrcn", help="lrcn, convlstm or a model directory")
     s.add_argument("--top-k", type=int, default=5, help="how many classes each row lists (default 5)")
     s.add_argument("--jobs", type=int, default=2, help="downloads at once, beside recognition (default 2)")
-    s.add_argument("--runtime", choices=("auto", "keras", "onnx", "onnx-int8"), default="auto",
+    s.add_argument("--runtime", choices=RUNTIMES, default="auto",
                    help="as for predict: auto (default) serves ONNX Runtime when usable")
     s.set_defaults(func=cmd_batch)
     s.error = lambda message, s=s: s.exit(1, f"error: {message} (see {s.prog} --help)\n")  # one line, status 1
@@ -321,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default="lrcn", help="lrcn, convlstm or a model directory")
     s.add_argument("--examples", default=str(Path(__file__).resolve().parent.parent / "examples"),
                    help="folder of v_<Class>_gGG_cCC clips (default: the app's examples)")
-    s.add_argument("--runtime", choices=("auto", "keras", "onnx", "onnx-int8"), default="auto")
+    s.add_argument("--runtime", choices=RUNTIMES, default="auto")
     s.set_defaults(func=cmd_explain)
 
     s = sub.add_parser("docs", help="write docs/model-card.md (the About tab's text) and README's results from the "

@@ -37,13 +37,12 @@ from har.config import ModelConfig
 from har.errors import ModelError
 from har.serve.export import DIGEST_KEY, FRAME_FILE, HEAD_FILE, ONNX_FILE, keras_digest, run_onnx, run_onnx_outputs
 from har.serve.quantize import INT8_FILE
-from har.settings import settings
+from har.settings import RUNTIMES, settings
 
 log = logging.getLogger(__name__)
 
-# "onnx" serves the float halves (the copy checked against Keras); "onnx-int8" the int8 per-frame half beside the
-# float head; "auto" picks (serving_sessions)
-RUNTIMES = ("auto", "keras", "onnx", "onnx-int8")
+# RUNTIMES (har.settings): "onnx" serves the float halves (the copy checked against Keras); "onnx-int8" the int8
+# per-frame half beside the float head; "auto" picks (serving_sessions)
 FRAME_CHUNK = 32  # frames per call of an ONNX per-frame half
 
 # ONNX Runtime writes a session id to TMPDIR/.ses when it is imported: one small file of that fixed name, rewritten,

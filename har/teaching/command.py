@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from har.errors import HarError
+from har.settings import RUNTIMES
 
 
 def add_teach(sub) -> None:
@@ -25,7 +26,7 @@ def add_teach(sub) -> None:
                    help="a folder per new action (named as the action), or a list file of 'link-or-path, Label"
                         "[, start, end]' lines")
     s.add_argument("--out", required=True, help="the taught model directory to write")
-    s.add_argument("--runtime", choices=("auto", "keras", "onnx", "onnx-int8"), default="auto",
+    s.add_argument("--runtime", choices=RUNTIMES, default="auto",
                    help="runtime of the base model's per-frame half")
     s.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     s.set_defaults(func=run_teach)
