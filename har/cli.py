@@ -78,7 +78,8 @@ def cmd_openset(args: argparse.Namespace) -> int:
     from har.modeldir import resolve_model_dir
     from har.train.fit import fit_openset
 
-    config = fit_openset(resolve_model_dir(args.model), args.data, Path(args.cache_dir) if args.cache_dir else None)
+    config = fit_openset(resolve_model_dir(args.model), args.data, Path(args.cache_dir) if args.cache_dir else None,
+                         args.others)
     print(json.dumps(config.openset))
     return 0
 
@@ -315,6 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("openset", help="fit a model's familiarity score (open set) from its training split's clips")
     s.add_argument("--model", default="lrcn", help="lrcn, convlstm or a model directory")
     s.add_argument("--data", required=True, help="the dataset folder the model was trained on")
+    s.add_argument("--others", default=None, help="a folder per class of clips of other actions (none of the "
+                                                  "model's) that the score learns what is not a known action from")
     s.add_argument("--cache-dir", default=None, help="frame and feature cache (default ~/.cache/har-studio/frames)")
     s.set_defaults(func=cmd_openset)
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from har.data.trainsets import train_dataset
-from har.openset.score import CHOSEN, FOLDS, Familiarity, fit_grouped, group_folds
+from har.openset.score import CHOSEN, FOLDS, Familiarity, describe, fit_grouped, group_folds
 from har.train.schedule import compile_for, scheduler
 
 log = logging.getLogger(__name__)
@@ -45,11 +46,13 @@ def logits_of(model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
 
 
 def held_out_logits(opts, x: np.ndarray, y: np.ndarray, groups: list[str], classes: int, epochs: int,
-                    folds: int = FOLDS) -> np.ndarray:
+                    folds: int = FOLDS, extra: np.ndarray | None = None):
     """Logits ``(n, classes)`` of every clip as served (view 0 of ``x``), each from a head trained on the other
-    folds' clips (:func:`train_head`)."""
+    folds' clips (:func:`train_head`). With ``extra`` clips' features ``(m, frames, ...)`` (as served): also their
+    logits by each fold's head, ``(logits, (folds, m, classes))``."""
     fold = group_folds(groups, folds)
     out = np.zeros((len(x), classes), np.float32)
+    other = np.zeros((folds, 0 if extra is None else len(extra), classes), np.float32)
     for f in range(folds):
         inside = fold == f
         if inside.all() or not inside.any():
@@ -57,18 +60,52 @@ def held_out_logits(opts, x: np.ndarray, y: np.ndarray, groups: list[str], class
         started = time.perf_counter()
         head = train_head(opts, x[~inside], y[~inside], classes, epochs, opts.seed + 1 + f)
         out[inside] = logits_of(head, x[inside][:, 0])
+        if extra is not None:
+            other[f] = logits_of(head, extra)
         log.info("open set: held-out head %d of %d (%d clips) in %.0f s", f + 1, folds, int(inside.sum()),
                  time.perf_counter() - started)
-    return out
+    return out if extra is None else (out, other)
 
 
 def fit_familiarity(opts, x: np.ndarray, y: np.ndarray, groups: list[str], n_train: int, classes: int, epochs: int,
-                    uncertain_below: float) -> Familiarity:
+                    uncertain_below: float, others=None) -> Familiarity:
     """The open-set score a run ships, from its training clips followed by its validation clips (cached features
     ``x`` ``(n, views, frames, ...)``, labels ``y`` ``(n,)``, ``groups``; the first ``n_train`` are the training
     ones): held-out logits of fold heads (:func:`held_out_logits`), the architecture's evidence and weight
-    (:data:`har.openset.score.CHOSEN`), :func:`har.openset.score.fit_grouped`."""
-    held = held_out_logits(opts, x, y, groups, classes, epochs)
+    (:data:`har.openset.score.CHOSEN`), :func:`har.openset.score.fit_grouped`. With ``others``
+    (:class:`OtherClips`: clips of other actions), the score has a gate learned from them
+    (:mod:`har.openset.outliers`, weight and penalty :data:`har.openset.outliers.GATE_CHOSEN`)."""
+    from har.openset.outliers import GATE_CHOSEN, Others
+
     evidence, weight = CHOSEN.get(opts.arch, ("energy", 1.0))
+    if others is None:
+        held = held_out_logits(opts, x, y, groups, classes, epochs)
+        return fit_grouped(x[:n_train], groups[:n_train], x[n_train:], groups[n_train:], held_logits=held,
+                           uncertain_below=uncertain_below, evidence=evidence, weight=weight)
+    held, other_logits = held_out_logits(opts, x, y, groups, classes, epochs, extra=others.x[:, 0])
+    raw = describe(others.x.reshape(-1, *others.x.shape[2:])).reshape(len(others.x), others.x.shape[1], -1)
     return fit_grouped(x[:n_train], groups[:n_train], x[n_train:], groups[n_train:], held_logits=held,
-                       uncertain_below=uncertain_below, evidence=evidence, weight=weight)
+                       uncertain_below=uncertain_below, evidence=evidence, weight=weight, labels=y,
+                       others=Others(raw, others.labels, list(others.classes), others.groups),
+                       others_logits=other_logits, gate=GATE_CHOSEN.get(opts.arch))
+
+
+@dataclass(frozen=True)
+class OtherClips:
+    """Clips of actions none of the known ones, as training caches them: features ``(m, views, frames, ...)``, each
+    clip's class index, the class names and each clip's group (``"<Class>/gNN"``)."""
+
+    x: np.ndarray
+    labels: np.ndarray
+    classes: tuple[str, ...]
+    groups: list[str]
+
+    @classmethod
+    def load(cls, folder, model, sampling, min_window_s: float, cache) -> OtherClips:
+        """Every clip of a folder-per-class dataset of other actions, through ``model``'s frozen encoder (cached)."""
+        from har.data.dataset import index_dataset
+        from har.data.features import features_of
+
+        index = index_dataset(folder)
+        x = features_of(index.clips, model, sampling, min_window_s, cache, desc="other-action features")
+        return cls(x, index.labels(), index.classes, [c.group for c in index.clips])

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from har.errors import ModelError
+from har.openset.gate import Gate
 
 OPENSET_FILE = "openset.npz"  # the bank, its standardisation, the score's scales and the threshold
 OPENSET_REPORT = "openset.json"  # measured open-set behaviour (evaluation only; the dashboard reads it)
@@ -108,6 +109,10 @@ class Familiarity:
     # None: the similarity alone
     combine: np.ndarray | None = None
     evidence: str = "energy"  # what combine's first two describe (EVIDENCE)
+    # the gate learned from other actions (har.openset.gate) and [its score's mean, std, weight] over held-out known
+    # clips; None: no gate
+    gate: Gate | None = None
+    gate_combine: np.ndarray | None = None
 
     @property
     def needs_logits(self) -> bool:
@@ -137,11 +142,19 @@ class Familiarity:
         if logits is None:
             raise ModelError("This open-set score reads the model's logits, and none were given: re-export the "
                              "model's ONNX copy (python -m har export) or serve it on TensorFlow.")
-        return self.combined(evidence_of(logits, self.evidence), sim)
+        return self.combined(evidence_of(logits, self.evidence), sim, self.gated(raw))
 
-    def combined(self, evidence: np.ndarray, similarity: np.ndarray) -> np.ndarray:
-        """The combined familiarity ``(n,)`` of the evidence and similarity of the same clips."""
-        return combine_scores(self.combine, evidence, similarity)
+    def gated(self, raw: np.ndarray) -> np.ndarray | None:
+        """The gate's scores ``(n,)`` of raw descriptors ``(n, C)``, or None without a gate."""
+        return None if self.gate is None else self.gate.score(np.asarray(raw, np.float32))
+
+    def combined(self, evidence: np.ndarray, similarity: np.ndarray, gate: np.ndarray | None = None) -> np.ndarray:
+        """The combined familiarity ``(n,)`` of the evidence, similarity and gate scores of the same clips."""
+        score = combine_scores(self.combine, evidence, similarity)
+        if self.gate_combine is not None and gate is not None:
+            mean, std, weight = (float(v) for v in self.gate_combine)
+            score = score + weight * (np.asarray(gate, np.float32) - mean) / std
+        return score.astype(np.float32)
 
     def __call__(self, features: np.ndarray, logits: np.ndarray | None = None) -> np.ndarray:
         """Familiarity ``(n,)`` of clips' per-frame features ``(n, frames, ...)`` (and their logits)."""
@@ -179,6 +192,11 @@ class Familiarity:
         path = Path(directory) / OPENSET_FILE
         extra = {} if self.combine is None else {"combine": np.asarray(self.combine, np.float64),
                                                  "evidence": np.array(self.evidence)}
+        if self.gate is not None:
+            extra.update(gate_kernel=self.gate.kernel, gate_bias=self.gate.bias,
+                         gate_combine=np.asarray(self.gate_combine, np.float64))
+            if self.gate.others is not None:
+                extra["gate_others"] = np.asarray(self.gate.others, np.float16)
         np.savez_compressed(path, bank=self.bank.astype(np.float16), mean=self.mean, scale=self.scale,
                             threshold=np.float64(self.threshold), k=np.int64(self.k),
                             info=np.array(json.dumps(self.info)), **extra)
@@ -192,9 +210,13 @@ class Familiarity:
             return None
         try:
             with np.load(path, allow_pickle=False) as z:
+                gated = "gate_kernel" in z.files
                 return cls(z["bank"].astype(np.float32), z["mean"], z["scale"], float(z["threshold"]), int(z["k"]),
                            json.loads(str(z["info"])), z["combine"] if "combine" in z.files else None,
-                           str(z["evidence"]) if "evidence" in z.files else "energy")
+                           str(z["evidence"]) if "evidence" in z.files else "energy",
+                           Gate(z["gate_kernel"], z["gate_bias"],
+                                z["gate_others"] if "gate_others" in z.files else None) if gated else None,
+                           z["gate_combine"] if gated else None)
         except (OSError, KeyError, ValueError) as exc:
             raise ModelError(f"{path} is not a readable open-set file: {exc}.") from exc
 
@@ -248,22 +270,29 @@ def group_folds(groups: list[str], folds: int = FOLDS) -> np.ndarray:
     return np.array([fold_of[g] for g in groups])
 
 
-def held_out_similarity(raw: np.ndarray, fold: np.ndarray, k: int = K) -> np.ndarray:
+def held_out_similarity(raw: np.ndarray, fold: np.ndarray, k: int = K, extra: np.ndarray | None = None):
     """Each clip's similarity ``(n,)`` as served (view 0 of raw descriptors ``(n, views, C)``) against a bank of
-    every view of the clips outside its fold (``fold``: ``(n,)``, :func:`group_folds`)."""
+    every view of the clips outside its fold (``fold``: ``(n,)``, :func:`group_folds`). With ``extra`` raw
+    descriptors ``(m, C)`` of other clips: also their similarity to each fold's bank, ``(sim, (folds, m))``."""
     sim = np.zeros(len(raw), np.float32)
-    for f in np.unique(fold):
+    folds = np.unique(fold)
+    other = np.zeros((len(folds), 0 if extra is None else len(extra)), np.float32)
+    for i, f in enumerate(folds):
         inside = fold == f
         if inside.all():
             continue
         part = Familiarity.fit(raw[~inside].reshape(-1, raw.shape[-1]), raw[inside][:, 0], KEEP, k)
         sim[inside] = part.similarity(raw[inside][:, 0])
-    return sim
+        if extra is not None:
+            other[i] = part.similarity(extra)
+    return sim if extra is None else (sim, other)
 
 
 def fit_grouped(train: np.ndarray, train_groups: list[str], validation: np.ndarray, validation_groups: list[str],
                 keep: float = KEEP, k: int = K, folds: int = FOLDS, held_logits: np.ndarray | None = None,
-                uncertain_below: float = 0.0, evidence: str = "energy", weight: float = 1.0) -> Familiarity:
+                uncertain_below: float = 0.0, evidence: str = "energy", weight: float = 1.0, labels=None,
+                others=None, others_logits: np.ndarray | None = None, gate: tuple[float, float] | None = None
+                ) -> Familiarity:
     """The familiarity of a run, every statistic from clips held out from what scores them:
 
     * the bank: every view of the training and validation clips' cached features ``(n, views, frames, ...)`` (what
@@ -279,13 +308,20 @@ def fit_grouped(train: np.ndarray, train_groups: list[str], validation: np.ndarr
       (:func:`grouped_operating_point`), counting those whose held-out top probability is under
       ``uncertain_below`` as rejected already (the app's decision takes both).
 
+    With clips of other actions (``others``, :class:`har.openset.outliers.Others`; their logits by each fold's head
+    ``others_logits`` ``(folds, m, classes)``; the known clips' class ``labels``; ``gate`` = (its weight, its L2
+    penalty)), the score adds the gate (:mod:`har.openset.outliers`), whose known clips' scores are held out as
+    well, and ``info`` records the leave-other-class-out figures.
+
     Why held out: a threshold set on 18 validation groups alone rejected 15 % of held-out non-test clips on the
     shipped split (docs/openset.md)."""
     x = np.concatenate([train, validation])
     groups = list(train_groups) + list(validation_groups)
     raw = describe(x.reshape(-1, *x.shape[2:])).reshape(len(x), x.shape[1], -1)
     fold = group_folds(groups, folds)
-    held_sim = held_out_similarity(raw, fold, k)
+    outliers = others is not None and held_logits is not None
+    held_sim = held_out_similarity(raw, fold, k, others.raw[:, 0] if outliers else None)
+    held_sim, other_sim = held_sim if outliers else (held_sim, None)
     fam = Familiarity.fit(raw.reshape(-1, raw.shape[-1]), raw[:, 0], keep, k)  # the bank: every view of them all
     combine, rejected, score = None, np.zeros(len(x), bool), held_sim
     if held_logits is not None:
@@ -293,12 +329,23 @@ def fit_grouped(train: np.ndarray, train_groups: list[str], validation: np.ndarr
         combine = np.array([e.mean(), max(e.std(), 1e-6), held_sim.mean(), max(held_sim.std(), 1e-6), weight])
         score = combine_scores(combine, e, held_sim)  # both parts held out: banks without the clip's group
         rejected = softmax(held_logits).max(axis=1) < uncertain_below
+    gated = None
+    if outliers:
+        from har.openset.outliers import gate_of
+
+        gated = gate_of(score, raw, np.asarray(labels), held_logits.shape[1], fold, others,
+                        np.stack([combine_scores(combine, evidence_of(o, evidence), s)
+                                  for o, s in zip(others_logits, other_sim, strict=True)]),
+                        gate, keep, rejected)
+        score = gated.score
     threshold, tau, share = grouped_operating_point(score, fold, keep, rejected)
     nested = float(nested_rejected(score, fold, share, rejected).mean())
-    what = (f"{evidence} + {weight:g} x similarity, each standardised on the {len(x)} training and validation "
-            f"clips held out ({folds}-fold group split: heads trained without their fold, banks without their group)"
-            if combine is not None else "similarity")
-    info = {**fam.info, "method": f"{evidence}+knn" if combine is not None else "knn-cosine",
+    what = (f"{evidence} + {weight:g} x similarity"
+            f"{f' + {gated.weight:g} x gate' if gated else ''}, each standardised on the {len(x)} training and "
+            f"validation clips held out ({folds}-fold group split: heads{', gates' if gated else ''} trained without "
+            f"their fold, banks without their group)" if combine is not None else "similarity")
+    info = {**fam.info, "method": (f"{evidence}+knn" + ("+gate" if gated else "")) if combine is not None else
+            "knn-cosine",
             "threshold": round(threshold, 6), "tau": round(tau, 6), "threshold_from": len(x),
             "knn_weight": weight if combine is not None else None,
             "rejected_by_top_probability": round(float(np.mean(rejected)), 4),
@@ -307,6 +354,9 @@ def fit_grouped(train: np.ndarray, train_groups: list[str], validation: np.ndarr
                           f"threshold: keeps {share:.2%} of the {len(x)} training and validation clips as served, "
                           f"each scored held out ({folds}-fold group split), the share at which a threshold set on "
                           f"the other folds rejects {nested:.1%} (at most {1 - keep:.0%}) of each fold's clips"}
-    return Familiarity(fam.bank, fam.mean, fam.scale, threshold, fam.k, info, combine, evidence)
+    if gated:
+        info.update(gated.info)
+    return Familiarity(fam.bank, fam.mean, fam.scale, threshold, fam.k, info, combine, evidence,
+                       gated.gate if gated else None, gated.combine if gated else None)
 
 

@@ -175,9 +175,9 @@ def stamp(path: Path, entries: dict[str, str]) -> None:
 
 
 def openset_shift(directory: Path, data: str | os.PathLike, int8_path: Path) -> dict | None:
-    """The mean change, int8 minus float, of the open-set score's evidence and similarity over every clip of the
-    model's training and validation groups in ``data`` (sampled as served), ``int8_path`` serving the per-frame
-    half beside the float head; None for a model without a combined open-set score."""
+    """The mean change, int8 minus float, of the open-set score's evidence, similarity and gate (where it has one)
+    over every clip of the model's training and validation groups in ``data`` (sampled as served), ``int8_path``
+    serving the per-frame half beside the float head; None for a model without a combined open-set score."""
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     import onnxruntime as ort
 
@@ -201,10 +201,34 @@ def openset_shift(directory: Path, data: str | os.PathLike, int8_path: Path) -> 
             f = features(half, clip)
             raw.append(describe(f[None])[0])
             logits.append(run_onnx_outputs(head, f[None])[1][0])
-        scores.append((evidence_of(np.stack(logits), familiarity.evidence), familiarity.similarity(np.stack(raw))))
-    (ev_f, sim_f), (ev_8, sim_8) = scores
+        gate = familiarity.gated(np.stack(raw))
+        scores.append((evidence_of(np.stack(logits), familiarity.evidence), familiarity.similarity(np.stack(raw)),
+                       np.zeros(len(raw)) if gate is None else gate))
+    (ev_f, sim_f, gate_f), (ev_8, sim_8, gate_8) = scores
     return {"evidence": round(float((ev_8 - ev_f).mean()), 6), "similarity": round(float((sim_8 - sim_f).mean()), 6),
+            **({"gate": round(float((gate_8 - gate_f).mean()), 6)} if familiarity.gate is not None else {}),
             "clips": len(clips)}
+
+
+def refresh_openset_shift(directory: str | os.PathLike, data: str | os.PathLike) -> dict | None:
+    """Measure the open-set offsets of ``directory``'s int8 half again (:func:`openset_shift`) and store them in it,
+    after its open-set score was fitted anew; None (and nothing changed) where there is no int8 half or no
+    combined score."""
+    directory = Path(directory)
+    path = directory / INT8_FILE
+    if not path.is_file():
+        return None
+    shift = openset_shift(directory, data, path)
+    if shift is not None:
+        tmp = directory / f".{INT8_FILE}.{os.getpid()}.tmp"
+        try:
+            tmp.write_bytes(path.read_bytes())
+            stamp(tmp, {SHIFT_KEY: json.dumps(shift)})
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        log.info("%s: open-set offsets of %s measured again: %s", directory.name, INT8_FILE, shift)
+    return shift
 
 
 def int8_familiarity(familiarity, session):
@@ -218,4 +242,8 @@ def int8_familiarity(familiarity, session):
     combine = np.asarray(familiarity.combine, np.float64).copy()
     combine[0] += offsets["evidence"]  # [evidence mean, evidence std, similarity mean, similarity std, weight]
     combine[2] += offsets["similarity"]
-    return dataclasses.replace(familiarity, combine=combine)
+    gate = familiarity.gate_combine
+    if gate is not None and "gate" in offsets:  # [gate mean, gate std, weight]
+        gate = np.asarray(gate, np.float64).copy()
+        gate[0] += offsets["gate"]
+    return dataclasses.replace(familiarity, combine=combine, gate_combine=gate)

@@ -6,9 +6,10 @@ one softmax layer over the base classes and the new ones (:mod:`har.teaching.cla
 split, so every command serves it as it serves the base (timelines share each frame's features; the open set reads
 its logits).
 
-The open set: the familiarity's bank gains every view of the examples (standardised as the base bank), so the new
-actions look familiar; the threshold, the scales of the evidence and the similarity stay the base model's, set on
-its held-out known clips (docs/teach.md says what this does and does not promise).
+The open set: the familiarity's bank gains every view of the examples (standardised as the base bank), and its
+gate (learned from other actions) a known column per new action, so the new actions look familiar; the threshold,
+the scales of the evidence, the similarity and the gate stay the base model's, set on its held-out known clips
+(docs/teach.md says what this does and does not promise).
 """
 
 from __future__ import annotations
@@ -61,8 +62,10 @@ def widened_familiarity(base: Familiarity, descriptors: np.ndarray, actions: np.
             "taught": f"bank: the base model's {len(base.bank)} descriptors and the {len(unit)} views of the "
                       f"{examples} taught examples, each action's repeated to {per_class:.0f} (a base class's "
                       "share); threshold and scales: the base model's"}
+    # the gate learned from other actions gains a known column per taught action (har.openset.gate.Gate.taught)
+    gate = base.gate.taught(descriptors, actions) if base.gate is not None else None
     return Familiarity(np.concatenate([base.bank, added]), base.mean, base.scale, base.threshold, base.k, info,
-                       base.combine, base.evidence)
+                       base.combine, base.evidence, gate, base.gate_combine)
 
 
 def write(out: Path, base_dir: Path, network, config: ModelConfig, taught: dict,

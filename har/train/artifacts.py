@@ -124,6 +124,7 @@ def hyper(opts: TrainOptions, refit: dict | None, averaged: dict | None, device:
         # only when skipped: no ONNX copy (served by TensorFlow), no familiarity score (top probability alone)
         **({} if opts.export else {"export": False}),
         **({} if opts.openset or not frozen(opts) else {"openset": False}),
+        **({"others": Path(opts.others).resolve().name} if opts.others and frozen(opts) and opts.openset else {}),
     }
 
 
@@ -144,15 +145,24 @@ def open_set(opts: TrainOptions, data: TrainData, config: ModelConfig, out: Path
     """The run's open-set score (:func:`har.openset.heldout.fit_familiarity`: held-out logits of heads trained without
     each fold, as many epochs as the shipped model had), saved in ``out``; the config that records it. A run without
     one (not on a frozen encoder, or ``opts.openset`` False) removes an earlier model's file instead."""
-    from har.openset.heldout import fit_familiarity
+    from har.config import Sampling
+    from har.data.dataset import default_cache_dir
+    from har.models.builders import build
+    from har.openset.heldout import OtherClips, fit_familiarity
 
     if not (frozen(opts) and opts.openset):
         (out / OPENSET_FILE).unlink(missing_ok=True)  # an earlier model's score would not fit this one
         return config
     groups = [c.group for c in data.parts["train"]] + [c.group for c in data.parts["validation"]]
+    others = None
+    if opts.others:  # the gate's clips of other actions, through the same frozen encoder (cached)
+        model = build(opts.arch, opts.preset, len(config.classes), opts.frames, opts.size, opts.norm, opts.encoder,
+                      opts.encoder_blocks)
+        others = OtherClips.load(opts.others, model, Sampling(opts.frames, opts.size), opts.min_window_s,
+                                 opts.cache_dir or default_cache_dir())
     familiarity = fit_familiarity(opts, np.concatenate([data.x_train, data.x_val]),
                                   np.concatenate([data.y_train, data.y_val]), groups, len(data.x_train),
-                                  len(config.classes), config.best_epoch, config.uncertain_below)
+                                  len(config.classes), config.best_epoch, config.uncertain_below, others)
     familiarity.save(out)
     log.info("open set: %s, threshold %.3f", familiarity.info["method"], familiarity.threshold)
     return dataclasses.replace(config, openset=familiarity.info)

@@ -54,6 +54,10 @@ def add_train(sub) -> None:
     s.add_argument("--openset", action=argparse.BooleanOptionalAction, default=None,
                    help="imagenet preset: fit the familiarity score on held-out heads (--no-openset: answers rest "
                         "on the top probability alone)")
+    s.add_argument("--others", default=None,
+                   help="imagenet preset: folder per class of clips of other actions (none of the dataset's) that "
+                        "the open-set score learns what is not a known action from (default: the recipe's, looked "
+                        "for as --data is)")
     s.add_argument("--resume", action="store_true", help="continue the unfinished run in --out")
     s.add_argument("--max-clips", type=int, default=None, help="at most this many clips per split (smoke tests)")
     s.add_argument("--cache-dir", default=None, help="frame cache (default ~/.cache/har-studio/frames)")

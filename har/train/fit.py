@@ -94,22 +94,33 @@ def train(opts: TrainOptions) -> ModelConfig | None:
     return config
 
 
-def fit_openset(directory: str | Path, data: str | Path, cache_dir: str | Path | None = None) -> ModelConfig:
+def fit_openset(directory: str | Path, data: str | Path, cache_dir: str | Path | None = None,
+                others: str | Path | None = None) -> ModelConfig:
     """Fit (or refit) the open-set score of a trained frozen-encoder model directory on its config's split of
-    ``data``, with its own recipe (``python -m har openset``); writes ``openset.npz`` and ``config.json``'s
-    ``openset`` entry, and returns the config."""
+    ``data``, with its own recipe (``python -m har openset``), its gate learning from the clips of other actions in
+    ``others`` (a folder per class) when given; writes ``openset.npz`` and ``config.json``'s ``openset`` entry, and
+    returns the config."""
     config = ModelConfig.load(directory)
     if not config.encoder:
         raise HarError(f"{directory} has no frozen encoder ({config.preset} preset): its open-set score cannot be "
                        "fitted from cached encoder features.")
-    opts = dataclasses.replace(options_of(config, data, directory, cache_dir), openset=True)
+    opts = dataclasses.replace(options_of(config, data, directory, cache_dir), openset=True,
+                               others=Path(others) if others else None)
+    if opts.others and not opts.others.is_dir():
+        raise HarError(f"No folder of other actions at {opts.others} (--others): give a folder with a sub-folder "
+                       "per action.")
     run = TrainData.load(opts, built)
     if run.split != config.split:
         raise HarError(f"{data} does not split as {directory} was trained (seed {config.seed}): its open-set score "
                        "must be fitted on the same dataset.")
-    hyper = {k: v for k, v in config.hyper.items() if k != "openset"}  # "openset": False records a run without one
+    hyper = {k: v for k, v in config.hyper.items() if k not in ("openset", "others")}  # "openset": False: none
+    if opts.others:
+        hyper["others"] = opts.others.resolve().name
     config = artifacts.open_set(opts, run, dataclasses.replace(config, hyper=hyper), Path(directory))
     config.save(directory)
+    from har.serve.quantize import refresh_openset_shift
+
+    refresh_openset_shift(directory, data)  # the int8 half's offsets are of the score just fitted
     return config
 
 

@@ -50,6 +50,9 @@ class TrainOptions:
     # What a run makes besides the model; a test that does not check them skips them (the config records it).
     export: bool = True  # the ONNX copy beside model.keras (without it the model is served by TensorFlow)
     openset: bool = True  # imagenet preset: the familiarity score from held-out heads (openset.npz)
+    # imagenet preset: a folder per class of clips of *other* actions, none of the dataset's, that the open-set
+    # score's gate learns from (har.openset.outliers); None: no gate
+    others: Path | None = None
 
 
 def check(opts: TrainOptions) -> None:

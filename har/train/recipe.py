@@ -33,7 +33,8 @@ TOP = ("arch", "preset", "frames", "size", "encoder", "encoder_blocks", "min_win
 HYPER = {"batch_size": "batch_size", "lr": "lr", "warmup_epochs": "warmup_epochs", "max_epochs": "epochs",
          "patience": "patience", "stop_from_epoch": "stop_from_epoch", "weight_decay": "weight_decay",
          "mixup": "mixup", "norm": "norm", "refit": "refit", "average_last": "average_last",
-         "validation": "validation", "test": "test", "strategy": "strategy", "export": "export", "openset": "openset"}
+         "validation": "validation", "test": "test", "strategy": "strategy", "export": "export", "openset": "openset",
+         "others": "others"}
 # the options a recipe sets (what ``--like`` fills in and explicit flags override)
 RECIPE_OPTIONS = (*TOP, *HYPER.values())
 
@@ -95,22 +96,27 @@ def options_like(directory: str | os.PathLike, data: str | os.PathLike | None = 
         data = find_data(config.data)
     elif not Path(data).is_dir():
         raise DatasetError(f"No dataset folder at {data} (--data): give the folder with a sub-folder per class.")
-    return TrainOptions(**{**recipe_options(config), "data": Path(data), "out": Path(out or directory),
-                           **overrides})
+    options = {**recipe_options(config), **overrides}
+    if options.get("others") and not Path(options["others"]).is_dir():  # a recorded dataset name
+        options["others"] = find_data(str(options["others"]))
+    return TrainOptions(**{**options, "data": Path(data), "out": Path(out or directory),
+                           "others": Path(options["others"]) if options.get("others") else None})
 
 
 def options_of(config: ModelConfig, data: str | os.PathLike, out: str | os.PathLike,
                cache_dir: str | os.PathLike | None = None) -> TrainOptions:
-    """The options ``config`` was trained with (its recipe), on ``data``, writing to ``out``."""
+    """The options ``config`` was trained with (its recipe), on ``data``, writing to ``out``; without the clips of
+    other actions its open-set gate learned from (``others``: give them where they are needed)."""
     return TrainOptions(**{**recipe_options(config), "data": Path(data), "out": Path(out),
-                           "cache_dir": Path(cache_dir) if cache_dir else None})
+                           "cache_dir": Path(cache_dir) if cache_dir else None, "others": None})
 
 
 def recipe_json(opts: TrainOptions) -> dict:
     """``opts``' recipe in ``config.json``'s keys: the sampling, encoder, seed and data folder at the top level, the
     optimisation under ``hyper`` (``refit``: whether a refit phase follows)."""
     return {**{name: getattr(opts, name) for name in TOP}, "data": str(opts.data),
-            "hyper": {key: getattr(opts, name) for key, name in HYPER.items()}}
+            "hyper": {key: str(getattr(opts, name)) if name == "others" and opts.others else getattr(opts, name)
+                      for key, name in HYPER.items()}}
 
 
 def retrain_command(directory: str | Path) -> str:
