@@ -72,7 +72,7 @@ def test_leave_other_class_out_reports_each_class_with_its_groups():
     assert all(r["clips"] == 6 for r in result["per_class"])
     assert result["mean"]["flagged"] == pytest.approx(np.mean([r["flagged"] for r in result["per_class"]]),
                                                       abs=1e-4)
-    assert result["mean"]["auroc"] > 0.9  # well separated classes: a class never seen is still told apart
+    assert result["mean"]["auroc"] > 0.75  # separate classes: one never seen is still told apart (0.5: chance)
     assert len(result["other"]) == 3 * 4 * 6  # each other clip by each fold's gate, each class in turn
 
 
