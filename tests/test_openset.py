@@ -72,7 +72,7 @@ def test_the_threshold_says_where_it_came_from():
         assert config.openset == fam.info and fam.info["threshold"] == pytest.approx(fam.threshold, abs=1e-6)
         assert fam.info["keep"] == 0.95 and fam.info["k"] == 200
         evidence, weight = CHOSEN[config.arch]  # chosen on non-test groups (docs/openset.md)
-        assert fam.evidence == evidence and fam.info["method"] == f"{evidence}+knn"
+        assert fam.evidence == evidence and fam.info["method"] == f"{evidence}+knn+gate"  # tests/test_outliers.py
         assert fam.combine[4] == weight == fam.info["knn_weight"]
         from har.data.dataset import clips_of, index_dataset
 
@@ -197,10 +197,13 @@ def test_the_dashboard_reads_the_stored_open_set_results():
     lrcn = json.loads((REPO / "models" / "lrcn" / "openset.json").read_text())
     assert list(table["model"]) == ["LRCN", "ConvLSTM"]
     assert table["known test clips rejected"][0] == f"{lrcn['operating_point']['known_rejected']:.1%}"
-    assert list(table["score"]) == ["energy+knn", "energy+knn"]  # the methods chosen in session 11, as measured
+    assert list(table["score"]) == ["energy+knn+gate"] * 2  # as measured, the methods shipped
     roc = openset_report.roc_figure(reports, DISPLAY, MODEL_COLORS)
     curves = [t for t in roc.data if t.mode == "lines" and "AUROC" in (t.name or "")]
     assert len(curves) == 4 and all(t.x[0] == 0 and t.y[0] == 0 for t in curves)
+    others = openset_report.others_roc_figure(reports, DISPLAY, MODEL_COLORS)
+    lines = [t for t in others.data if t.mode == "lines" and "AUROC" in (t.name or "")]
+    assert len(lines) == 2 and f"AUROC {lrcn['other_actions']['mean']['auroc']:.2f}" in lines[0].name
     cal = openset_report.calibration_figure(reports, DISPLAY, MODEL_COLORS)
     assert any("ECE" in (t.name or "") for t in cal.data)
     assert "No open-set results" in openset_report.roc_figure({}, DISPLAY, MODEL_COLORS).layout.annotations[0].text

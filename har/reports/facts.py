@@ -50,6 +50,8 @@ class ModelFacts:
     known_rejected: float | None  # share of known test clips turned away
     wild_seconds_flagged: float | None  # share of the wild videos' seconds flagged as none of the known actions
     wild_videos: int | None  # how many wild videos (other actions) that share is of
+    others_flagged: float | None  # clips of other actions the score never learned from, flagged (left out in turn)
+    other_classes: int | None  # how many other actions that was measured on
     # benchmark.json (one clip, batch 1)
     onnx_ms: float | None  # ONNX Runtime, as the app serves
     keras_ms: float | None  # TensorFlow
@@ -114,6 +116,9 @@ def model_facts(record: ModelRecord) -> ModelFacts | None:
         known_rejected=_number(o, "operating_point", "known_rejected"),
         wild_seconds_flagged=_number(o, "operating_point", "wild_seconds_flagged"),
         wild_videos=len(o["wild"]["videos"]) if o and isinstance(o.get("wild", {}).get("videos"), list) else None,
+        others_flagged=_number(o, "other_actions", "mean", "flagged"),
+        other_classes=len(o["other_actions"]["classes"]) if o and isinstance(
+            o.get("other_actions", {}).get("classes"), list) else None,
         onnx_ms=_number(b, "onnx_forward_ms"), keras_ms=_number(b, "forward_ms"),
         dir_bytes=int(b["dir_bytes"]) if b and isinstance(b.get("dir_bytes"), int) else None,
         cpus=int(b["cpus"]) if b and isinstance(b.get("cpus"), int) else None,

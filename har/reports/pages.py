@@ -1,10 +1,11 @@
-"""The generated pages, written at once by ``python -m har docs``: the model card and README's results section."""
+"""The generated pages, written at once by ``python -m har docs``: the model card, README's results section and the
+measured part of docs/openset.md."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from har.reports import modelcard, readme
+from har.reports import modelcard, openset_page, readme
 from har.reports.facts import all_facts
 from har.reports.records import load_records
 
@@ -18,4 +19,4 @@ def write_pages(card: Path | None = None, readme_path: Path | None = None) -> li
     card.write_text(modelcard.markdown(records))
     readme_path = readme_path or readme.README
     readme_path.write_text(readme.with_results(readme_path.read_text(), all_facts(records)))
-    return [card, readme_path]
+    return [card, readme_path, openset_page.write(records)]

@@ -17,6 +17,15 @@ def _same(main: Sequence[ModelFacts], value) -> str:
     return values[0] if len(set(values)) == 1 else joined(values)
 
 
+def _others(main: Sequence[ModelFacts]) -> str:
+    """How many clips of other actions the score never learned from it flags, each model, where measured."""
+    if any(f.others_flagged is None for f in main):
+        return ""
+    classes = _same(main, lambda f: str(f.other_classes))
+    return (f" {joined([percent(f.others_flagged, 0) for f in main])} of clips of other actions it never learned "
+            f"from ({', '.join(f.label for f in main)}; each of {classes} other actions left out in turn);")
+
+
 def results_section(facts: Sequence[ModelFacts]) -> str:
     """The Markdown between :data:`START` and :data:`END` (both excluded)."""
     main = [f for f in facts if f.main]
@@ -37,8 +46,9 @@ TensorFlow in brackets:
 
 The models know {count(len(ref.classes))} actions only ({', '.join(ref.classes)}); a video of anything else is answered
 *none of the known actions* when its familiarity is low (the model's own evidence plus how much the video looks
-like the training clips, [docs/openset.md](docs/openset.md): {flagged} of the seconds of
-{_same(main, lambda f: str(f.wild_videos))} web videos of other actions flagged; of the known test clips,
+like the training clips and unlike clips of other actions, [docs/openset.md](docs/openset.md): {flagged} of the seconds
+of {_same(main, lambda f: str(f.wild_videos))} web videos of other actions flagged;{_others(main)} of the known test
+clips,
 {", ".join(f"the {f.label} turned away {percent(f.known_rejected)}" for f in main)}) or when the top probability is
 under {_same(main, lambda f: percent(f.uncertain_below, 0))}. The timeline slides a
 {_same(main, lambda f: seconds(f.window_s))} window every {_same(main, lambda f: f"{f.hop_s:g}")} s and decodes
