@@ -95,8 +95,8 @@ def main() -> int:
               f"{s['short_recall']:.0%} of {s['short_pieces']} |")
     if args.write:
         for r in recs:
-            write(r, {row: (key, summarize(got)) for key, got in scores.items() if key[0] == r.name
-                      for row in [key[1]]}, args)
+            write(r, {row: (key, {**summarize(got), "unknown_segments": sum(g["unknown"] for g in got)})
+                      for key, got in scores.items() if key[0] == r.name for row in [key[1]]}, args)
     return 0
 
 

@@ -93,10 +93,16 @@ def test_the_imagenet_recipe_trains_end_to_end(tiny_dataset, tmp_path, cli):
     """The shipped LRCN's recipe (``train --like models/lrcn``) for one epoch on a tiny dataset, at 64 px on the
     encoder's first 8 blocks and without the refit phase (tests/test_train.py has it) to be quick: the encoder stays
     the checkpoint; the ONNX halves serve the model's numbers; the open-set score is fitted on every view of every
-    non-test clip, recorded and served."""
+    non-test clip and on clips of other actions (three of the shared ones, two clips each), recorded and served."""
+    others = tmp_path / "others"
+    for name in ("Billiards", "BenchPress", "Biking"):
+        (others / name).mkdir(parents=True)
+        for clip in sorted((REPO.parent / "shared" / "data" / "other-actions" / name).glob("*.mp4"))[:2]:
+            (others / name / clip.name).symlink_to(clip)
     out = tmp_path / "lrcn"
     done = cli("train", "--like", str(REPO / "models" / "lrcn"), "--data", str(tiny_dataset), "--out", str(out),
-               "--epochs", "1", "--batch-size", "4", "--size", "64", "--encoder-blocks", "8", "--no-refit")
+               "--epochs", "1", "--batch-size", "4", "--size", "64", "--encoder-blocks", "8", "--no-refit",
+               "--others", str(others))
     assert done.returncode == 0, done.stderr[-3000:]
     model, config = load_model(out)
     shipped = ModelConfig.load(REPO / "models" / "lrcn")
@@ -123,6 +129,11 @@ def test_the_imagenet_recipe_trains_end_to_end(tiny_dataset, tmp_path, cli):
     assert familiarity.info["threshold_from"] == len(known) == 12  # no test-group clip
     assert familiarity.info["bank"] == len(familiarity.bank) == VIEWS * len(known)
     assert np.isfinite(familiarity.threshold)
+    assert familiarity.gate is not None and config.hyper["others"] == "others"
+    assert familiarity.info["others"]["classes"] == ["BenchPress", "Billiards", "Biking"]
+    assert familiarity.gate.others.shape == (6 * VIEWS, familiarity.mean.shape[0])
+    assert [r["left_out"] for r in familiarity.info["leave_other_class_out"]["per_class"]] == \
+        familiarity.info["others"]["classes"]
     for rec in (by_keras, by_onnx):
         pred = rec.classify(test[0].path)
         assert pred.familiarity is not None and pred.familiar_above == pytest.approx(familiarity.threshold)

@@ -21,7 +21,7 @@ from har.train.recipe import retrain_command
 
 SHIPPED = ("lrcn", "convlstm")
 # The options a config.json records only when they are not at their defaults, and those defaults.
-UNRECORDED = {"average_last": 0, "export": True, "openset": True}
+UNRECORDED = {"average_last": 0, "export": True, "openset": True, "others": None}
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -50,6 +50,8 @@ def assert_is_the_recipe_of(printed: dict, config: dict) -> None:
     for key, value in printed["hyper"].items():
         if key == "refit":  # the record says what the refit phase did; the recipe, that it runs
             assert value is ("refit" in recorded)
+        elif key == "others" and value is not None:  # the other actions' folder: the one it names
+            assert Path(value).name == recorded[key] and Path(value).is_dir(), value
         elif key in recorded:
             assert value == recorded[key], key
         else:

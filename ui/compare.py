@@ -55,14 +55,22 @@ def _openset_section(main: list[dashboard.ModelRecord]) -> None:
                for rep in openset_report.load_reports([r.name], r.directory.parent).values()}
     known = next((len(r.config.classes) for r in main if r.config), None)
     actions = f"the {known} actions" if known else "the known actions"
+    learned = next((r.get("other_actions", {}).get("classes") for r in reports.values()
+                    if r.get("other_actions", {}).get("classes")), None)
+    taught = (f" and how unlike it is to clips of {len(learned)} other actions ({', '.join(learned)}) the score "
+              "learned from" if learned else "")
     gr.Markdown(f"### None of {actions}: the open-set score\nEach answer carries a *familiarity*: the model's "
-                "own evidence for its classes plus how much the video looks like the training clips, 0 for a typical "
-                f"known clip the model never saw ({docs_link('openset.md', 'how it is measured')}). Under the "
-                f"threshold set on such held-out clips, the app says the video shows none of {actions}.",
+                f"own evidence for its classes, how much the video looks like the training clips{taught}; 0 for a "
+                f"typical known clip the model never saw ({docs_link('openset.md', 'how it is measured')}). Under "
+                f"the threshold set on such held-out clips, the app says the video shows none of {actions}.",
                 elem_id="openset-intro")
     if reports:
         gr.Dataframe(openset_report.openset_table(reports, dashboard.DISPLAY), interactive=False,
                      elem_id="openset-table", label=openset_report.openset_caption(reports))
+    gr.Plot(openset_report.others_roc_figure(reports, dashboard.DISPLAY, dashboard.MODEL_COLORS),
+            elem_id="openset-others-roc",
+            label="Known clips against clips of other actions the score never learned from (each left out in turn): "
+                  "ROC of the familiarity")
     gr.Plot(openset_report.roc_figure(reports, dashboard.DISPLAY, dashboard.MODEL_COLORS), elem_id="openset-roc",
             label="Known test clips against windows of the wild videos: ROC of familiarity and of the top probability")
     gr.Plot(openset_report.calibration_figure(reports, dashboard.DISPLAY, dashboard.MODEL_COLORS),

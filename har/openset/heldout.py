@@ -49,10 +49,11 @@ def held_out_logits(opts, x: np.ndarray, y: np.ndarray, groups: list[str], class
                     folds: int = FOLDS, extra: np.ndarray | None = None):
     """Logits ``(n, classes)`` of every clip as served (view 0 of ``x``), each from a head trained on the other
     folds' clips (:func:`train_head`). With ``extra`` clips' features ``(m, frames, ...)`` (as served): also their
-    logits by each fold's head, ``(logits, (folds, m, classes))``."""
+    logits by the head of each fold that holds clips, ``(logits, (folds with clips, m, classes))``."""
     fold = group_folds(groups, folds)
     out = np.zeros((len(x), classes), np.float32)
-    other = np.zeros((folds, 0 if extra is None else len(extra), classes), np.float32)
+    present = list(np.unique(fold))
+    other = np.zeros((len(present), 0 if extra is None else len(extra), classes), np.float32)
     for f in range(folds):
         inside = fold == f
         if inside.all() or not inside.any():
@@ -61,7 +62,7 @@ def held_out_logits(opts, x: np.ndarray, y: np.ndarray, groups: list[str], class
         head = train_head(opts, x[~inside], y[~inside], classes, epochs, opts.seed + 1 + f)
         out[inside] = logits_of(head, x[inside][:, 0])
         if extra is not None:
-            other[f] = logits_of(head, extra)
+            other[present.index(f)] = logits_of(head, extra)
         log.info("open set: held-out head %d of %d (%d clips) in %.0f s", f + 1, folds, int(inside.sum()),
                  time.perf_counter() - started)
     return out if extra is None else (out, other)
