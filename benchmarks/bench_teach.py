@@ -39,7 +39,7 @@ def measure(name: str, other_dir: Path, timing: bool) -> dict:
     from har.data.dataset import clips_of, index_dataset
     from har.modeldir import load_model
     from har.serve.export import keras_digest
-    from har.teaching import protocol
+    from har.teaching import classifier, protocol
     from har.teaching.basedata import TeachData
     from har.teaching.embedding import PROBS, embedder
     from har.train.recipe import find_data
@@ -69,7 +69,8 @@ def measure(name: str, other_dir: Path, timing: bool) -> dict:
     curve = protocol.other_actions(base_x, base_y, kernel, bias, dim, test, base_accuracy, other)
     curve["groups"] = {other_index.classes[c]: g for c, g in curve["groups"].items()}
     back = protocol.left_out(data, kernel, bias, dim, test)
-    out = {"model": name, "base_sha256": keras_digest(directory), "base_test_accuracy": round(base_accuracy, 4),
+    out = {"model": name, "base_sha256": keras_digest(directory), "runtime": rec.runtime, "precision": rec.precision,
+           "teach_data": data.info.get("precision"), "base_test_accuracy": round(base_accuracy, 4),
            "other_actions": {"data": other_dir.name, "classes": list(other_index.classes), **curve},
            "left_out": {config.classes[c]: rows for c, rows in back.items()},
            "protocol": (f"other actions: each class's groups sorted, the first half (at most "
@@ -79,13 +80,17 @@ def measure(name: str, other_dir: Path, timing: bool) -> dict:
                         "layer and stored views, taught back from n of its training clips, scored on its test "
                         "groups (its embedding was trained with the class: an upper bound)."),
            "shots": list(SHOTS),
+           "method": {"l2": classifier.L2, "base_l2": classifier.BASE_L2,
+                      "descriptor_weight": classifier.DESCRIPTOR_WEIGHT, "new_offset": classifier.NEW_OFFSET},
            "note": ("The other-action classes and groups above were used here as actions to teach; an open-set fit "
                     "that trains with them as outliers makes this curve optimistic for its threshold only if the "
                     "same groups are used there.")}
     if timing:
         out["timing"] = timings(rec, name, other_index)
     out["measured"] = {"when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "host": platform.node(),
-                       "cpus": os.cpu_count()}
+                       "cpus": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2),
+                       "threads": {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+                                   if k in os.environ}}
     return out
 
 

@@ -141,3 +141,38 @@ def test_the_dashboard_draws_the_stored_few_example_results():
         assert set(r["other_actions"]["groups"]) == set(r["other_actions"]["classes"])  # which were used, recorded
     caption = fewshot.fewshot_caption(results)
     assert f"on {next(iter(results.values()))['other_actions']['scored_clips']} clips of other groups" in caption
+
+
+def test_the_fit_keeps_the_base_classes_and_learns_a_class_taught_back():
+    """On the LRCN's stored training views (teach.npz): PlayingPiano dropped from the base layer and taught back from
+    5 of its clips; the other classes' views keep the base layer's answers and its other clips are found."""
+    import numpy as np
+
+    from har.modeldir import load_model
+    from har.serve.runtime import load_tensorflow
+    from har.teaching.basedata import TeachData
+    from har.teaching.classifier import fit
+    from har.teaching.embedding import PROBS
+
+    load_tensorflow()
+    network, config = load_model(REPO / "models" / "lrcn")
+    kernel, bias = network.get_layer(PROBS).get_weights()
+    data = TeachData.load(REPO / "models" / "lrcn")
+    c = config.classes.index("PlayingPiano")
+    keep = [k for k in range(len(config.classes)) if k != c]
+    x, y = data.inputs()
+    views = data.embedding.shape[1]
+    mask = y != c
+    remap = np.array([keep.index(v) if v != c else -1 for v in range(len(config.classes))])
+    clips = np.where(data.labels == c)[0]
+    examples, others = clips[:5], clips[5:]
+    per_clip = np.concatenate([data.embedding, data.descriptor], axis=2)
+    xs = per_clip[examples].reshape(-1, x.shape[1])
+    layer = fit(np.concatenate([x[mask], xs]), np.concatenate([remap[y[mask]], np.full(len(xs), len(keep))]),
+                len(config.classes), kernel[:, keep], bias[keep], x[mask], data.embedding.shape[2])
+    dim = data.embedding.shape[2]
+    before = (x[mask, :dim] @ kernel[:, keep] + bias[keep]).argmax(axis=1)
+    after = layer.predict(x[mask])
+    assert (after == before).mean() >= 0.98, (after == before).mean()
+    found = layer.predict(per_clip[others].reshape(-1, x.shape[1])) == len(keep)
+    assert found.mean() >= 0.8, (found.mean(), len(others) * views)

@@ -39,7 +39,7 @@ def teach(base, examples: Mapping[str, Sequence], out: str | os.PathLike | None 
     from har.serve.recognizer import Recognizer
     from har.serve.runtime import load_tensorflow
     from har.teaching.basedata import TeachData
-    from har.teaching.classifier import fit
+    from har.teaching.classifier import BASE_L2, DESCRIPTOR_WEIGHT, L2, NEW_OFFSET, fit
     from har.teaching.embedding import PROBS, embed, embedder
     from har.teaching.examples import VIEWS, clip_views, collect, file_digest, local
     from har.teaching.taught import METHOD, taught_network, widened_familiarity, write
@@ -90,9 +90,7 @@ def teach(base, examples: Mapping[str, Sequence], out: str | os.PathLike | None 
     x_new = np.concatenate([np.stack(embs), np.stack(descs)], axis=2).reshape(-1, x_base.shape[1])
     y_new = np.repeat(np.array(labels), VIEWS)
     last = network.get_layer(PROBS)
-    base_kernel, base_bias = last.get_weights()
-    if base_kernel.shape[0] != embs[0].shape[1]:  # a taught base: its base classes' rows over the embedding
-        base_kernel = base_kernel[: embs[0].shape[1]]
+    base_kernel, base_bias = last.get_weights()  # a taught base's reads [embedding, descriptor]: kept whole
     layer = fit(np.concatenate([x_base, x_new]), np.concatenate([y_base, y_new]), len(classes), base_kernel,
                 base_bias, x_base, embs[0].shape[1])
     progress(0.92, "writing the taught model")
@@ -102,7 +100,8 @@ def teach(base, examples: Mapping[str, Sequence], out: str | os.PathLike | None 
               "base_dir": str(base_dir), "base_sha256": digest, "base_classes": list(config.classes),
               "classes": new, "classes_all": list(classes), "examples": records, "method": METHOD,
               "views_per_example": VIEWS, "base_views": int(len(x_base)),
-              "fit": {"iterations": layer.iterations, "loss": round(layer.loss, 5)},
+              "fit": {"iterations": layer.iterations, "loss": round(layer.loss, 5), "l2": L2, "base_l2": BASE_L2,
+                      "descriptor_weight": DESCRIPTOR_WEIGHT, "new_offset": NEW_OFFSET},
               "seconds": round(time.perf_counter() - t0, 2)}
     fam = rec.familiarity
     if fam is None and (base_dir / "openset.npz").is_file():

@@ -26,7 +26,8 @@ from har.openset.score import Familiarity
 from har.teaching.classifier import Layer
 from har.teaching.embedding import JOINED, PROBS, embedding_tensor, frame_output
 
-METHOD = "softmax over the temporal model's embedding and the encoder's descriptor (har.teach)"
+METHOD = ("softmax over the temporal model's embedding and the encoder's descriptor, base rows held near the base "
+          "layer, new classes' logits raised by a fixed offset (har.teach)")
 
 
 def taught_network(base, layer: Layer, name: str):
