@@ -67,7 +67,7 @@ def measure(name: str, runtime: str) -> dict:
         flagged = sum(min(s.end_s, t.duration_s) - s.start_s for s in t.segments if s.label == UNCERTAIN)
         videos.append({"video": path.name, "seconds": round(t.duration_s, 1), "flagged_s": round(flagged, 1),
                        "windows": len(t.window_starts),
-                       "windows_flagged": int(np.sum(t.window_familiarity < fam.threshold))})
+                       "windows_flagged": int(np.sum(t.window_familiarity < fam.window_threshold))})
         window_fam.append(t.window_familiarity)
         window_top.append(t.window_probs.max(axis=1))
     window_fam, window_top = np.concatenate(window_fam), np.concatenate(window_top)
@@ -83,7 +83,7 @@ def measure(name: str, runtime: str) -> dict:
             "accuracy": round(float(right.mean()), 4),
             "accuracy_with_rejection": round(float(np.mean(right & ~rejected)), 4),
             "wild_seconds_flagged": round(sum(v["flagged_s"] for v in videos) / seconds, 4),
-            "wild_windows_flagged": round(float(np.mean(window_fam < fam.threshold)), 4)},
+            "wild_windows_flagged": round(float(np.mean(window_fam < fam.window_threshold)), 4)},
         "wild": {"videos": videos, "auroc": round(auroc(known_fam, window_fam), 4),
                  "auroc_top": round(auroc(probs.max(1), window_top), 4),
                  "roc": roc(known_fam, window_fam), "roc_top": roc(probs.max(1), window_top),

@@ -144,7 +144,7 @@ def analyse(dump: Path, arch: str, keep: float = 0.95, uncertain_below: float = 
                     held.append(None)
                     continue
                 lab, k = (np.zeros_like(yk), 1) if variant == "binary" else (yk, classes)
-                both, go = held_out_gate(rk, lab, k, fold, others, l2, leave_out=c, view=crop)
+                both, go = held_out_gate(rk, lab, k, fold, others, l2, leave_out=c, views=(0, crop))
                 held.append((both[:, 0], go, both[:, 1]))
             log.info("gate %s l2=%g fitted", variant, l2)
             for a in ((0.0,) if variant == "none" else (0.5, 1.0, 2.0, 4.0, np.inf)):

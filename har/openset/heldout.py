@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from har.data.features import CROP_VIEWS, VIEWS
 from har.data.trainsets import train_dataset
 from har.openset.score import CHOSEN, FOLDS, Familiarity, describe, fit_grouped, group_folds
 from har.train.schedule import compile_for, scheduler
@@ -46,12 +47,13 @@ def logits_of(model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
 
 
 def held_out_logits(opts, x: np.ndarray, y: np.ndarray, groups: list[str], classes: int, epochs: int,
-                    folds: int = FOLDS, extra: np.ndarray | None = None):
+                    folds: int = FOLDS, extra: np.ndarray | None = None, views: tuple[int, ...] = (0,)):
     """Logits ``(n, classes)`` of every clip as served (view 0 of ``x``), each from a head trained on the other
     folds' clips (:func:`train_head`). With ``extra`` clips' features ``(m, frames, ...)`` (as served): also their
-    logits by the head of each fold that holds clips, ``(logits, (folds with clips, m, classes))``."""
+    logits by the head of each fold that holds clips, ``(logits, (folds with clips, m, classes))``. With ``views``
+    other than ``(0,)``: the logits of those views of each clip, ``(n, len(views), classes)``."""
     fold = group_folds(groups, folds)
-    out = np.zeros((len(x), classes), np.float32)
+    out = np.zeros((len(x), len(views), classes), np.float32)
     present = list(np.unique(fold))
     other = np.zeros((len(present), 0 if extra is None else len(extra), classes), np.float32)
     for f in range(folds):
@@ -60,11 +62,13 @@ def held_out_logits(opts, x: np.ndarray, y: np.ndarray, groups: list[str], class
             continue
         started = time.perf_counter()
         head = train_head(opts, x[~inside], y[~inside], classes, epochs, opts.seed + 1 + f)
-        out[inside] = logits_of(head, x[inside][:, 0])
+        inner = x[inside][:, list(views)]
+        out[inside] = logits_of(head, inner.reshape(-1, *x.shape[2:])).reshape(len(inner), len(views), classes)
         if extra is not None:
             other[present.index(f)] = logits_of(head, extra)
         log.info("open set: held-out head %d of %d (%d clips) in %.0f s", f + 1, folds, int(inside.sum()),
                  time.perf_counter() - started)
+    out = out[:, 0] if views == (0,) else out
     return out if extra is None else (out, other)
 
 
@@ -83,9 +87,11 @@ def fit_familiarity(opts, x: np.ndarray, y: np.ndarray, groups: list[str], n_tra
         held = held_out_logits(opts, x, y, groups, classes, epochs)
         return fit_grouped(x[:n_train], groups[:n_train], x[n_train:], groups[n_train:], held_logits=held,
                            uncertain_below=uncertain_below, evidence=evidence, weight=weight)
-    held, other_logits = held_out_logits(opts, x, y, groups, classes, epochs, extra=others.x[:, 0])
+    views = (0, *range(VIEWS - CROP_VIEWS, VIEWS))  # as served, and the temporal crops: what a timeline window is
+    held, other_logits = held_out_logits(opts, x, y, groups, classes, epochs, extra=others.x[:, 0], views=views)
     raw = describe(others.x.reshape(-1, *others.x.shape[2:])).reshape(len(others.x), others.x.shape[1], -1)
-    return fit_grouped(x[:n_train], groups[:n_train], x[n_train:], groups[n_train:], held_logits=held,
+    return fit_grouped(x[:n_train], groups[:n_train], x[n_train:], groups[n_train:], held_logits=held[:, 0],
+                       held_window_logits=held[:, 1:], window_views=views[1:],
                        uncertain_below=uncertain_below, evidence=evidence, weight=weight, labels=y,
                        others=Others(raw, others.labels, list(others.classes), others.groups),
                        others_logits=other_logits, gate=GATE_CHOSEN.get(opts.arch))

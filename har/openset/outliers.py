@@ -53,19 +53,20 @@ def fitted(raw: np.ndarray, labels: np.ndarray, classes: int, inside: np.ndarray
 
 
 def held_out_gate(raw: np.ndarray, labels: np.ndarray, classes: int, fold: np.ndarray, others: Others,
-                  l2: float = L2, leave_out: int | None = None, view: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                  l2: float = L2, leave_out: int | None = None, views: tuple[int, ...] = (0,)
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """``(known (n,), other (folds, m))``: each known clip as served scored by a gate fitted without its fold, and
     every other-action clip scored by each fold's gate; the gates see no clip of other class ``leave_out``. With
-    ``view`` > 0, the known clips' scores are of that view instead, ``(n, 2)``: as served, and that view."""
+    ``views`` other than ``(0,)``, the known clips' scores are of those views, ``(n, len(views))``."""
     folds = np.unique(fold)
-    known = np.zeros((len(raw), 2 if view else 1), np.float32)
+    known = np.zeros((len(raw), len(views)), np.float32)
     other = np.zeros((len(folds), len(others.raw)), np.float32)
     for i, f in enumerate(folds):
         gate = fitted(raw, labels, classes, fold == f, others.without(leave_out), l2)
-        for j, v in enumerate((0, view) if view else (0,)):
+        for j, v in enumerate(views):
             known[fold == f, j] = gate.score(raw[fold == f][:, v])
         other[i] = gate.score(others.raw[:, 0])
-    return (known if view else known[:, 0]), other
+    return (known[:, 0] if views == (0,) else known), other
 
 
 def standardised(known: np.ndarray, *scores: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -110,26 +111,30 @@ def leave_other_class_out(base_known: np.ndarray, base_other: np.ndarray, raw: n
 @dataclass(frozen=True)
 class Gated:
     """A fitted gate and what it makes of a run's score: the gate, ``[mean, std, weight]`` of its held-out known
-    scores, the known clips' held-out familiarity with it ``score`` ``(n,)``, and ``info`` for ``config.json``."""
+    scores, the known clips' held-out familiarity with it ``score`` ``(n,)``, its held-out gate scores of
+    ``window_views`` ``(n, views)`` (standardised and weighted: to add), and ``info`` for ``config.json``."""
 
     gate: Gate
     combine: np.ndarray
     score: np.ndarray
     weight: float
     info: dict
+    windows: np.ndarray | None = None
 
 
 def gate_of(base_known: np.ndarray, raw: np.ndarray, labels: np.ndarray, classes: int, fold: np.ndarray,
             others: Others, base_other: np.ndarray, chosen: tuple[float, float] | None, keep: float,
-            rejected: np.ndarray) -> Gated:
+            rejected: np.ndarray, window_views: tuple[int, ...] = ()) -> Gated:
     """The shipped gate (every view of every known clip and of every other-action clip), its scale from the known
     clips scored by gates without their fold, the familiarity it makes of them (``base_known`` plus its weighted,
     standardised score), and the leave-other-class-out figures (:func:`leave_other_class_out`) with the pooled ROC."""
     from har.openset.report import roc
 
     weight, l2 = chosen or (1.0, L2)
-    held, _ = held_out_gate(raw, labels, classes, fold, others, l2)
+    scored, _ = held_out_gate(raw, labels, classes, fold, others, l2, views=(0, *window_views))
+    held = scored if not window_views else scored[:, 0]
     combine = np.array([held.mean(), max(float(held.std()), 1e-6), weight])
+    windows = weight * (scored[:, 1:] - combine[0]) / combine[1] if window_views else None
     gate = fit_gate(raw.reshape(-1, raw.shape[-1]), np.repeat(labels, raw.shape[1]), classes,
                     others.without(None), l2=l2)
     gate = Gate(gate.kernel, gate.bias, others.without(None).astype(np.float16))  # for teaching (Gate.taught)
@@ -140,4 +145,4 @@ def gate_of(base_known: np.ndarray, raw: np.ndarray, labels: np.ndarray, classes
                        "groups": sorted(set(others.groups))},
             "leave_other_class_out": {"per_class": loco["per_class"], "mean": loco["mean"],
                                       "roc": roc(loco["known"], loco["other"], points=51)}}
-    return Gated(gate, combine, base_known + weight * (held - combine[0]) / combine[1], weight, info)
+    return Gated(gate, combine, base_known + weight * (held - combine[0]) / combine[1], weight, info, windows)

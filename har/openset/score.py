@@ -163,11 +163,19 @@ class Familiarity:
     def unknown(self, familiarity: np.ndarray) -> np.ndarray:
         return np.asarray(familiarity) < self.threshold
 
-    def unknown_probability(self, familiarity: np.ndarray) -> np.ndarray:
-        """A soft version of :meth:`unknown` for the timeline's decoder: 0.5 at the threshold, 0.05 at the median
-        familiarity of the held-out known clips (``info["tau"]``), towards 1 below."""
+    @property
+    def window_threshold(self) -> float:
+        """The threshold of a timeline's windows (short temporal crops score lower than whole clips): set on held-out
+        crops of the known clips where the fit had them (``info["window_threshold"]``), else the clips' own."""
+        return float(self.info.get("window_threshold", self.threshold))
+
+    def unknown_probability(self, familiarity: np.ndarray, window: bool = False) -> np.ndarray:
+        """A soft version of :meth:`unknown` for the timeline's decoder: 0.5 at the threshold (``window``: the
+        windows' threshold), 0.05 at the median familiarity of the held-out known clips above it (``info["tau"]``),
+        towards 1 below."""
         tau = float(self.info.get("tau", 0.0)) or 1e-2
-        return 1.0 / (1.0 + np.exp(-(self.threshold - np.asarray(familiarity, np.float64)) / tau))
+        threshold = self.window_threshold if window else self.threshold
+        return 1.0 / (1.0 + np.exp(-(threshold - np.asarray(familiarity, np.float64)) / tau))
 
     @classmethod
     def fit(cls, bank_raw: np.ndarray, known_raw: np.ndarray, keep: float = KEEP, k: int = K,
@@ -291,8 +299,8 @@ def held_out_similarity(raw: np.ndarray, fold: np.ndarray, k: int = K, extra: np
 def fit_grouped(train: np.ndarray, train_groups: list[str], validation: np.ndarray, validation_groups: list[str],
                 keep: float = KEEP, k: int = K, folds: int = FOLDS, held_logits: np.ndarray | None = None,
                 uncertain_below: float = 0.0, evidence: str = "energy", weight: float = 1.0, labels=None,
-                others=None, others_logits: np.ndarray | None = None, gate: tuple[float, float] | None = None
-                ) -> Familiarity:
+                others=None, others_logits: np.ndarray | None = None, gate: tuple[float, float] | None = None,
+                held_window_logits: np.ndarray | None = None, window_views: tuple[int, ...] = ()) -> Familiarity:
     """The familiarity of a run, every statistic from clips held out from what scores them:
 
     * the bank: every view of the training and validation clips' cached features ``(n, views, frames, ...)`` (what
@@ -311,7 +319,10 @@ def fit_grouped(train: np.ndarray, train_groups: list[str], validation: np.ndarr
     With clips of other actions (``others``, :class:`har.openset.outliers.Others`; their logits by each fold's head
     ``others_logits`` ``(folds, m, classes)``; the known clips' class ``labels``; ``gate`` = (its weight, its L2
     penalty)), the score adds the gate (:mod:`har.openset.outliers`), whose known clips' scores are held out as
-    well, and ``info`` records the leave-other-class-out figures.
+    well, and ``info`` records the leave-other-class-out figures. With ``held_window_logits`` ``(n, views,
+    classes)``, each clip's ``window_views`` (its temporal crops, what a timeline's windows look like) scored by the
+    same held-out heads, banks and gates give the timeline its own threshold (``info["window_threshold"]``), keeping
+    ``keep`` of them as the clip threshold keeps of whole clips.
 
     Why held out: a threshold set on 18 validation groups alone rejected 15 % of held-out non-test clips on the
     shipped split (docs/openset.md)."""
@@ -333,11 +344,21 @@ def fit_grouped(train: np.ndarray, train_groups: list[str], validation: np.ndarr
     if outliers:
         from har.openset.outliers import gate_of
 
+        windows = held_window_logits is not None and len(window_views) > 0
         gated = gate_of(score, raw, np.asarray(labels), held_logits.shape[1], fold, others,
                         np.stack([combine_scores(combine, evidence_of(o, evidence), s)
                                   for o, s in zip(others_logits, other_sim, strict=True)]),
-                        gate, keep, rejected)
+                        gate, keep, rejected, tuple(window_views) if windows else ())
         score = gated.score
+        if windows:  # the timeline's threshold: the same score of held-out temporal crops
+            sims = np.stack([held_out_similarity(raw[:, [v] + [u for u in range(raw.shape[1]) if u != v]], fold, k)
+                             for v in window_views], axis=1)  # (n, views): view v scored against banks without it
+            ev = np.stack([evidence_of(held_window_logits[:, j], evidence) for j in range(len(window_views))], axis=1)
+            crop_scores = combine_scores(combine, ev.ravel(), sims.ravel()) + gated.windows.ravel()
+            crop_rejected = softmax(held_window_logits.reshape(-1, held_window_logits.shape[-1])).max(axis=1) < \
+                uncertain_below
+            window_threshold, _, window_share = grouped_operating_point(crop_scores, np.repeat(fold, len(window_views)),
+                                                                        keep, crop_rejected)
     threshold, tau, share = grouped_operating_point(score, fold, keep, rejected)
     nested = float(nested_rejected(score, fold, share, rejected).mean())
     what = (f"{evidence} + {weight:g} x similarity"
@@ -356,6 +377,9 @@ def fit_grouped(train: np.ndarray, train_groups: list[str], validation: np.ndarr
                           f"the other folds rejects {nested:.1%} (at most {1 - keep:.0%}) of each fold's clips"}
     if gated:
         info.update(gated.info)
+        if windows:
+            info.update(window_threshold=round(window_threshold, 6), window_kept_in_sample=window_share,
+                        window_threshold_from=int(crop_scores.size))
     return Familiarity(fam.bank, fam.mean, fam.scale, threshold, fam.k, info, combine, evidence,
                        gated.gate if gated else None, gated.combine if gated else None)
 

@@ -221,7 +221,7 @@ def _timeline(job: _Job, clip: tuple, frames: int, fps: float, penalty: float, t
     familiarity = None
     if descriptors is not None:
         familiarity = rec.familiarity.of_descriptors(descriptors, job.window_logits)
-        u = rec.familiarity.unknown_probability(familiarity)[:, None]
+        u = rec.familiarity.unknown_probability(familiarity, window=True)[:, None]
         unknown = np.maximum(unknown, per_step(plan.starts_s, plan.length_s, u, duration, step)[1][:, 0])
     segs = decode(step_probs, step, duration, rec.config.classes, rec.uncertain_below, penalty, unknown)
     probs_clip, fam_clip = clip
