@@ -36,6 +36,9 @@ CLIPS = {"short.mp4": DATA / "Archery" / "v_Archery_g08_c02.mp4",  # 4.6 s, 96 k
          "long.mp4": DATA / "Archery" / "v_Archery_g08_c01.mp4",  # 14.5 s, 325 kB
          "surfing.mp4": EXAMPLE}
 GETADDRINFO = socket.getaddrinfo  # the process's resolver, as it was before any fetch
+# How often a server's loop looks whether it is asked to stop: shutdown() waits for that (0.5 s by default, per
+# server; most tests here start and stop two)
+POLL_S = 0.02
 
 
 def _need_data() -> None:
@@ -121,7 +124,7 @@ def server(tmp_path_factory):
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
     httpd.daemon_threads = True
     httpd.paths = []
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(POLL_S,), daemon=True)
     thread.start()
     yield httpd
     httpd.shutdown()
@@ -159,7 +162,7 @@ def serve(root: Path, host: str = "127.0.0.1", port: int = 0, handler=None) -> h
     httpd = _Server((host, port), functools.partial(handler or Handler, directory=str(root)))
     httpd.daemon_threads = True
     httpd.paths = []
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    threading.Thread(target=httpd.serve_forever, args=(POLL_S,), daemon=True).start()
     return httpd
 
 

@@ -142,11 +142,10 @@ def test_downloaded_when_allowed(server, tmp_path, monkeypatch):
     assert leftovers(tmp_path) == []
 
 
-def test_downloaded_and_recognized_end_to_end(server, tmp_path):
-    """The real CLI: fetch a link from the local server (127.0.0.1 allowed) and recognize what it shows."""
-    env = {**os.environ, "HAR_ALLOWED_HOSTS": "127.0.0.1:*", "TMPDIR": str(tmp_path / "tmp")}
-    out = subprocess.run([sys.executable, "-m", "har", "predict", _url(server, "/surfing.mp4"), "--json"], cwd=REPO,
-                         capture_output=True, text=True, timeout=600, env=env)
+def test_downloaded_and_recognized_end_to_end(server, tmp_path, cli):
+    """The real CLI (in this process, whose connections loopback_only sees): fetch a link from the local server
+    (127.0.0.1 allowed) and recognize what it shows."""
+    out = cli("predict", _url(server, "/surfing.mp4"), "--json", env={"HAR_ALLOWED_HOSTS": "127.0.0.1:*"})
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["input"] == _url(server, "/surfing.mp4") and result["label"] == "Surfing"

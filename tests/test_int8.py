@@ -35,9 +35,9 @@ def no_gpu(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def served():
-    """Each shipped model on its float ONNX halves and on its int8 per-frame half."""
-    return {name: (Recognizer(name, runtime="onnx"), Recognizer(name, runtime="onnx-int8")) for name in MODELS}
+def served(shipped):
+    """Each shipped model on its float ONNX halves and on its int8 per-frame half (the session's: loaded once)."""
+    return {name: (shipped(name, "onnx"), shipped(name, "onnx-int8")) for name in MODELS}
 
 
 def test_clips(ucf, config, per_class: int = 1) -> np.ndarray:
