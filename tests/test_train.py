@@ -280,7 +280,8 @@ def _same_columns(a, b, skip: str) -> bool:
                                                                         for r in rb]
 
 
-def test_a_run_without_export_and_open_set_says_so_and_serves_on_tensorflow(tiny_dataset, tmp_path, cli):
+def test_a_run_without_export_and_open_set_says_so_and_serves_on_tensorflow(tiny_dataset, frame_cache, tmp_path,
+                                                                           cli):
     """``export=False, openset=False`` (``--no-export --no-openset``): no ONNX copy, no familiarity score, both
     recorded in config.hyper; the Recognizer's ``auto`` runtime serves it on TensorFlow, answers without familiarity."""
     from har import Recognizer
@@ -291,7 +292,7 @@ def test_a_run_without_export_and_open_set_says_so_and_serves_on_tensorflow(tiny
     (out / "openset.npz").write_bytes(b"an earlier model's score")  # must not be left beside the new model
     config = train(TrainOptions(arch="lrcn", preset="imagenet", data=tiny_dataset, out=out, epochs=1, batch_size=4,
                                 frames=8, size=32, encoder_blocks=4, export=False, openset=False,
-                                cache_dir=tmp_path / "cache"))
+                                cache_dir=frame_cache))
     assert {p.name for p in out.iterdir()} == {"model.keras", "config.json", "history.csv", "metrics.json"}
     assert config.openset == {} and config.hyper["export"] is False and config.hyper["openset"] is False
     assert ModelConfig.load(out) == config
@@ -305,7 +306,7 @@ def test_a_run_without_export_and_open_set_says_so_and_serves_on_tensorflow(tiny
 
     # its familiarity score fitted afterwards (python -m har openset): the file, the entry, the record no longer
     # saying it has none; then answers carry a familiarity
-    done = cli("openset", "--model", str(out), "--data", str(tiny_dataset), "--cache-dir", str(tmp_path / "cache"))
+    done = cli("openset", "--model", str(out), "--data", str(tiny_dataset), "--cache-dir", str(frame_cache))
     assert done.returncode == 0, done.stderr[-3000:]
     fitted = ModelConfig.load(out)
     assert json.loads(done.stdout.strip().splitlines()[-1]) == fitted.openset
