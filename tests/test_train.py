@@ -24,8 +24,8 @@ from har.train.options import TrainOptions
 from har.train.schedule import lr_at
 
 # The small from-scratch recipe these tests train (har train's defaults are the shipped imagenet recipe): they
-# check what a run does (resuming, refitting, mixup, averaging), not how well it learns, so 8 frames of 32 px,
-# a quarter of the tiny model's pixels, do. (tiny_model, which other files read, keeps the defaults.)
+# check what a run does (resuming, refitting, mixup, averaging), not how well it learns, so 8 frames of 32 px do,
+# a tenth of the tiny model's pixels per clip. (tiny_model, which other files read, keeps 20 frames of 64 px.)
 SMALL = ("--preset", "default", "--size", "32", "--frames", "8", "--no-refit")
 
 
@@ -121,7 +121,7 @@ def test_resume_continues_a_killed_run(tiny_dataset, tmp_path, cli):
     while time.monotonic() < deadline and proc.poll() is None:
         if state.is_file() and json.loads(state.read_text())["epoch"] >= 1:
             break
-        time.sleep(0.2)
+        time.sleep(0.05)  # the small recipe's epochs are short: kill it before it finishes
     assert proc.poll() is None, f"training ended before it could be killed: {proc.stderr.read()[-2000:]}"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
