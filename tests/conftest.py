@@ -20,6 +20,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # tests talk to 127.0.0.1 only (no_way_out below counts such attempts). Set before anything imports huggingface_hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+# the local web server of the tests that fetch links, with its fixtures (tests/linkserver.py)
+pytest_plugins = ("linkserver",)
+
 NETNS: str | None = None  # how this session is kept to loopback (tests/netns.py), or None when it is not
 
 

@@ -90,7 +90,7 @@ def assert_encoder_is_the_checkpoint(model, config) -> None:
 
 
 def test_the_imagenet_recipe_trains_end_to_end(tiny_dataset, tmp_path, cli):
-    """The shipped LRCN's recipe (``train --like models/lrcn``) for one epoch on a tiny dataset, at 64 px on the
+    """The shipped LRCN's recipe (``train --like models/lrcn``) for one epoch on a tiny dataset, at 32 px on the
     encoder's first 8 blocks and without the refit phase (tests/test_train.py has it) to be quick: the encoder stays
     the checkpoint; the ONNX halves serve the model's numbers; the open-set score is fitted on every view of every
     non-test clip and on clips of other actions (three of the shared ones, two clips each), recorded and served."""
@@ -101,14 +101,14 @@ def test_the_imagenet_recipe_trains_end_to_end(tiny_dataset, tmp_path, cli):
             (others / name / clip.name).symlink_to(clip)
     out = tmp_path / "lrcn"
     done = cli("train", "--like", str(REPO / "models" / "lrcn"), "--data", str(tiny_dataset), "--out", str(out),
-               "--epochs", "1", "--batch-size", "4", "--size", "64", "--encoder-blocks", "8", "--no-refit",
+               "--epochs", "1", "--batch-size", "4", "--size", "32", "--encoder-blocks", "8", "--no-refit",
                "--others", str(others))
     assert done.returncode == 0, done.stderr[-3000:]
     model, config = load_model(out)
     shipped = ModelConfig.load(REPO / "models" / "lrcn")
     recipe = ("arch", "preset", "frames", "encoder", "min_window_s")
     assert [getattr(config, k) for k in recipe] == [getattr(shipped, k) for k in recipe]
-    assert (config.size, config.encoder_blocks, config.epochs) == (64, 8, 1) and "refit" not in config.hyper
+    assert (config.size, config.encoder_blocks, config.epochs) == (32, 8, 1) and "refit" not in config.hyper
     assert_encoder_is_the_checkpoint(model, config)
     names = {p.name for p in out.iterdir()}
     assert {MODEL_FILE, "config.json", "history.csv", "metrics.json", FRAME_FILE, HEAD_FILE, OPENSET_FILE} <= names
@@ -141,9 +141,10 @@ def test_the_imagenet_recipe_trains_end_to_end(tiny_dataset, tmp_path, cli):
 
 
 def test_training_the_convlstm_leaves_the_encoder_as_the_checkpoint(tiny_dataset, tmp_path, cli):
-    out = tmp_path / "convlstm"
+    out = tmp_path / "convlstm"  # 8 frames of 32 px: what training does to the encoder, not how well it learns
     done = cli("train", "--arch", "convlstm", "--preset", "imagenet", "--data", str(tiny_dataset), "--out", str(out),
-               "--epochs", "1", "--batch-size", "4", "--size", "64", "--encoder-blocks", str(models.ENCODER_BLOCKS),
+               "--epochs", "1", "--batch-size", "4", "--size", "32", "--frames", "8",
+               "--encoder-blocks", str(models.ENCODER_BLOCKS),
                "--min-window-s", "0", "--no-refit", "--no-export", "--no-openset")
     assert done.returncode == 0, done.stderr[-3000:]
     model, config = load_model(out)

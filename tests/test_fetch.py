@@ -1,161 +1,43 @@
 """har.links.fetch with the real yt-dlp against local HTTP servers on 127.0.0.0/8 (no other host is ever contacted).
 
-An autouse fixture records every socket connection made in this process and fails a test that connects anywhere
-but the loopback network: refused hosts must be refused before any connection is attempted. The session runs in a
-loopback-only network namespace (tests/netns.py), and the same fixture fails a test during which any process (the
-CLI, ffmpeg) tried to reach another address. Where a test needs a host that resolves to a public address, a fake
-resolver answers 127.0.0.2 and the address rule is told to count 127.0.0.2 as public (:func:`pretend_public`):
-nothing public is ever contacted.
+Every test runs under tests/linkserver.py's ``loopback_only``, which records every socket connection made in this
+process and fails a test that connects anywhere but the loopback network: refused hosts must be refused before any
+connection is attempted. The session runs in a loopback-only network namespace (tests/netns.py), and the same
+fixture fails a test during which any process (the CLI, ffmpeg) tried to reach another address. Where a test needs
+a host that resolves to a public address, a fake resolver answers 127.0.0.2 and the address rule is told to count
+127.0.0.2 as public (linkserver's ``pretend_public``): nothing public is ever contacted.
 """
 
 from __future__ import annotations
 
 import filecmp
-import functools
-import http.server
-import ipaddress
 import json
 import os
 import re
-import shutil
 import socket
-import socketserver
 import subprocess
 import sys
-import tempfile
 import threading
-import time
 from pathlib import Path
 
 import pytest
+from conftest import REPO
+from linkserver import CLIPS, GETADDRINFO, fake_dns, fetch_error, leftovers, pair, stop
 
 from har.errors import FetchError
-from har.links import hosts, options, ytdlp_errors
+from har.links import options, ytdlp_errors
 from har.links.fetch import FetchLimits, check_url, download, fetched, is_url
 from har.links.netguard import Guard
 from har.media.video import probe
 from har.settings import SettingsError
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ucf101-6"
-EXAMPLE = next((REPO / "examples").glob("v_Surfing_*.mp4"))  # a test-group clip both shipped models get right
-CLIPS = {"short.mp4": DATA / "Archery" / "v_Archery_g08_c02.mp4",  # 4.6 s, 96 kB
-         "long.mp4": DATA / "Archery" / "v_Archery_g08_c01.mp4",  # 14.5 s, 325 kB
-         "surfing.mp4": EXAMPLE}
 LOCAL = FetchLimits(allowed_hosts=("127.0.0.1:*",))
-GETADDRINFO = socket.getaddrinfo  # the process's resolver, as it was before any fetch
 
-
-def _need_data() -> None:
-    missing = [str(p) for p in CLIPS.values() if not p.is_file()]
-    if missing:
-        msg = f"shared data missing: {missing}"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-
-
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    """Static files plus a few endpoints that misbehave on purpose."""
-
-    REDIRECTS = {
-        "/redirect/same": "/short.mp4",  # same host: followed
-        "/redirect/private": "http://10.0.0.1/x.mp4",  # a private address
-        "/redirect/link-local": "http://169.254.169.254/latest/meta-data/",  # cloud metadata service
-        "/redirect/localhost": "http://localhost:{port}/short.mp4",  # a name resolving to loopback
-        "/redirect/other-host": "http://not-allowed.invalid/x.mp4",  # a host not in the allow list
-    }
-
-    def log_message(self, *args) -> None:
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        self.server.paths.append(self.path)
-        if self.path in self.REDIRECTS:
-            self.send_response(302)
-            self.send_header("Location", self.REDIRECTS[self.path].format(port=self.server.server_port))
-            self.end_headers()
-        elif self.path == "/page.html":
-            body = b"<html><head><title>No video here</title></head><body><p>Just text.</p></body></html>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        elif self.path == "/two-videos.html":  # yt-dlp's generic extractor makes a playlist of these
-            body = b'<html><body><video src="/short.mp4"></video><video src="/long.mp4"></video></body></html>'
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        elif self.path in ("/segments.m3u8", "/playlist-as.mp4"):  # HLS whose segment is on another host
-            body = (f"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:5\n#EXTINF:5.0,\n"
-                    f"http://localhost:{self.server.server_port}/segment0.ts\n#EXT-X-ENDLIST\n").encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/vnd.apple.mpegurl" if self.path.endswith(".m3u8")
-                             else "video/mp4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        elif self.path == "/unsized.mp4":  # no Content-Length: the size is only known while downloading
-            self.protocol_version = "HTTP/1.0"
-            self.send_response(200)
-            self.send_header("Content-Type", "video/mp4")
-            self.end_headers()
-            self.wfile.write((Path(self.directory) / "long.mp4").read_bytes())
-            self.close_connection = True
-        elif self.path == "/slow.mp4":  # answers long after the client's timeout
-            time.sleep(3)
-            self.send_response(500)
-            self.end_headers()
-        else:
-            super().do_GET()
-
-    def copyfile(self, source, outputfile) -> None:
-        try:
-            super().copyfile(source, outputfile)
-        except (BrokenPipeError, ConnectionResetError):  # yt-dlp reads the head of a file and hangs up
-            pass
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """Base URL of a server on 127.0.0.1 serving copies of shared clips; ``.paths`` lists requests."""
-    _need_data()
-    root = tmp_path_factory.mktemp("www")
-    for name, src in CLIPS.items():
-        shutil.copyfile(src, root / name)
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(root)))
-    httpd.daemon_threads = True
-    httpd.paths = []
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+pytestmark = pytest.mark.usefixtures("loopback_only")  # tests/linkserver.py: loopback only, limits at their defaults
 
 
 def _url(server, path: str) -> str:
     return f"http://127.0.0.1:{server.server_port}{path}"
-
-
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch, tmp_path, connections, no_way_out):
-    """Fail on any connection outside 127.0.0.0/8; keep env limits at their defaults; temp dirs in tmp_path."""
-    for name in ("HAR_ALLOWED_HOSTS", "HAR_MAX_VIDEO_SECONDS", "HAR_MAX_DOWNLOAD_MB", "HAR_YTDLP_COOKIES",
-                 "HAR_FETCH_TIMEOUT_S", "HAR_FETCH_RETRIES", "HAR_FETCH_DEADLINE_S", "HAR_FETCH_MIN_RATE_KB_S"):
-        monkeypatch.delenv(name, raising=False)
-    temp = tmp_path / "tmp"
-    temp.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(temp))
-    yield
-    outside = [a for a in connections if isinstance(a, tuple) and not ipaddress.ip_address(a[0]).is_loopback]
-    assert not outside, f"connections outside loopback: {outside}"
-
-
-def _leftovers(tmp_path: Path) -> list[str]:
-    return sorted(p.name for p in (tmp_path / "tmp").glob("har-fetch-*"))
 
 
 # --- rules, without downloading ------------------------------------------------------------------------------
@@ -226,7 +108,7 @@ def test_youtube_without_js_runtime_says_so(monkeypatch, tmp_path):
     monkeypatch.setattr(ytdlp_errors, "js_runtime", lambda: None)
     with pytest.raises(FetchError, match=r"YouTube links cannot be fetched .*JavaScript runtime .*yt-dlp-ejs"):
         download("https://www.youtube.com/watch?v=aqz-KE-bpKQ", tmp_path / "out")
-    assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
+    assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
 
 
 def test_section_times_are_checked_first(tmp_path):
@@ -243,7 +125,7 @@ def test_refused_by_default(server, tmp_path):
     with pytest.raises(FetchError, match=r"'127.0.0.1', which is not an allowed host .*youtube\.com"):
         with fetched(_url(server, "/short.mp4")):
             pass
-    assert _leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
 
 
 def test_downloaded_when_allowed(server, tmp_path, monkeypatch):
@@ -253,23 +135,22 @@ def test_downloaded_when_allowed(server, tmp_path, monkeypatch):
         assert path.is_file() and path.parent.name.startswith("har-fetch-")
         assert filecmp.cmp(path, CLIPS["short.mp4"], shallow=False)  # the bytes served, unchanged
         assert probe(path).frame_count == probe(CLIPS["short.mp4"]).frame_count
-        assert len(_leftovers(tmp_path)) == 1  # only the directory holding the video
+        assert len(leftovers(tmp_path)) == 1  # only the directory holding the video
     fractions = [f for f, _ in seen if f is not None]
     assert fractions and fractions[-1] == 1.0 and fractions == sorted(fractions)
     assert any("Downloading" in m for _, m in seen)
-    assert _leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
 
 
-def test_downloaded_and_recognized_end_to_end(server, tmp_path):
-    """The real CLI: fetch a link from the local server (127.0.0.1 allowed) and recognize what it shows."""
-    env = {**os.environ, "HAR_ALLOWED_HOSTS": "127.0.0.1:*", "TMPDIR": str(tmp_path / "tmp")}
-    out = subprocess.run([sys.executable, "-m", "har", "predict", _url(server, "/surfing.mp4"), "--json"], cwd=REPO,
-                         capture_output=True, text=True, timeout=600, env=env)
+def test_downloaded_and_recognized_end_to_end(server, tmp_path, cli):
+    """The real CLI (in this process, whose connections loopback_only sees): fetch a link from the local server
+    (127.0.0.1 allowed) and recognize what it shows."""
+    out = cli("predict", _url(server, "/surfing.mp4"), "--json", env={"HAR_ALLOWED_HOSTS": "127.0.0.1:*"})
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["input"] == _url(server, "/surfing.mp4") and result["label"] == "Surfing"
     assert result["top"][0]["label"] == "Surfing" and result["top"][0]["score"] > 0.5
-    assert _leftovers(tmp_path) == []  # the download's directory is gone
+    assert leftovers(tmp_path) == []  # the download's directory is gone
 
 
 def test_redirect_on_the_same_host_is_followed(server, tmp_path):
@@ -289,7 +170,7 @@ def test_redirect_on_the_same_host_is_followed(server, tmp_path):
 def test_redirect_to_a_refused_host_is_refused(server, tmp_path, endpoint, allowed, message):
     with pytest.raises(FetchError, match=message):
         download(_url(server, endpoint), tmp_path / "out", limits=FetchLimits(allowed_hosts=allowed, retries=0))
-    assert list((tmp_path / "out").iterdir()) == [] and _leftovers(tmp_path) == []
+    assert list((tmp_path / "out").iterdir()) == [] and leftovers(tmp_path) == []
     # (the autouse fixture checks that no connection left the loopback network)
 
 
@@ -308,7 +189,7 @@ def test_too_large_is_refused(server, tmp_path, monkeypatch):
     with pytest.raises(FetchError, match=r"larger than the 0\.05 MB this server downloads"):
         with fetched(_url(server, "/long.mp4"), start_s=0, end_s=12):
             pass
-    assert _leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
 
 
 def test_too_long_is_refused_after_probing(server, tmp_path, monkeypatch):
@@ -319,7 +200,7 @@ def test_too_long_is_refused_after_probing(server, tmp_path, monkeypatch):
     with pytest.raises(FetchError, match=r"The video is 4\.6 s long; this server accepts at most 3\.0 s "
                                          r"\(HAR_MAX_VIDEO_SECONDS\)\. Choose a start and end time"):
         download(_url(server, "/short.mp4"), out)
-    assert list(out.iterdir()) == [] and _leftovers(tmp_path) == []
+    assert list(out.iterdir()) == [] and leftovers(tmp_path) == []
 
 
 def test_section_of_a_long_video(server, tmp_path):
@@ -327,7 +208,7 @@ def test_section_of_a_long_video(server, tmp_path):
     with fetched(_url(server, "/long.mp4"), start_s=5, end_s=7, limits=limits) as path:
         info = probe(path)
         assert 1.8 <= info.duration_s <= 2.3, info  # cut where asked, not at the keyframe before
-    assert _leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
 
 
 @pytest.mark.parametrize(("endpoint", "message"), [
@@ -341,7 +222,7 @@ def test_errors_a_user_can_act_on(server, tmp_path, endpoint, message):
     with pytest.raises(FetchError, match=message):
         with fetched(_url(server, endpoint), limits=limits):
             pass
-    assert _leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
 
 
 def test_connection_refused_is_a_network_failure(tmp_path):
@@ -362,73 +243,13 @@ def test_the_guard_changes_nothing_in_the_process(server, tmp_path):
 # --- the guard on every thread and every connection (issue 21) -------------------------------------------------
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    def server_bind(self) -> None:  # without HTTPServer's getfqdn(): 127.0.0.2 has no name, a DNS query would go out
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
-
-
-def _serve(root: Path, host: str = "127.0.0.1", port: int = 0, handler=None) -> http.server.ThreadingHTTPServer:
-    """``root`` served on ``host:port`` (0: a free port) by ``handler`` (default :class:`_Handler`), in a thread."""
-    httpd = _Server((host, port), functools.partial(handler or _Handler, directory=str(root)))
-    httpd.daemon_threads = True
-    httpd.paths = []
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd
-
-
 @pytest.fixture
 def two_servers(server, tmp_path):
     """``(public, private)``: the same files served on 127.0.0.2 and on 127.0.0.1, on the same port. With
     :func:`pretend_public`, 127.0.0.2 stands for a public address and 127.0.0.1 for the server's own network."""
-    private, public = _pair(server)
+    private, public = pair(server)
     yield public, private
-    _stop(public, private)
-
-
-def _pair(server, handler=None) -> tuple:
-    """``server``'s files served again on 127.0.0.1 and on 127.0.0.2, on one port (by ``handler``)."""
-    root = Path(server.RequestHandlerClass.keywords["directory"])
-    first = _serve(root, handler=handler)
-    return first, _serve(root, "127.0.0.2", first.server_port, handler)
-
-
-def _stop(*servers) -> None:
-    for httpd in servers:
-        httpd.shutdown()
-        httpd.server_close()
-
-
-@pytest.fixture
-def pretend_public(monkeypatch):
-    """The address rule counts 127.0.0.2 as public (and every other loopback address as what it is)."""
-    real = hosts._is_public
-    monkeypatch.setattr(hosts, "_is_public", lambda ip: str(ip) == "127.0.0.2" or real(ip))
-
-
-def _fake_dns(monkeypatch, name: str, answer) -> list:
-    """Resolve ``name`` to ``answer()`` (an IPv4 address) in this process; other names as usual. Returns the list of
-    answers given, in order. ffmpeg, a process of its own, still resolves ``name`` through the system."""
-    given: list = []
-
-    def getaddrinfo(host, port, *args, **kwargs):
-        if (host.decode() if isinstance(host, bytes) else str(host)).lower() != name:
-            return GETADDRINFO(host, port, *args, **kwargs)
-        ip = answer()
-        given.append(ip)
-        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (ip, int(port or 0)))]
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    return given
-
-
-def _fetch_error(url: str, **kwargs) -> str:
-    """The FetchError's message of fetching ``url``; "" when it was fetched (asserted after what matters more)."""
-    try:
-        with fetched(url, **kwargs):
-            return ""
-    except FetchError as exc:
-        return str(exc)
+    stop(public, private)
 
 
 def test_a_fresh_thread_during_a_fetch_is_checked(server, tmp_path, monkeypatch):
@@ -469,7 +290,7 @@ def test_a_section_is_read_from_the_checked_address(two_servers, pretend_public,
     """'localhost' answers a public address (127.0.0.2) to our checks. ffmpeg, which cuts sections, gets it
     through the relay from that very address; resolving the name by itself it would get 127.0.0.1."""
     public, private = two_servers
-    given = _fake_dns(monkeypatch, "localhost", lambda: "127.0.0.2")
+    given = fake_dns(monkeypatch, "localhost", lambda: "127.0.0.2")
     limits = FetchLimits(allowed_hosts=("*:*",), max_seconds=3, retries=0)
     with fetched(f"http://localhost:{public.server_port}/long.mp4", start_s=5, end_s=7, limits=limits) as path:
         assert 1.8 <= probe(path).duration_s <= 2.3
@@ -492,7 +313,7 @@ def test_a_name_that_changes_its_answer_is_refused(two_servers, pretend_public, 
             return "127.0.0.1" if started["ffmpeg"] else "127.0.0.2"
         return "127.0.0.2" if next(calls) % 2 == 0 else "127.0.0.1"
 
-    given = _fake_dns(monkeypatch, "localhost", answer)
+    given = fake_dns(monkeypatch, "localhost", answer)
     real_call = FFmpegFD._call_downloader
 
     def call_downloader(self, *args, **kwargs):
@@ -501,11 +322,11 @@ def test_a_name_that_changes_its_answer_is_refused(two_servers, pretend_public, 
 
     monkeypatch.setattr(FFmpegFD, "_call_downloader", call_downloader)
     limits = FetchLimits(allowed_hosts=("*:*",), max_seconds=3, retries=0)
-    error = _fetch_error(f"http://localhost:{public.server_port}/long.mp4", start_s=5, end_s=7, limits=limits)
+    error = fetch_error(f"http://localhost:{public.server_port}/long.mp4", start_s=5, end_s=7, limits=limits)
     assert private.paths == [], f"requests reached the private server: {private.paths}"
     assert "127.0.0.1" in given  # the name did change its answer
     assert re.search(r"^The link led to 'localhost', which resolves to 127\.0\.0\.1, a loopback address", error), error
-    assert _leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
 
 
 @pytest.mark.parametrize(("endpoint", "message"), [
@@ -516,10 +337,10 @@ def test_ffmpeg_opens_no_url_of_its_own(server, tmp_path, endpoint, message):
     """A section whose media is a playlist (HLS), declared as such or disguised as an MP4 file: ffmpeg would fetch
     its segments from wherever the playlist says, here a refused host ('localhost', loopback, not listed)."""
     limits = FetchLimits(allowed_hosts=("127.0.0.1:*",), max_seconds=5, retries=0)
-    error = _fetch_error(_url(server, endpoint), start_s=1, end_s=3, limits=limits)
+    error = fetch_error(_url(server, endpoint), start_s=1, end_s=3, limits=limits)
     assert "/segment0.ts" not in server.paths, "ffmpeg fetched a segment by itself"
     assert re.search(message, error), error
-    assert _leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
 
 
 def test_live_streams_and_known_durations_are_refused_before_downloading():

@@ -1,10 +1,11 @@
 """The link guard's edges: hand-offs to ffmpeg, a deadline and a minimum rate, the host list for every extractor,
 ports in the host list, redirects to other schemes, images in video containers.
 
-Real yt-dlp against servers on 127.0.0.0/8 only, with tests/test_fetch.py's fixtures (its autouse fixture fails a test
-whose process connected outside loopback, or during which any process tried to leave the loopback-only namespace).
-"Public" is 127.0.0.2 (:func:`test_fetch.pretend_public`); a name's answers are faked in this process only
-(:func:`test_fetch._fake_dns`), so ffmpeg, a process of its own, would resolve it to 127.0.0.1 by itself.
+Real yt-dlp against servers on 127.0.0.0/8 only, with tests/linkserver.py's server and fixtures (``loopback_only``,
+used by every test here, fails a test whose process connected outside loopback, or during which any process tried to
+leave the loopback-only namespace). "Public" is 127.0.0.2 (linkserver's ``pretend_public``); a name's answers are
+faked in this process only (:func:`linkserver.fake_dns`), so ffmpeg, a process of its own, would resolve it to
+127.0.0.1 by itself.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
-import test_fetch
-from test_fetch import CLIPS, EXAMPLE, REPO, _fake_dns, _fetch_error, _Handler, _leftovers, _pair, _stop
+from conftest import REPO
+from linkserver import CLIPS, EXAMPLE, Handler, fake_dns, fetch_error, leftovers, pair, stop
 
 from benchmarks.launcher import launched_app
 from har.errors import FetchError, VideoError
@@ -31,15 +33,14 @@ from har.links.netguard import Guard
 from har.media.video import probe
 from har.settings import Settings, SettingsError
 
-# test_fetch's fixtures, by name: its local server, its "public" 127.0.0.2, and its autouse guard of the network
-server, pretend_public, loopback_only = test_fetch.server, test_fetch.pretend_public, test_fetch.loopback_only
+pytestmark = pytest.mark.usefixtures("loopback_only")  # tests/linkserver.py: loopback only, limits at their defaults
 
-DRIP_FOR_S = 20  # longest a drip answer lasts: every request loop of these tests ends by itself
+DRIP_FOR_S = 20  # longest a drip answer lasts (unless cut short): every request loop of these tests ends by itself
 HEX_ID = "0123456789abcdef0123456789abcdef"
 
 
-class _Edges(_Handler):
-    """test_fetch's files and endpoints, plus: an encrypted HLS stream, a drip feed, redirects to other schemes,
+class _Edges(Handler):
+    """linkserver's files and endpoints, plus: an encrypted HLS stream, a drip feed, redirects to other schemes,
     hosts and ports, and a page yt-dlp's Mediasite extractor (which accepts links to any host) takes for its own."""
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
@@ -65,7 +66,7 @@ class _Edges(_Handler):
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
-        elif self.path == "/drip.mp4":  # a large file sent a byte every 0.1 s
+        elif self.path == "/drip.mp4":  # a large file sent a byte every 0.1 s, never finished
             self.server.paths.append(self.path)
             self.send_response(200)
             self.send_header("Content-Type", "video/mp4")
@@ -73,7 +74,7 @@ class _Edges(_Handler):
             self.end_headers()
             t0 = time.monotonic()
             try:
-                while time.monotonic() - t0 < DRIP_FOR_S:
+                while time.monotonic() - t0 < DRIP_FOR_S and not self.server.cut_drips.is_set():
                     self.wfile.write(b"\0")
                     self.wfile.flush()
                     time.sleep(0.1)
@@ -86,10 +87,13 @@ class _Edges(_Handler):
 
 @pytest.fixture
 def edges(server):
-    """``(here, public)``: the edge endpoints on 127.0.0.1 and the same files on 127.0.0.2, on the same port."""
-    here, public = _pair(server, _Edges)
+    """``(here, public)``: the edge endpoints on 127.0.0.1 and the same files on 127.0.0.2, on the same port. Setting
+    a server's ``cut_drips`` ends its drip answers at once, unfinished, as at the end of ``DRIP_FOR_S``."""
+    here, public = pair(server, _Edges)
+    for httpd in (here, public):
+        httpd.cut_drips = threading.Event()
     yield here, public
-    _stop(here, public)
+    stop(here, public)
 
 
 def _at(httpd, path: str, host: str = "127.0.0.1") -> str:
@@ -104,15 +108,15 @@ def test_a_stream_handed_to_ffmpeg_is_refused_before_ffmpeg_connects(edges, pret
     ffmpeg, which would resolve 'localhost' itself (127.0.0.1, the server's own network) after our checks of it
     (127.0.0.2, "public"). The hand-off is refused, ffmpeg never connects, and the message says what happened."""
     here, public = edges
-    given = _fake_dns(monkeypatch, "localhost", lambda: "127.0.0.2")
+    given = fake_dns(monkeypatch, "localhost", lambda: "127.0.0.2")
     limits = FetchLimits(allowed_hosts=("*:*",), retries=0)
-    error = _fetch_error(f"http://localhost:{here.server_port}/encrypted.m3u8", limits=limits)
+    error = fetch_error(f"http://localhost:{here.server_port}/encrypted.m3u8", limits=limits)
     assert here.paths == [], f"ffmpeg reached 127.0.0.1 by itself: {here.paths}"
     assert "/encrypted.m3u8" in public.paths and set(given) == {"127.0.0.2"}
     assert re.search(r"^This link offers the video only as an HLS stream \(protocol m3u8_native\) .* hand to "
                      r"ffmpeg .* outside this server's checks, so the download was refused", error), error
     assert "section" not in error
-    assert _leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
 
 
 # --- 2. a deadline and a minimum rate; nothing left behind ---------------------------------------------------
@@ -129,7 +133,7 @@ def test_a_drip_feed_is_stopped_at_the_deadline_retries_included(edges, tmp_path
         download(_at(here, "/drip.mp4"), tmp_path / "out")
     assert time.monotonic() - t0 < 6
     assert here.paths.count("/drip.mp4") <= 2  # the details, then the download: no retry once stopped
-    assert list((tmp_path / "out").iterdir()) == [] and _leftovers(tmp_path) == []
+    assert list((tmp_path / "out").iterdir()) == [] and leftovers(tmp_path) == []
 
 
 def test_a_transfer_below_the_minimum_rate_is_stopped(edges, tmp_path):
@@ -140,7 +144,7 @@ def test_a_transfer_below_the_minimum_rate_is_stopped(edges, tmp_path):
                                          r"than the 1 kB/s this server requires \(HAR_FETCH_MIN_RATE_KB_S\)"):
         download(_at(here, "/drip.mp4"), tmp_path / "out", limits=limits)
     assert time.monotonic() - t0 < 6
-    assert _leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
     # at a normal speed the same limits let a file through
     assert download(_at(here, "/short.mp4"), tmp_path / "out", limits=limits).is_file()
 
@@ -182,9 +186,9 @@ def test_a_redirect_off_the_list_is_refused_whatever_extractor_handles_the_link(
     """yt-dlp's Mediasite extractor takes links on any host; its page redirects to a host not on the list (which
     resolves to a "public" address, so the address rule alone would let it through)."""
     here, public = edges
-    _fake_dns(monkeypatch, "elsewhere.test", lambda: "127.0.0.2")
+    fake_dns(monkeypatch, "elsewhere.test", lambda: "127.0.0.2")
     limits = FetchLimits(allowed_hosts=("127.0.0.1:*",), retries=0)
-    error = _fetch_error(_at(here, f"/Mediasite/Play/{HEX_ID}"), limits=limits)
+    error = fetch_error(_at(here, f"/Mediasite/Play/{HEX_ID}"), limits=limits)
     assert f"/Mediasite/Play/{HEX_ID}" in here.paths
     assert public.paths == [], f"the redirect was followed: {public.paths}"
     assert re.search(r"^The link led \(a redirect from '127\.0\.0\.1'\) to 'elsewhere\.test', which is not an "
@@ -224,7 +228,7 @@ def test_a_redirect_to_another_port_of_an_allowed_host_is_refused(edges, server,
     here.other_port = server.server_port
     before = list(server.paths)
     limits = FetchLimits(allowed_hosts=(f"127.0.0.1:{here.server_port}",), retries=0)
-    error = _fetch_error(_at(here, "/redirect/other-port"), limits=limits)
+    error = fetch_error(_at(here, "/redirect/other-port"), limits=limits)
     assert server.paths == before, "the other port was reached"
     assert re.search(rf"to '127\.0\.0\.1' on port {server.server_port}, which is not an allowed port", error), error
 
@@ -248,7 +252,7 @@ def test_host_entries_are_parsed_with_their_ports():
 @pytest.mark.parametrize(("endpoint", "scheme"), [("/redirect/file", "file"), ("/redirect/ftp", "ftp")])
 def test_a_redirect_to_another_scheme_is_refused_as_such(edges, tmp_path, endpoint, scheme):
     here, _ = edges
-    error = _fetch_error(_at(here, endpoint), limits=FetchLimits(allowed_hosts=("127.0.0.1:*",), retries=0))
+    error = fetch_error(_at(here, endpoint), limits=FetchLimits(allowed_hosts=("127.0.0.1:*",), retries=0))
     assert re.search(rf"^The link led \(a redirect from '127\.0\.0\.1'\) to a {scheme}:// address .*only http:// "
                      r"and https:// addresses are fetched", error), error
 
@@ -313,6 +317,7 @@ def test_a_slow_link_delays_no_other_visitor(app, edges, tmp_path):
     assert top["label"] == "Surfing"
     assert not slow.done(), "the drip-fed link ended before the other visitor's answer: nothing was shown"
     assert waited < 2 * one + 3, f"the upload took {waited:.1f} s during the slow link, {one:.1f} s alone"
+    here.cut_drips.set()  # what was to be seen is seen: the drip ends now rather than after DRIP_FOR_S
     with pytest.raises(AppError):  # the drip ends unfinished: that visitor gets an error of its own
         slow.result(timeout=60)
     assert not list(app.tmp.glob("har-fetch-*")), "a download folder was left behind"

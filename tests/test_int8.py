@@ -4,12 +4,12 @@ the timeline's overlapped decoding gives the sequential pass's answer."""
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import numpy as np
 import onnx
 import onnx.numpy_helper
-import onnxruntime as ort
 import pytest
 from conftest import REPO
 
@@ -28,6 +28,16 @@ from har.serve.timeline import scan
 MODELS = ("lrcn", "convlstm")
 
 
+def onnxruntime():
+    """The onnxruntime module, imported as har imports it: once ORT_DISABLE_TELEMETRY is set. Imported with this
+    module (at collection), it would start with its telemetry on for the whole session, and its DNS lookups would
+    fail another file's test through the no_way_out fixture."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    import onnxruntime as ort
+
+    return ort
+
+
 @pytest.fixture
 def no_gpu(monkeypatch):
     """``auto`` as on a machine without an NVIDIA GPU, whatever this one has."""
@@ -35,9 +45,9 @@ def no_gpu(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def served():
-    """Each shipped model on its float ONNX halves and on its int8 per-frame half."""
-    return {name: (Recognizer(name, runtime="onnx"), Recognizer(name, runtime="onnx-int8")) for name in MODELS}
+def served(shipped):
+    """Each shipped model on its float ONNX halves and on its int8 per-frame half (the session's: loaded once)."""
+    return {name: (shipped(name, "onnx"), shipped(name, "onnx-int8")) for name in MODELS}
 
 
 def test_clips(ucf, config, per_class: int = 1) -> np.ndarray:
@@ -77,7 +87,7 @@ def test_auto_serves_int8_on_a_cpu_and_the_float_halves_elsewhere(no_gpu, monkey
     assert "precision='int8'" in repr(rec)
     monkeypatch.setattr(har.serve.backends, "gpu_present", lambda: True)
     assert serving_sessions(d, "auto") is None  # a GPU: TensorFlow serves, on it
-    monkeypatch.setattr(ort, "get_available_providers",
+    monkeypatch.setattr(onnxruntime(), "get_available_providers",
                         lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert onnx_providers() == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     monkeypatch.setattr(har.serve.backends, "gpu_present", lambda: False)
@@ -98,7 +108,7 @@ def test_the_export_check_refuses_a_bad_quantized_file_and_a_stale_one_is_not_se
     last = [init for init in proto.graph.initializer if init.name.endswith("_scale") and len(init.dims) == 1][-1]
     last.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(last) * 3, last.name))
     onnx.save(proto, str(tmp_path / "bad.onnx"))
-    bad = ort.InferenceSession(str(tmp_path / "bad.onnx"), providers=["CPUExecutionProvider"])
+    bad = onnxruntime().InferenceSession(str(tmp_path / "bad.onnx"), providers=["CPUExecutionProvider"])
     with pytest.raises(ModelError, match=r"The int8 per-frame half's features differ from the float half's: cosine "
                                          r"0\.\d+ at worst and 0\.\d+ on average over 40 frames \(at least 0\.95 "
                                          r"and 0\.99 needed\); not kept\."):

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from har.cli import main
 from har.config import ModelConfig
 from har.modeldir import MODELS_ROOT, load_model
 from har.train.recipe import retrain_command
@@ -24,15 +23,14 @@ SHIPPED = ("lrcn", "convlstm")
 UNRECORDED = {"average_last": 0, "export": True, "openset": True, "others": None}
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    """``python -m har ARGV`` in this process: exit status, stdout, stderr."""
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+def run(cli, *argv: str) -> tuple[int, str, str]:
+    """``python -m har ARGV`` in this process (conftest's ``cli``): exit status, stdout, stderr."""
+    done = cli(*argv)
+    return done.returncode, done.stdout, done.stderr
 
 
-def dry_run(capsys, *argv: str) -> dict:
-    code, out, err = run(capsys, "train", *argv, "--dry-run", "--json")
+def dry_run(cli, *argv: str) -> dict:
+    code, out, err = run(cli, "train", *argv, "--dry-run", "--json")
     assert code == 0, err
     return json.loads(out.strip().splitlines()[-1])
 
@@ -62,19 +60,19 @@ def assert_is_the_recipe_of(printed: dict, config: dict) -> None:
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_like_a_shipped_model_prints_the_recipe_its_config_records(name, ucf, capsys):
+def test_like_a_shipped_model_prints_the_recipe_its_config_records(name, ucf, cli):
     config = json.loads((MODELS_ROOT / name / "config.json").read_text())
-    printed = dry_run(capsys, "--like", f"models/{name}")
+    printed = dry_run(cli, "--like", f"models/{name}")
     assert_is_the_recipe_of(printed, config)
     assert (printed["preset"], printed["size"], printed["encoder_blocks"]) == ("imagenet", 128, 16)
     # by name too, and har train's defaults (no --like) are the shipped recipe of --arch
-    assert dry_run(capsys, "--like", name) == printed
-    assert dry_run(capsys, "--arch", name, "--out", "elsewhere") == printed
+    assert dry_run(cli, "--like", name) == printed
+    assert dry_run(cli, "--arch", name, "--out", "elsewhere") == printed
 
 
-def test_flags_given_beside_like_win_over_the_recipe(ucf, tiny_dataset, capsys):
+def test_flags_given_beside_like_win_over_the_recipe(ucf, tiny_dataset, cli):
     config = json.loads((MODELS_ROOT / "lrcn" / "config.json").read_text())
-    printed = dry_run(capsys, "--like", "models/lrcn", "--size", "64", "--no-refit", "--epochs", "3", "--lr", "0.002",
+    printed = dry_run(cli, "--like", "models/lrcn", "--size", "64", "--no-refit", "--epochs", "3", "--lr", "0.002",
                       "--no-export", "--data", str(tiny_dataset))
     assert (printed["size"], printed["data"]) == (64, str(tiny_dataset))
     assert printed["hyper"]["refit"] is False and printed["hyper"]["export"] is False
@@ -83,47 +81,47 @@ def test_flags_given_beside_like_win_over_the_recipe(ucf, tiny_dataset, capsys):
     assert kept == {k: config[k] for k in kept}  # the rest as recorded
     assert printed["hyper"]["patience"] == config["hyper"]["patience"]
     # for the convlstm, whose recorded schedule differs from the lrcn's, an override of the architecture alone
-    assert dry_run(capsys, "--like", "models/convlstm", "--arch", "lrcn")["hyper"]["max_epochs"] == \
+    assert dry_run(cli, "--like", "models/convlstm", "--arch", "lrcn")["hyper"]["max_epochs"] == \
         json.loads((MODELS_ROOT / "convlstm" / "config.json").read_text())["hyper"]["max_epochs"]
 
 
-def test_a_directory_without_a_recipe_and_missing_data_are_clear_errors(tmp_path, capsys):
+def test_a_directory_without_a_recipe_and_missing_data_are_clear_errors(tmp_path, cli):
     (tmp_path / "empty").mkdir()
-    code, out, err = run(capsys, "train", "--like", str(tmp_path / "empty"), "--dry-run", "--json")
+    code, out, err = run(cli, "train", "--like", str(tmp_path / "empty"), "--dry-run", "--json")
     assert code == 1 and out == ""
     assert err == f"error: --like {tmp_path / 'empty'}: {tmp_path / 'empty'} has no config.json, so it records no " \
                   "recipe to train with (give a trained model directory such as models/lrcn).\n"
-    code, _, err = run(capsys, "train", "--like", str(tmp_path / "nowhere"), "--dry-run")
+    code, _, err = run(cli, "train", "--like", str(tmp_path / "nowhere"), "--dry-run")
     assert code == 1 and err.startswith(f"error: --like {tmp_path / 'nowhere'}: no such model directory")
 
     elsewhere = tmp_path / "moved"
     elsewhere.mkdir()
     config = json.loads((MODELS_ROOT / "lrcn" / "config.json").read_text())
     (elsewhere / "config.json").write_text(json.dumps({**config, "data": "no-such-data"}))
-    code, _, err = run(capsys, "train", "--like", str(elsewhere), "--dry-run")
+    code, _, err = run(cli, "train", "--like", str(elsewhere), "--dry-run")
     assert code == 1
     assert err.startswith("error: The dataset 'no-such-data' the recipe was trained on is not in ") and \
         err.endswith(": give its folder with --data DIR.\n")
     (elsewhere / "config.json").write_text(json.dumps({**config, "data": ""}))
-    code, _, err = run(capsys, "train", "--like", str(elsewhere), "--dry-run")
+    code, _, err = run(cli, "train", "--like", str(elsewhere), "--dry-run")
     assert code == 1 and err == "error: The recipe names no dataset: give its folder with --data DIR.\n"
-    code, _, err = run(capsys, "train", "--like", str(elsewhere), "--data", str(tmp_path / "none"), "--dry-run")
+    code, _, err = run(cli, "train", "--like", str(elsewhere), "--data", str(tmp_path / "none"), "--dry-run")
     assert code == 1 and err.startswith(f"error: No dataset folder at {tmp_path / 'none'} (--data)")
 
-    code, _, err = run(capsys, "train", "--dry-run")
+    code, _, err = run(cli, "train", "--dry-run")
     assert code == 1 and "train needs --like DIR" in err
-    code, _, err = run(capsys, "train", "--arch", "lrcn", "--dry-run")
+    code, _, err = run(cli, "train", "--arch", "lrcn", "--dry-run")
     assert code == 1 and "train needs --out DIR" in err
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_the_retraining_command_is_the_one_that_prints_the_recipe(name, ucf, capsys):
+def test_the_retraining_command_is_the_one_that_prints_the_recipe(name, ucf, cli):
     command = retrain_command(MODELS_ROOT / name)
     assert command == f"python -m har train --like models/{name}"
     assert retrain_command(f"models/{name}") == command
     argv = shlex.split(command)
     assert argv[:3] == ["python", "-m", "har"]
-    printed = dry_run(capsys, *argv[4:])
+    printed = dry_run(cli, *argv[4:])
     assert_is_the_recipe_of(printed, json.loads((MODELS_ROOT / name / "config.json").read_text()))
 
 
@@ -139,14 +137,14 @@ def test_a_dry_run_starts_no_tensorflow(ucf):
     assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
-def test_training_like_a_model_reproduces_it(tiny_model, tiny_dataset, tmp_path, capsys):
+def test_training_like_a_model_reproduces_it(tiny_model, tiny_dataset, frame_cache, tmp_path, cli):
     """The recipe a trained directory records trains the same model again: the same config (but the time it took),
-    the same weights, the same test metrics."""
-    assert_is_the_recipe_of(dry_run(capsys, "--like", str(tiny_model), "--data", str(tiny_dataset)),
+    the same weights, the same test metrics. (From the frames tiny_model's run cached: the session's cache.)"""
+    assert_is_the_recipe_of(dry_run(cli, "--like", str(tiny_model), "--data", str(tiny_dataset)),
                             json.loads((tiny_model / "config.json").read_text()))
     again = tmp_path / "again"
-    code, out, err = run(capsys, "train", "--like", str(tiny_model), "--out", str(again), "--data", str(tiny_dataset),
-                         "--cache-dir", str(tmp_path / "cache"))
+    code, out, err = run(cli, "train", "--like", str(tiny_model), "--out", str(again), "--data", str(tiny_dataset),
+                         "--cache-dir", str(frame_cache))
     assert code == 0, err[-3000:]
     assert json.loads(out.strip().splitlines()[-1])["out"] == str(again)
     first, second = ModelConfig.load(tiny_model), ModelConfig.load(again)

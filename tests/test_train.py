@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from har.cli import main
 from har.config import ModelConfig, Sampling
 from har.data import dataset as data
 from har.errors import DatasetError
@@ -24,15 +23,10 @@ from har.train.checkpoints import HISTORY_FIELDS
 from har.train.options import TrainOptions
 from har.train.schedule import lr_at
 
-# The small from-scratch recipe these tests train (har train's defaults are the shipped imagenet recipe).
-SMALL = ("--preset", "default", "--size", "64", "--no-refit")
-
-
-def in_process(capsys, *argv: str) -> tuple[int, str]:
-    """``python -m har ARGV`` called in this process (its argument checks need no process of their own): exit
-    status and stderr."""
-    code = main(list(argv))
-    return code, capsys.readouterr().err
+# The small from-scratch recipe these tests train (har train's defaults are the shipped imagenet recipe): they
+# check what a run does (resuming, refitting, mixup, averaging), not how well it learns, so 8 frames of 32 px do,
+# a tenth of the tiny model's pixels per clip. (tiny_model, which other files read, keeps 20 frames of 64 px.)
+SMALL = ("--preset", "default", "--size", "32", "--frames", "8", "--no-refit")
 
 
 def test_one_epoch_writes_every_artifact(tiny_model, tiny_dataset):
@@ -85,7 +79,7 @@ def test_metrics_match_a_hand_computed_case():
     assert never["per_class"]["B"]["precision"] == 0.0  # never predicted: 0, not NaN
 
 
-def test_evaluate_cli_json_and_class_mismatch(tiny_model, tiny_dataset, tmp_path, capsys, cli):
+def test_evaluate_cli_json_and_class_mismatch(tiny_model, tiny_dataset, tmp_path, cli):
     out = cli("evaluate", "--model", str(tiny_model), "--data", str(tiny_dataset), "--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -103,10 +97,10 @@ def test_evaluate_cli_json_and_class_mismatch(tiny_model, tiny_dataset, tmp_path
         from har.evaluation.evaluate import evaluate_dir
 
         evaluate_dir(tiny_model, other, cache_dir=tmp_path / "c")
-    code, err = in_process(capsys, "evaluate", "--model", str(tiny_model), "--data", str(other))
-    assert code == 1 and err.startswith("error: The dataset's classes do not match")
-    code, err = in_process(capsys, "evaluate", "--model", "nosuchmodel", "--data", str(other))
-    assert code == 1 and "No model named or found at 'nosuchmodel'" in err
+    mismatch = cli("evaluate", "--model", str(tiny_model), "--data", str(other))
+    assert mismatch.returncode == 1 and mismatch.stderr.startswith("error: The dataset's classes do not match")
+    missing = cli("evaluate", "--model", "nosuchmodel", "--data", str(other))
+    assert missing.returncode == 1 and "No model named or found at 'nosuchmodel'" in missing.stderr
 
 
 def test_lr_schedule_warms_up_then_decays():
@@ -116,7 +110,7 @@ def test_lr_schedule_warms_up_then_decays():
     assert all(a >= b for a, b in zip(lrs[2:], lrs[3:], strict=False)) and lrs[-1] < 2e-4
 
 
-def test_resume_continues_a_killed_run(tiny_dataset, tmp_path, capsys, cli):
+def test_resume_continues_a_killed_run(tiny_dataset, tmp_path, cli):
     out = tmp_path / "run"
     args = [sys.executable, "-m", "har", "train", "--arch", "lrcn", *SMALL, "--data", str(tiny_dataset), "--out",
             str(out), "--epochs", "3", "--batch-size", "4", "--no-export"]
@@ -127,7 +121,7 @@ def test_resume_continues_a_killed_run(tiny_dataset, tmp_path, capsys, cli):
     while time.monotonic() < deadline and proc.poll() is None:
         if state.is_file() and json.loads(state.read_text())["epoch"] >= 1:
             break
-        time.sleep(0.2)
+        time.sleep(0.05)  # the small recipe's epochs are short: kill it before it finishes
     assert proc.poll() is None, f"training ended before it could be killed: {proc.stderr.read()[-2000:]}"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -145,8 +139,8 @@ def test_resume_continues_a_killed_run(tiny_dataset, tmp_path, capsys, cli):
     assert ModelConfig.load(out).epochs == 3
     assert not (out / "_resume").exists()
 
-    code, err = in_process(capsys, *args[3:], "--resume")
-    assert code == 1 and "Nothing to resume" in err
+    again = cli(*args[3:], "--resume")
+    assert again.returncode == 1 and "Nothing to resume" in again.stderr
 
 
 def test_mixup_and_group_norm_options_train_and_are_recorded(tiny_dataset, tmp_path, cli):
@@ -209,7 +203,7 @@ def test_batch_norm_statistics_are_recomputed_from_the_clips(per_frame):
     np.testing.assert_allclose(np.asarray(second.moving_variance), np.full(3, summed.var()), rtol=1e-4)
 
 
-def test_averaged_run_ships_the_average_and_says_so(tiny_dataset, tmp_path, capsys, cli):
+def test_averaged_run_ships_the_average_and_says_so(tiny_dataset, tmp_path, cli):
     out = tmp_path / "avg"
     done = cli("train", "--arch", "lrcn", *SMALL, "--data", str(tiny_dataset), "--out", str(out), "--epochs", "3",
                    "--batch-size", "4", "--average-last", "2", "--no-export")
@@ -218,15 +212,15 @@ def test_averaged_run_ships_the_average_and_says_so(tiny_dataset, tmp_path, caps
     assert config.hyper["shipped"] == "average of epochs 2-3" and config.epochs == 3
     assert 0 < config.hyper["average_val_loss"] and 0 <= config.hyper["average_val_accuracy"] <= 1
     model, _ = load_model(out)
-    probs = predict_frames(model, np.zeros((2, 20, 64, 64, 3), np.uint8))
+    probs = predict_frames(model, np.zeros((2, config.frames, config.size, config.size, 3), np.uint8))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
-    code, err = in_process(capsys, "train", "--arch", "lrcn", *SMALL, "--data", str(tiny_dataset), "--out",
-                           str(tmp_path / "x"), "--epochs", "3", "--average-last", "4")
-    assert code == 1 and err == "error: --average-last 4: it must be between 0 and the number of epochs (3).\n"
+    refused = cli("train", "--arch", "lrcn", *SMALL, "--data", str(tiny_dataset), "--out", str(tmp_path / "x"),
+                  "--epochs", "3", "--average-last", "4")
+    assert refused.returncode == 1
+    assert refused.stderr == "error: --average-last 4: it must be between 0 and the number of epochs (3).\n"
 
 
-def test_refit_trains_on_training_and_validation_groups_and_resumes_to_the_same_model(tiny_dataset, tmp_path,
-                                                                                     capsys, cli):
+def test_refit_trains_on_training_and_validation_groups_and_resumes_to_the_same_model(tiny_dataset, tmp_path, cli):
     """--refit: a second, fresh model on training + validation groups for the best epoch's count of epochs, on the
     same schedule; it ships, logged in refit_history.csv. Killed during that phase, --resume gives the same model."""
     def args(out):
@@ -273,9 +267,9 @@ def test_refit_trains_on_training_and_validation_groups_and_resumes_to_the_same_
     for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
         np.testing.assert_array_equal(wa, wb)
 
-    code, err = in_process(capsys, "train", "--arch", "lrcn", *SMALL, "--data", str(tiny_dataset), "--out",
-                           str(tmp_path / "x"), "--epochs", "3", "--refit", "--average-last", "2")
-    assert code == 1 and "--refit and --average-last do not go together" in err
+    refused = cli("train", "--arch", "lrcn", *SMALL, "--data", str(tiny_dataset), "--out", str(tmp_path / "x"),
+                  "--epochs", "3", "--refit", "--average-last", "2")
+    assert refused.returncode == 1 and "--refit and --average-last do not go together" in refused.stderr
 
 
 def _same_columns(a, b, skip: str) -> bool:
@@ -286,7 +280,8 @@ def _same_columns(a, b, skip: str) -> bool:
                                                                         for r in rb]
 
 
-def test_a_run_without_export_and_open_set_says_so_and_serves_on_tensorflow(tiny_dataset, tmp_path, capsys):
+def test_a_run_without_export_and_open_set_says_so_and_serves_on_tensorflow(tiny_dataset, frame_cache, tmp_path,
+                                                                           cli):
     """``export=False, openset=False`` (``--no-export --no-openset``): no ONNX copy, no familiarity score, both
     recorded in config.hyper; the Recognizer's ``auto`` runtime serves it on TensorFlow, answers without familiarity."""
     from har import Recognizer
@@ -296,7 +291,8 @@ def test_a_run_without_export_and_open_set_says_so_and_serves_on_tensorflow(tiny
     out.mkdir()
     (out / "openset.npz").write_bytes(b"an earlier model's score")  # must not be left beside the new model
     config = train(TrainOptions(arch="lrcn", preset="imagenet", data=tiny_dataset, out=out, epochs=1, batch_size=4,
-                                encoder_blocks=4, export=False, openset=False, cache_dir=tmp_path / "cache"))
+                                frames=8, size=32, encoder_blocks=4, export=False, openset=False,
+                                cache_dir=frame_cache))
     assert {p.name for p in out.iterdir()} == {"model.keras", "config.json", "history.csv", "metrics.json"}
     assert config.openset == {} and config.hyper["export"] is False and config.hyper["openset"] is False
     assert ModelConfig.load(out) == config
@@ -310,10 +306,10 @@ def test_a_run_without_export_and_open_set_says_so_and_serves_on_tensorflow(tiny
 
     # its familiarity score fitted afterwards (python -m har openset): the file, the entry, the record no longer
     # saying it has none; then answers carry a familiarity
-    assert main(["openset", "--model", str(out), "--data", str(tiny_dataset), "--cache-dir", str(tmp_path / "cache")
-                 ]) == 0
+    done = cli("openset", "--model", str(out), "--data", str(tiny_dataset), "--cache-dir", str(frame_cache))
+    assert done.returncode == 0, done.stderr[-3000:]
     fitted = ModelConfig.load(out)
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == fitted.openset
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == fitted.openset
     assert (out / "openset.npz").is_file() and fitted.openset["method"] and "openset" not in fitted.hyper
     assert fitted.hyper["export"] is False and fitted.split == config.split
     assert Recognizer(out, runtime="auto").classify(clip).familiarity is not None
