@@ -75,7 +75,7 @@ def measure(name: str, runtime: str) -> dict:
     others = fam.info.get("leave_other_class_out")
     return {
         "model": name, "method": {k: v for k, v in fam.info.items() if k != "leave_other_class_out"},
-        "runtime": rec.runtime, "clips": len(test),
+        "runtime": rec.runtime, "precision": rec.precision, "clips": len(test),
         "seconds_to_measure": round(time.perf_counter() - started, 1),
         "operating_point": {
             "threshold": fam.threshold, "known_rejected": round(float(rejected.mean()), 4),

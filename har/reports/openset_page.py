@@ -36,7 +36,9 @@ def section(reports: Mapping[str, Mapping[str, Any]], labels: Mapping[str, str])
     ops = []
     for n in names:
         op = shown[n]["operating_point"]
-        ops.append(f"- **{labels.get(n, n)}** ({shown[n].get('runtime', 'as served')}): of the "
+        served = shown[n].get("runtime", "as served") + (f", {shown[n]['precision']} per-frame half"
+                                                           if shown[n].get("precision") else "")
+        ops.append(f"- **{labels.get(n, n)}** ({served}): of the "
                    f"{shown[n]['clips']} known test-group clips, {percent(op['known_rejected'])} turned away; test "
                    f"accuracy {percent(op['accuracy'])}, {percent(op['accuracy_with_rejection'])} with a turned-away "
                    f"clip counted wrong; {percent(op['wild_seconds_flagged'], 0)} of the seconds of "
