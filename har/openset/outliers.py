@@ -21,7 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from har.openset.curves import auroc, roc
 from har.openset.gate import L2, Gate, fit_gate
+from har.openset.threshold import nested_rejected, operating_point
 
 # The gate's weight beside the standardised evidence and similarity, per architecture, and its L2 penalty: each the
 # best mean AUROC of {0.5, 1, 2, 4, the gate alone} x {1e-2, 1e-1} x {a known-vs-other gate, the six and other} by
@@ -85,9 +87,6 @@ def leave_other_class_out(base_known: np.ndarray, base_other: np.ndarray, raw: n
     bank; ``rejected`` ``(n,)``: known clips the top-probability rule turns away already. For each class, the
     threshold keeps ``keep`` of the known clips' scores (as :func:`har.openset.score.operating_point`); the known
     clips rejected are counted on folds the threshold was not set on (:func:`har.openset.score.nested_rejected`)."""
-    from har.openset.report import auroc
-    from har.openset.score import nested_rejected, operating_point
-
     rows, pooled_known, pooled_other = [], [], []
     for c, name in enumerate(others.names):
         gk, go = held_out_gate(raw, labels, classes, fold, others, l2, leave_out=c)
@@ -128,8 +127,6 @@ def gate_of(base_known: np.ndarray, raw: np.ndarray, labels: np.ndarray, classes
     """The shipped gate (every view of every known clip and of every other-action clip), its scale from the known
     clips scored by gates without their fold, the familiarity it makes of them (``base_known`` plus its weighted,
     standardised score), and the leave-other-class-out figures (:func:`leave_other_class_out`) with the pooled ROC."""
-    from har.openset.report import roc
-
     weight, l2 = chosen or (1.0, L2)
     scored, _ = held_out_gate(raw, labels, classes, fold, others, l2, views=(0, *window_views))
     held = scored if not window_views else scored[:, 0]

@@ -18,33 +18,13 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from har.openset.curves import auroc, roc
 from har.openset.score import OPENSET_REPORT
 
+__all__ = ["auroc", "calibration", "calibration_figure", "load_reports", "openset_caption", "openset_table",
+           "others_roc_figure", "roc", "roc_figure"]
+
 CALIBRATION_BINS = 10
-
-
-def auroc(known: np.ndarray, unknown: np.ndarray) -> float:
-    """Probability that a known input scores higher than an unknown one (ties count half): the area under the ROC
-    curve of flagging low scores as unknown."""
-    known, unknown = np.asarray(known, float), np.asarray(unknown, float)
-    if not len(known) or not len(unknown):
-        return float("nan")
-    greater = (known[:, None] > unknown[None, :]).mean()
-    ties = (known[:, None] == unknown[None, :]).mean()
-    return float(greater + 0.5 * ties)
-
-
-def roc(known: np.ndarray, unknown: np.ndarray, points: int = 101) -> dict[str, list[float]]:
-    """ROC of "score under t means unknown" over thresholds t: the share of knowns flagged (false positive rate)
-    and of unknowns flagged (true positive rate), thinned to about ``points`` points."""
-    known, unknown = np.sort(np.asarray(known, float)), np.sort(np.asarray(unknown, float))
-    ts = np.unique(np.concatenate([known, unknown]))
-    if len(ts) > points:
-        ts = np.unique(np.quantile(ts, np.linspace(0, 1, points)))
-    ts = np.append(ts, np.inf)  # after thinning: a quantile next to an infinite value is NaN
-    fpr = np.searchsorted(known, ts, side="left") / max(len(known), 1)
-    tpr = np.searchsorted(unknown, ts, side="left") / max(len(unknown), 1)
-    return {"fpr": [0.0, *np.round(fpr, 4).tolist()], "tpr": [0.0, *np.round(tpr, 4).tolist()]}
 
 
 def calibration(probs: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS) -> dict[str, Any]:
