@@ -121,7 +121,7 @@ def test_the_readme_is_a_short_page_whose_links_exist():
     blocks = re.findall(r"```bash\n(.*?)\n```", body, re.S)
     # right after the description: the app's command, then the tests' (the one .ci/run reads)
     assert blocks[0] == "pip install -r requirements.txt && python app.py"
-    assert blocks[1].startswith("apt-get") and blocks[1].endswith("python -m pytest")
+    assert blocks[1].startswith("apt-get") and blocks[1].endswith("python -m pytest -n 2")  # both cores
     assert body.index("<!-- test-command -->") < body.index(blocks[1]) < body.index("## ")
     targets = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text)
     assert "docs/images/app.png" in targets
