@@ -79,8 +79,6 @@ def fit_gate(known: np.ndarray, labels: np.ndarray, classes: int, other: np.ndar
     """A :class:`Gate` from raw descriptors of known clips ``known`` ``(n, C)`` with their class ``labels`` ``(n,)``
     in ``[0, classes)``, and of other-action clips ``other`` ``(m, C)``; inputs standardised by the known clips'
     mean and spread (``stats_from_all``: of all the clips, for a few known ones)."""
-    from scipy.optimize import minimize
-
     known = np.asarray(known, np.float64)
     other = np.asarray(other, np.float64)
     stats = np.concatenate([known, other]) if stats_from_all else known
@@ -95,8 +93,22 @@ def fit_gate(known: np.ndarray, labels: np.ndarray, classes: int, other: np.ndar
     share[:classes][present] = 0.5 / present.sum()  # the known half, a share a class
     share[classes] = 0.5
     weight = (share / np.maximum(counts, 1.0))[y]
+    f = z.shape[1]
+    w, b, _ = softmax_regression(z, y, weight, np.full((f, k), l2), np.zeros((f, k)), np.zeros(k), max_iter,
+                                 ftol=1e-10, gtol=1e-6)
+    return Gate((w / scale[:, None]).astype(np.float32), (b - (mean / scale) @ w).astype(np.float32))
+
+
+def softmax_regression(z: np.ndarray, y: np.ndarray, weight: np.ndarray, lam: np.ndarray, w0: np.ndarray,
+                       b0: np.ndarray, max_iter: int, ftol: float, gtol: float):
+    """Multinomial logistic regression by L-BFGS on standardised inputs ``z`` ``(n, F)`` with labels ``y`` ``(n,)``,
+    each clip's weight in the loss ``weight`` ``(n,)``, and an L2 pull ``lam`` ``(F, classes)`` of every weight
+    towards its start ``w0`` (``b0``: the biases' start, unpulled). Returns ``(w, b, scipy's result)``; the
+    teaching layer (:mod:`har.teaching.classifier`) is fitted by it too."""
+    from scipy.optimize import minimize
+
+    f, k = w0.shape
     onehot = np.eye(k)[y]
-    n, f = z.shape
 
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
         w, b = theta[: f * k].reshape(f, k), theta[f * k:]
@@ -105,10 +117,11 @@ def fit_gate(known: np.ndarray, labels: np.ndarray, classes: int, other: np.ndar
         p = np.exp(logits)
         p /= p.sum(axis=1, keepdims=True)
         value = -(weight * np.log(np.maximum((p * onehot).sum(axis=1), 1e-12))).sum()
-        g = (p - onehot) * weight[:, None]
-        return value + l2 * float((w ** 2).sum()), np.concatenate([(z.T @ g + 2 * l2 * w).ravel(), g.sum(axis=0)])
+        g = (p - onehot) * weight[:, None]  # (n, classes)
+        pull = w - w0
+        return value + float((lam * pull ** 2).sum()), np.concatenate([(z.T @ g + 2 * lam * pull).ravel(),
+                                                                        g.sum(axis=0)])
 
-    result = minimize(loss, np.zeros(f * k + k), jac=True, method="L-BFGS-B",
-                      options={"maxiter": max_iter, "ftol": 1e-10, "gtol": 1e-6})
-    w, b = result.x[: f * k].reshape(f, k), result.x[f * k:]
-    return Gate((w / scale[:, None]).astype(np.float32), (b - (mean / scale) @ w).astype(np.float32))
+    result = minimize(loss, np.concatenate([w0.ravel(), b0]), jac=True, method="L-BFGS-B",
+                      options={"maxiter": max_iter, "ftol": ftol, "gtol": gtol})
+    return result.x[: f * k].reshape(f, k), result.x[f * k:], result

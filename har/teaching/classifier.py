@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from har.openset.gate import softmax_regression
+
 L2 = 1e-3  # pull of the new rows towards zero, per weight, against the mean loss (docs/teach.md)
 BASE_L2 = 0.1  # pull of the base rows towards the base model's layer (docs/teach.md)
 NEW_OFFSET = 1.0  # added to the new classes' logits after the fit (docs/teach.md)
@@ -49,15 +51,13 @@ def fit(x: np.ndarray, y: np.ndarray, classes: int, base_kernel: np.ndarray, bas
     ``(n,)`` in ``[0, classes)``; the base layer ``base_kernel`` ``(dim, base classes)`` (a base model's, over the
     embedding) or ``(dim + C, base classes)`` (a taught model's), ``base_bias`` gives the first classes' starting
     rows; ``stats_from`` ``(m, dim + C)`` the inputs the standardisation is taken from (the base training views)."""
-    from scipy.optimize import minimize
-
     x = np.asarray(x, np.float64)
     stats_from = np.asarray(stats_from, np.float64)
     mean = stats_from.mean(axis=0)
     scale = np.maximum(stats_from.std(axis=0), 1e-6)
     scale[dim:] /= descriptor_weight
     z = (x - mean) / scale  # (n, F)
-    n, f = z.shape
+    f = z.shape[1]
     rows, base = base_kernel.shape
     assert rows in (dim, f), (rows, dim, f)
     w0 = np.zeros((f, classes))
@@ -68,24 +68,7 @@ def fit(x: np.ndarray, y: np.ndarray, classes: int, base_kernel: np.ndarray, bas
     lam[:, :base] = base_l2
     counts = np.bincount(y, minlength=classes).astype(np.float64)
     weight = (1.0 / np.maximum(counts, 1.0) / max(int((counts > 0).sum()), 1))[y]  # each class sums to 1/classes
-    onehot = np.eye(classes)[y]
-    start = np.concatenate([w0.ravel(), b0])
-
-    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        w, b = theta[: f * classes].reshape(f, classes), theta[f * classes :]
-        logits = z @ w + b
-        logits -= logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        p /= p.sum(axis=1, keepdims=True)
-        value = -(weight * np.log(np.maximum((p * onehot).sum(axis=1), 1e-12))).sum()
-        g = (p - onehot) * weight[:, None]  # (n, classes)
-        dw = z.T @ g + 2 * lam * (w - w0)
-        db = g.sum(axis=0)
-        return value + float((lam * (w - w0) ** 2).sum()), np.concatenate([dw.ravel(), db])
-
-    result = minimize(loss, start, jac=True, method="L-BFGS-B",
-                      options={"maxiter": max_iter, "ftol": 1e-12, "gtol": 1e-8})
-    w, b = result.x[: f * classes].reshape(f, classes), result.x[f * classes :]
+    w, b, result = softmax_regression(z, y, weight, lam, w0, b0, max_iter, ftol=1e-12, gtol=1e-8)
     kernel = w / scale[:, None]  # back to raw inputs
     bias = b - (mean / scale) @ w
     bias[base:] += new_offset
