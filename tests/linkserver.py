@@ -71,28 +71,15 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             self.send_header("Location", self.REDIRECTS[self.path].format(port=self.server.server_port))
             self.end_headers()
         elif self.path == "/page.html":
-            body = b"<html><head><title>No video here</title></head><body><p>Just text.</p></body></html>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self._send(b"<html><head><title>No video here</title></head><body><p>Just text.</p></body></html>",
+                       "text/html")
         elif self.path == "/two-videos.html":  # yt-dlp's generic extractor makes a playlist of these
-            body = b'<html><body><video src="/short.mp4"></video><video src="/long.mp4"></video></body></html>'
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self._send(b'<html><body><video src="/short.mp4"></video><video src="/long.mp4"></video></body></html>',
+                       "text/html")
         elif self.path in ("/segments.m3u8", "/playlist-as.mp4"):  # HLS whose segment is on another host
             body = (f"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:5\n#EXTINF:5.0,\n"
                     f"http://localhost:{self.server.server_port}/segment0.ts\n#EXT-X-ENDLIST\n").encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/vnd.apple.mpegurl" if self.path.endswith(".m3u8")
-                             else "video/mp4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self._send(body, "application/vnd.apple.mpegurl" if self.path.endswith(".m3u8") else "video/mp4")
         elif self.path == "/unsized.mp4":  # no Content-Length: the size is only known while downloading
             self.protocol_version = "HTTP/1.0"
             self.send_response(200)
@@ -106,6 +93,14 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             self.end_headers()
         else:
             super().do_GET()
+
+    def _send(self, body: bytes, content_type: str) -> None:
+        """A 200 answer of ``body``, sized."""
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def copyfile(self, source, outputfile) -> None:
         try:
