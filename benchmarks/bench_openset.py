@@ -38,16 +38,14 @@ def measure(name: str, runtime: str) -> dict:
     from har.data.dataset import clips_of, index_dataset
     from har.modeldir import resolve_model_dir
     from har.openset.report import auroc, calibration, roc
-    from har.openset.score import Familiarity
     from har.serve.results import UNCERTAIN
 
     directory = resolve_model_dir(name)
     config = ModelConfig.load(directory)
-    fam = Familiarity.load(directory)
-    if fam is None:
-        raise SystemExit(f"{directory} has no open-set score (openset.npz): nothing to measure")
     rec = har.Recognizer(directory, runtime=runtime)
     fam = rec.familiarity  # as served (the int8 half's offsets applied)
+    if fam is None:
+        raise SystemExit(f"{directory} has no open-set score (openset.npz) to serve: nothing to measure")
     index = index_dataset(DATA / config.data)
     test = clips_of(index, config.split["test"])
     y = index.labels(test)

@@ -112,7 +112,7 @@ def main() -> None:
 def analyse(dump: Path, arch: str, keep: float = 0.95, uncertain_below: float = 0.5) -> list[dict]:
     """Every candidate's leave-other-class-out figures from a dump of descriptors and fold-head logits."""
     from har.openset.outliers import Others, held_out_gate, standardised
-    from har.openset.score import CHOSEN, Familiarity, evidence_of, nested_rejected, operating_point, softmax
+    from har.openset.score import CHOSEN, evidence_of, held_out_similarity, nested_rejected, operating_point, softmax
 
     d = np.load(dump)
     rk, ro, kl, ol, yk, fold, oclass = (d[k] for k in ("rk", "ro", "known_logits", "other_logits", "yk", "fold",
@@ -120,14 +120,8 @@ def analyse(dump: Path, arch: str, keep: float = 0.95, uncertain_below: float = 
     others = Others(ro, oclass, [str(c) for c in range(9)], [str(c) for c in oclass])
     crop = WHOLE_VIEWS + 1
     evidence, weight = CHOSEN[arch]
-    sim_k = {v: np.zeros(len(rk), np.float32) for v in (0, crop)}
-    sim_o = np.zeros((4, len(ro)), np.float32)
-    for f in range(4):
-        inside = fold == f
-        part = Familiarity.fit(rk[~inside].reshape(-1, rk.shape[-1]), rk[inside][:, 0])
-        for v in sim_k:
-            sim_k[v][inside] = part.similarity(rk[inside][:, v])
-        sim_o[f] = part.similarity(ro[:, 0])
+    both, sim_o = held_out_similarity(rk, fold, extra=ro[:, 0], views=(0, crop))
+    sim_k = {0: both[:, 0], crop: both[:, 1]}
     e_k = {v: evidence_of(kl[:, v], evidence) for v in (0, crop)}
     e_o = np.stack([evidence_of(ol[f, :, 0], evidence) for f in range(4)])
     me, se, ms, ss = e_k[0].mean(), e_k[0].std(), sim_k[0].mean(), sim_k[0].std()

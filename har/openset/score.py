@@ -239,11 +239,13 @@ def group_folds(groups: list[str], folds: int = FOLDS) -> np.ndarray:
     return np.array([fold_of[g] for g in groups])
 
 
-def held_out_similarity(raw: np.ndarray, fold: np.ndarray, k: int = K, extra: np.ndarray | None = None):
+def held_out_similarity(raw: np.ndarray, fold: np.ndarray, k: int = K, extra: np.ndarray | None = None,
+                        views: tuple[int, ...] = (0,)):
     """Each clip's similarity ``(n,)`` as served (view 0 of raw descriptors ``(n, views, C)``) against a bank of
-    every view of the clips outside its fold (``fold``: ``(n,)``, :func:`group_folds`). With ``extra`` raw
-    descriptors ``(m, C)`` of other clips: also their similarity to each fold's bank, ``(sim, (folds, m))``."""
-    sim = np.zeros(len(raw), np.float32)
+    every view of the clips outside its fold (``fold``: ``(n,)``, :func:`group_folds`); with ``views`` other than
+    ``(0,)``, of those views, ``(n, len(views))``. With ``extra`` raw descriptors ``(m, C)`` of other clips: also
+    their similarity to each fold's bank, ``(sim, (folds, m))``."""
+    sim = np.zeros((len(raw), len(views)), np.float32)
     folds = np.unique(fold)
     other = np.zeros((len(folds), 0 if extra is None else len(extra)), np.float32)
     for i, f in enumerate(folds):
@@ -251,9 +253,11 @@ def held_out_similarity(raw: np.ndarray, fold: np.ndarray, k: int = K, extra: np
         if inside.all():
             continue
         part = Familiarity.fit(raw[~inside].reshape(-1, raw.shape[-1]), raw[inside][:, 0], KEEP, k)
-        sim[inside] = part.similarity(raw[inside][:, 0])
+        for j, v in enumerate(views):
+            sim[inside, j] = part.similarity(raw[inside][:, v])
         if extra is not None:
             other[i] = part.similarity(extra)
+    sim = sim[:, 0] if views == (0,) else sim
     return sim if extra is None else (sim, other)
 
 
@@ -292,8 +296,11 @@ def fit_grouped(train: np.ndarray, train_groups: list[str], validation: np.ndarr
     raw = describe(x.reshape(-1, *x.shape[2:])).reshape(len(x), x.shape[1], -1)
     fold = group_folds(groups, folds)
     outliers = others is not None and held_logits is not None
-    held_sim = held_out_similarity(raw, fold, k, others.raw[:, 0] if outliers else None)
+    windows = outliers and held_window_logits is not None and len(window_views) > 0
+    held_sim = held_out_similarity(raw, fold, k, others.raw[:, 0] if outliers else None,
+                                   (0, *window_views) if windows else (0,))
     held_sim, other_sim = held_sim if outliers else (held_sim, None)
+    held_sim, window_sim = (held_sim[:, 0], held_sim[:, 1:]) if windows else (held_sim, None)
     fam = Familiarity.fit(raw.reshape(-1, raw.shape[-1]), raw[:, 0], keep, k)  # the bank: every view of them all
     combine, rejected, score = None, np.zeros(len(x), bool), held_sim
     if held_logits is not None:
@@ -305,17 +312,14 @@ def fit_grouped(train: np.ndarray, train_groups: list[str], validation: np.ndarr
     if outliers:
         from har.openset.outliers import gate_of
 
-        windows = held_window_logits is not None and len(window_views) > 0
         gated = gate_of(score, raw, np.asarray(labels), held_logits.shape[1], fold, others,
                         np.stack([combine_scores(combine, evidence_of(o, evidence), s)
                                   for o, s in zip(others_logits, other_sim, strict=True)]),
                         gate, keep, rejected, tuple(window_views) if windows else ())
         score = gated.score
         if windows:  # the timeline's threshold: the same score of held-out temporal crops
-            sims = np.stack([held_out_similarity(raw[:, [v] + [u for u in range(raw.shape[1]) if u != v]], fold, k)
-                             for v in window_views], axis=1)  # (n, views): view v scored against banks without it
             ev = np.stack([evidence_of(held_window_logits[:, j], evidence) for j in range(len(window_views))], axis=1)
-            crop_scores = combine_scores(combine, ev.ravel(), sims.ravel()) + gated.windows.ravel()
+            crop_scores = combine_scores(combine, ev.ravel(), window_sim.ravel()) + gated.windows.ravel()
             crop_rejected = softmax(held_window_logits.reshape(-1, held_window_logits.shape[-1])).max(axis=1) < \
                 uncertain_below
             window_threshold, _, window_share = grouped_operating_point(crop_scores, np.repeat(fold, len(window_views)),
