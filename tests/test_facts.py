@@ -84,6 +84,12 @@ def test_the_readme_prose_is_what_the_files_say(readme):
     assert flagged == pytest.approx(wild, abs=0.005)
     videos = int(re.search(r"of the seconds of (\d+) web videos", text).group(1))
     assert all(len(stored(n, "openset.json")["wild"]["videos"]) == videos for n in MAIN.values())
+    said = re.search(r"([\d.]+ %) / ([\d.]+ %) of clips of other actions it never learned from \(LRCN, ConvLSTM; "
+                     r"each of (\d+) other actions left out in turn\)", text).groups()
+    for i, name in enumerate(MAIN.values()):
+        others = stored(name, "openset.json")["other_actions"]
+        assert pct(said[i]) == pytest.approx(others["mean"]["flagged"], abs=0.005)
+        assert int(said[2]) == len(others["classes"])
     f1 = [float(x) for x in re.search(r"segment F1 ([\d.]+) / ([\d.]+) for LRCN / ConvLSTM", text).groups()]
     error = [float(x) for x in re.search(r"boundaries within ([\d.]+) / ([\d.]+) s", text).groups()]
     for i, name in enumerate(MAIN.values()):

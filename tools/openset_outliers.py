@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from har.config import ModelConfig, Sampling
-from har.data.dataset import clips_of, index_dataset
+from har.data.dataset import clips_of, default_cache_dir, index_dataset
 from har.data.features import WHOLE_VIEWS, features_of
 from har.openset.heldout import train_head
 from har.openset.score import describe, group_folds
@@ -71,7 +71,7 @@ def main() -> None:
         return
     config = ModelConfig.load(a.model)
     opts = options_of(config, a.data, "/tmp/unused")
-    cache = Path(opts.cache_dir or __import__("har.data.dataset", fromlist=["x"]).default_cache_dir())
+    cache = Path(opts.cache_dir or default_cache_dir())
     index = index_dataset(a.data)
     known = clips_of(index, config.split["train"] + config.split["validation"])
     others_index = index_dataset(a.others)
